@@ -1,0 +1,3 @@
+"""rsft: rejection-sampling fine-tuning of pretrained models."""
+
+__version__ = "0.1.0"

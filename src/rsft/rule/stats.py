@@ -1,0 +1,79 @@
+"""Statistics every rejection step reports: acceptance, effective sample size, violations."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass
+class RejectionStats:
+    """Running totals over any number of draws; ``update`` adds a batch.
+
+    ``ess`` is Kish's effective sample size of the weights, (Σw)² / Σw²: how many equally
+    weighted samples the weighted pool is worth. A violation is a draw whose ratio w exceeds
+    M, so it was accepted with probability 1 instead of w/M.
+    """
+
+    n: int = 0
+    accepted: int = 0
+    sum_w: float = 0.0
+    sum_w2: float = 0.0
+    violations: int = 0
+    max_log_w: float = -math.inf
+    log_m: float = math.nan
+
+    def update(
+        self, log_w: torch.Tensor, log_m: float, accepted: torch.Tensor | None = None
+    ) -> RejectionStats:
+        log_w = log_w.detach().to(torch.float64).flatten()
+        # Weights are summed relative to M so that huge log weights do not overflow.
+        rel = torch.exp(log_w - log_m)
+        self.n += log_w.numel()
+        self.accepted += int(accepted.sum()) if accepted is not None else 0
+        self.sum_w += float(rel.sum())
+        self.sum_w2 += float((rel * rel).sum())
+        self.violations += int((log_w > log_m + 1e-12).sum())
+        if log_w.numel():
+            self.max_log_w = max(self.max_log_w, float(log_w.max()))
+        self.log_m = log_m
+        return self
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.n if self.n else math.nan
+
+    @property
+    def expected_acceptance(self) -> float:
+        """mean(min(1, w/M)) would need the clipped sum; mean(w/M) is exact without violations."""
+        return self.sum_w / self.n if self.n else math.nan
+
+    @property
+    def ess(self) -> float:
+        return self.sum_w**2 / self.sum_w2 if self.sum_w2 > 0 else 0.0
+
+    @property
+    def ess_fraction(self) -> float:
+        return self.ess / self.n if self.n else math.nan
+
+    @property
+    def max_ratio(self) -> float:
+        """max w / M: above 1 means the envelope was violated."""
+        return math.exp(self.max_log_w - self.log_m) if self.n else math.nan
+
+    @property
+    def envelope(self) -> float:
+        return math.exp(self.log_m) if not math.isnan(self.log_m) else math.nan
+
+    def as_dict(self) -> dict[str, float]:
+        d = asdict(self)
+        d.update(
+            acceptance_rate=self.acceptance_rate,
+            ess=self.ess,
+            ess_fraction=self.ess_fraction,
+            max_ratio=self.max_ratio,
+            envelope=self.envelope,
+        )
+        return d
