@@ -1,0 +1,590 @@
+"""Summaries, tables, files and plots for ``rsft compare``.
+
+The runner produces one plain-dict record per (method, seed). This module turns those into
+the evidence a reader needs to decide whether a method helps: per-method means with Student-t
+intervals over seeds, and the *paired* difference to a baseline (same seed, same data, same
+budget), which removes the seed-to-seed variation that both methods share.
+
+Failed runs (NaN accuracy) are never dropped: they make the affected means NaN so that the
+failure shows in the table instead of silently flattering a method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "ACCURACY_KEY",
+    "DEFAULT_METRICS",
+    "atomic_write_text",
+    "format_table",
+    "mean_ci",
+    "plot_results",
+    "summarize",
+    "write_results",
+]
+
+ACCURACY_KEY = "test_accuracy"
+"""The record field every comparison is about: accuracy on the target test set."""
+
+DEFAULT_METRICS: tuple[str, ...] = (
+    "test_loss",
+    "acceptance_rate",
+    "ess_fraction",
+    "violations",
+    "forwarded",
+    "backpropagated",
+    "wall_time",
+)
+"""Record fields averaged over seeds (mean only) in each summary row, as ``<name>_mean``."""
+
+_NAN = float("nan")
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t confidence interval over seeds: ``(mean, low, high)``.
+
+    Seeds are few (3-10), so the t distribution rather than a normal one gives honest widths.
+    Conventions, chosen so that nothing misleading comes out:
+
+    * any NaN (a failed run) -> ``(nan, nan, nan)``: the failure stays visible;
+    * one value -> ``(v, nan, nan)``: a single seed says nothing about spread;
+    * no values -> ``(nan, nan, nan)``;
+    * identical values -> a zero-width interval ``(v, v, v)``.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
+    arr = np.asarray(list(values), dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"mean_ci expects a flat sequence of numbers, got shape {arr.shape}.")
+    n = arr.size
+    if n == 0 or bool(np.isnan(arr).any()):
+        return _NAN, _NAN, _NAN
+    mean = float(arr.mean())
+    if n == 1:
+        return mean, _NAN, _NAN
+    sem = float(arr.std(ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * sem
+    return mean, mean - half, mean + half
+
+
+def _as_float(value: Any) -> float:
+    """A record field as float; missing or non-numeric -> NaN so it shows rather than crashes."""
+    if value is None:
+        return _NAN
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return _NAN
+
+
+def _group_by_method(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Records per method in first-appearance order; rejects duplicates that would break pairing."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    seen: set[tuple[str, Any]] = set()
+    for i, rec in enumerate(records):
+        if "method" not in rec or "seed" not in rec:
+            raise ValueError(f"record {i} lacks 'method' or 'seed': keys are {sorted(rec)}.")
+        key = (str(rec["method"]), rec["seed"])
+        if key in seen:
+            raise ValueError(
+                f"two records for method {key[0]!r} seed {key[1]!r}: pairing by seed would be "
+                "ambiguous. Drop the duplicate run before summarizing."
+            )
+        seen.add(key)
+        groups.setdefault(key[0], []).append(rec)
+    return groups
+
+
+def summarize(
+    records: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    baseline: str | None = "plain",
+    confidence: float = 0.95,
+) -> list[dict[str, Any]]:
+    """One row per method (first-appearance order) with everything the table and plot need.
+
+    Keys of each row: ``method``, ``n_seeds``, ``seeds``, ``n_failed`` (NaN accuracies),
+    ``confidence``, ``test_accuracy_mean`` / ``_ci_low`` / ``_ci_high``, ``<metric>_mean`` for
+    each of ``metrics``, ``baseline`` (its name, or None when absent from the records) and
+    ``delta_vs_baseline_mean`` / ``_ci_low`` / ``_ci_high`` with ``delta_n_pairs``.
+
+    The delta is the mean over the seeds both methods ran of ``acc(method) - acc(baseline)``,
+    with a t-interval on those paired differences: pairing cancels the luck of a seed that
+    both methods share, so it is far more sensitive than comparing two independent intervals.
+    The baseline's own row has NaN delta fields (comparing it with itself says nothing).
+    """
+    groups = _group_by_method(records)
+    base_name = baseline if baseline is not None and baseline in groups else None
+    base_acc: dict[Any, float] = (
+        {r["seed"]: _as_float(r.get(ACCURACY_KEY)) for r in groups[base_name]} if base_name else {}
+    )
+
+    rows: list[dict[str, Any]] = []
+    for method, recs in groups.items():
+        acc = [_as_float(r.get(ACCURACY_KEY)) for r in recs]
+        mean, low, high = mean_ci(acc, confidence)
+        row: dict[str, Any] = {
+            "method": method,
+            "n_seeds": len(recs),
+            "seeds": [r["seed"] for r in recs],
+            "n_failed": sum(math.isnan(a) for a in acc),
+            "confidence": confidence,
+            f"{ACCURACY_KEY}_mean": mean,
+            f"{ACCURACY_KEY}_ci_low": low,
+            f"{ACCURACY_KEY}_ci_high": high,
+        }
+        for metric in metrics:
+            vals = [_as_float(r.get(metric)) for r in recs]
+            row[f"{metric}_mean"] = float(np.mean(vals)) if vals else _NAN
+
+        row["baseline"] = base_name
+        d_mean = d_low = d_high = _NAN
+        n_pairs = 0
+        if base_name is not None and method != base_name:
+            own = {r["seed"]: a for r, a in zip(recs, acc)}
+            shared = [s for s in own if s in base_acc]
+            diffs = [own[s] - base_acc[s] for s in shared]
+            n_pairs = len(diffs)
+            d_mean, d_low, d_high = mean_ci(diffs, confidence)
+        row["delta_vs_baseline_mean"] = d_mean
+        row["delta_vs_baseline_ci_low"] = d_low
+        row["delta_vs_baseline_ci_high"] = d_high
+        row["delta_n_pairs"] = n_pairs
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# text table
+
+
+def _isnan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _pct(x: float, signed: bool = False) -> str:
+    """Fraction -> percent (points) with one decimal; NaN stays 'nan' so failures are seen."""
+    if _isnan(x):
+        return "nan"
+    return f"{100.0 * x:+.1f}" if signed else f"{100.0 * x:.1f}"
+
+
+def _interval_cell(mean: float, low: float, high: float, n: int, signed: bool = False) -> str:
+    if _isnan(mean):
+        return "nan"
+    if n < 2 or _isnan(low) or _isnan(high):
+        return f"{_pct(mean, signed)} (n={n})"
+    return f"{_pct(mean, signed)} [{_pct(low, signed)}, {_pct(high, signed)}]"
+
+
+def _num(x: Any, fmt: str) -> str:
+    x = _as_float(x)
+    return "nan" if math.isnan(x) else format(x, fmt)
+
+
+def _count(x: Any) -> str:
+    """Sample counts with thousands separators: budgets are compared at a glance."""
+    return _num(x, ",.0f")
+
+
+def _violations(x: Any) -> str:
+    x = _as_float(x)
+    if math.isnan(x):
+        return "nan"
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
+    """Fixed-width markdown pipe table of ``summarize`` rows, readable as-is and in a README.
+
+    Accuracy and the paired delta are in percent (points) with one decimal; a single seed
+    shows ``(n=1)`` instead of an interval, a failed run makes the cell ``nan``. With
+    ``notes``, a blank line and a short legend follow the table (the blank line keeps
+    markdown from reading the legend as a row).
+    """
+    rows = list(rows)
+    level = rows[0].get("confidence", 0.95) if rows else 0.95
+    pct_level = f"{100 * level:g}%"
+    base = next((r.get("baseline") for r in rows if r.get("baseline")), None)
+    header = [
+        "method",
+        f"target acc (mean [{pct_level} CI])",
+        f"Δ vs {base or 'baseline'} [{pct_level} CI]",
+        "accept rate",
+        "ESS",
+        "violations",
+        "fwd samples",
+        "bwd samples",
+        "wall s",
+    ]
+    body: list[list[str]] = []
+    for r in rows:
+        n = int(r.get("n_seeds", 0))
+        acc = _interval_cell(
+            r.get(f"{ACCURACY_KEY}_mean", _NAN),
+            r.get(f"{ACCURACY_KEY}_ci_low", _NAN),
+            r.get(f"{ACCURACY_KEY}_ci_high", _NAN),
+            n,
+        )
+        failed = int(r.get("n_failed", 0))
+        if failed:
+            acc = f"{acc} ({failed}/{n} failed)"
+        if base is None:
+            delta = "n/a"
+        elif r.get("method") == base:
+            delta = "(baseline)"
+        elif int(r.get("delta_n_pairs", 0)) == 0:
+            delta = "n/a (no shared seeds)"
+        else:
+            delta = _interval_cell(
+                r.get("delta_vs_baseline_mean", _NAN),
+                r.get("delta_vs_baseline_ci_low", _NAN),
+                r.get("delta_vs_baseline_ci_high", _NAN),
+                int(r["delta_n_pairs"]),
+                signed=True,
+            )
+        accept = _as_float(r.get("acceptance_rate_mean"))
+        body.append(
+            [
+                str(r.get("method", "?")),
+                acc,
+                delta,
+                "nan" if math.isnan(accept) else f"{100 * accept:.1f}%",
+                _num(r.get("ess_fraction_mean"), ".2f"),
+                _violations(r.get("violations_mean")),
+                _count(r.get("forwarded_mean")),
+                _count(r.get("backpropagated_mean")),
+                _num(r.get("wall_time_mean"), ".1f"),
+            ]
+        )
+
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        # First column (names) left-aligned, numbers right-aligned so digits line up.
+        parts = [
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ]
+        return "| " + " | ".join(parts) + " |"
+
+    rule = (
+        "| "
+        + " | ".join(("-" * w) if i == 0 else ("-" * (w - 1) + ":") for i, w in enumerate(widths))
+        + " |"
+    )
+    lines = [line(header), rule, *(line(b) for b in body)]
+    if notes:
+        lines += [
+            "",
+            f"Accuracy in %, mean over seeds with a Student-t {pct_level} interval. "
+            + (
+                f"Δ: paired by seed against {base!r}, in percentage points. "
+                if base
+                else "No baseline method in these runs, so no Δ. "
+            )
+            + "accept rate / ESS / violations / samples / wall s: means over seeds.",
+        ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+@contextlib.contextmanager
+def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; on success it replaces ``path`` in one rename.
+
+    Same directory so ``os.replace`` is a rename on one filesystem (atomic on POSIX): readers
+    see either the old complete file or the new one, never a half-written result.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        # mkstemp makes 0600 files; results are meant to be shared, so keep the old mode
+        # when replacing a file and use the usual 0644 otherwise.
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (temp file + fsync + ``os.replace``).
+
+    An interrupted run (Ctrl-C, OOM kill) then never leaves a truncated results file that a
+    later ``compare`` or a reader would trust. Text is written verbatim (no newline
+    translation). Returns the path written.
+    """
+    target = Path(path)
+    with _atomic_target(target) as tmp:
+        with open(tmp, "w", encoding=encoding, newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return target
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types only: numpy scalars unwrapped, non-finite floats -> null (strict JSON)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return str(obj)
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(_jsonable(value))
+    return "" if value is None else value
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]], skip: frozenset[str] = frozenset()) -> str:
+    """CSV with the union of keys as columns (first-appearance order); NaN written as 'nan'."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in skip and k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(row[k]) for k in columns if k in row})
+    return buf.getvalue()
+
+
+def write_results(
+    records: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: str | os.PathLike[str],
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write ``results.json``, ``results.csv`` and ``summary.csv`` into ``out_dir``, atomically.
+
+    ``results.json`` holds ``{"meta", "summary", "records"}`` (histories included) as strict
+    JSON: NaN/inf become ``null``, so a failed run reads as ``"test_accuracy": null``.
+    ``results.csv`` has one line per record with flat columns (no history) and ``summary.csv``
+    one line per method; both write NaN as ``nan``. Returns ``{"json", "csv", "summary_csv"}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "meta": _jsonable(dict(meta or {})),
+        "summary": _jsonable(list(rows)),
+        "records": _jsonable(list(records)),
+    }
+    paths = {
+        "json": out / "results.json",
+        "csv": out / "results.csv",
+        "summary_csv": out / "summary.csv",
+    }
+    atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(paths["csv"], _csv_text(records, skip=frozenset({"history"})))
+    atomic_write_text(paths["summary_csv"], _csv_text(rows))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# plot
+
+
+def _epoch_curve(history: Sequence[Mapping[str, Any]]) -> dict[float, float]:
+    """Eval accuracy at the end of each epoch (last evaluation logged within that epoch)."""
+    curve: dict[float, float] = {}
+    for entry in history or ():
+        epoch, acc = entry.get("epoch"), entry.get("eval_accuracy")
+        if epoch is None or acc is None:
+            continue
+        curve[float(epoch)] = _as_float(acc)
+    return curve
+
+
+def plot_results(
+    records: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+    out_path_png: str | os.PathLike[str],
+) -> Path:
+    """Save a PNG: (a) target accuracy per method with CI and seeds, (b) eval accuracy by epoch.
+
+    Panel (a) shows every seed as a dot next to the mean and its interval, so a reader sees
+    at once whether a difference is bigger than the seed noise. Panel (b) (omitted when no
+    record has a history) shows the mean over seeds of the per-epoch eval accuracy, with the
+    min-max band across seeds. Uses the Agg canvas directly, without pyplot, so no global
+    backend or figure state is touched. Saved atomically; returns the path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    groups = _group_by_method(records)
+    methods = [str(r["method"]) for r in rows] or list(groups)
+    curves = {
+        m: [c for c in (_epoch_curve(r.get("history", ())) for r in groups.get(m, ())) if c]
+        for m in methods
+    }
+    has_history = any(curves.values())
+    level = rows[0].get("confidence", 0.95) if rows else 0.95
+    base = next((r.get("baseline") for r in rows if r.get("baseline")), None)
+    row_of = {str(r["method"]): r for r in rows}
+    ci_label = f"{100 * level:g}% CI (error bar)"
+
+    fig = Figure(figsize=(12.5 if has_history else 7.0, 4.8), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if has_history else 1, squeeze=False)[0]
+    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+
+    ax = axes[0]
+    rng = np.random.default_rng(0)  # fixed jitter: the same data always gives the same image
+    any_failed = False
+    for i, m in enumerate(methods):
+        row = row_of.get(m, {})
+        seeds_acc = np.array([_as_float(r.get(ACCURACY_KEY)) for r in groups.get(m, ())])
+        ok = seeds_acc[~np.isnan(seeds_acc)]
+        jitter = rng.uniform(-0.12, 0.12, size=ok.size)
+        ax.scatter(
+            i + 0.18 + jitter,
+            100 * ok,
+            s=18,
+            color=colors[m],
+            alpha=0.55,
+            edgecolors="none",
+        )
+        mean = _as_float(row.get(f"{ACCURACY_KEY}_mean"))
+        low = _as_float(row.get(f"{ACCURACY_KEY}_ci_low"))
+        high = _as_float(row.get(f"{ACCURACY_KEY}_ci_high"))
+        if math.isnan(mean) and 0 < ok.size < seeds_acc.size:
+            # A failed seed makes the mean NaN; still place the survivors' mean, hollow,
+            # and say so, so the failure is visible on the plot as in the table.
+            mean, low, high = float(np.mean(ok)), _NAN, _NAN
+            ax.scatter(
+                [i], [100 * mean], s=60, facecolors="none", edgecolors=colors[m], linewidths=1.5
+            )
+            ax.annotate(
+                f"{int(np.isnan(seeds_acc).sum())} failed",
+                (i, 100 * mean),
+                textcoords="offset points",
+                xytext=(0, 10),
+                ha="center",
+                fontsize=8,
+                color="crimson",
+            )
+            any_failed = True
+            continue
+        if math.isnan(mean):
+            continue
+        yerr = None
+        if not (math.isnan(low) or math.isnan(high)):
+            yerr = [[100 * (mean - low)], [100 * (high - mean)]]
+        ax.errorbar(
+            [i],
+            [100 * mean],
+            yerr=yerr,
+            fmt="o",
+            markersize=8,
+            capsize=6,
+            elinewidth=2,
+            color=colors[m],
+        )
+    # Legend from neutral grey proxies: the colours already name the methods on the x axis.
+    handles: list[Any] = [
+        Line2D([], [], ls="none", marker="o", ms=8, color="grey", label=f"mean, {ci_label}"),
+        Line2D([], [], ls="none", marker="o", ms=4, alpha=0.55, color="grey", label="one seed"),
+    ]
+    if any_failed:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="o",
+                ms=8,
+                mfc="none",
+                color="grey",
+                label="mean of seeds that did not fail",
+            )
+        )
+    if base is not None and base in row_of:
+        base_mean = _as_float(row_of[base].get(f"{ACCURACY_KEY}_mean"))
+        if not math.isnan(base_mean):
+            handles.append(
+                ax.axhline(
+                    100 * base_mean, color="grey", ls="--", lw=1, label=f"{base} mean (baseline)"
+                )
+            )
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels(
+        methods,
+        rotation=20 if len(methods) > 4 else 0,
+        ha="right" if len(methods) > 4 else "center",
+    )
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+    ax.set_xlabel("method")
+    ax.set_ylabel("target test accuracy (%)")
+    ax.set_title(f"(a) Target test accuracy (mean, {100 * level:g}% CI over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(handles=handles, loc="best", fontsize=8)
+
+    if has_history:
+        ax = axes[1]
+        for m in methods:
+            runs = curves[m]
+            if not runs:
+                continue
+            epochs = sorted({e for c in runs for e in c})
+            per_epoch = [np.array([c[e] for c in runs if e in c], dtype=float) for e in epochs]
+            mean = np.array([v.mean() for v in per_epoch])
+            lo = np.array([v.min() for v in per_epoch])
+            hi = np.array([v.max() for v in per_epoch])
+            ax.plot(
+                epochs, 100 * mean, marker="o", ms=4, color=colors[m], label=f"{m} (n={len(runs)})"
+            )
+            if len(runs) > 1:
+                ax.fill_between(epochs, 100 * lo, 100 * hi, color=colors[m], alpha=0.15, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("eval accuracy (%)")
+        ax.set_title("(b) Eval accuracy by epoch (mean over seeds; band: min-max)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+
+    fig.suptitle("rsft compare: methods on the same data and budget")
+    target = Path(out_path_png)
+    fmt = target.suffix.lstrip(".").lower() or "png"
+    with _atomic_target(target) as tmp:
+        fig.savefig(tmp, format=fmt)
+    return target
