@@ -1,0 +1,5 @@
+"""The data level: choose which training samples the model learns from."""
+
+from rsft.data_level.sampler import RejectionSampler
+
+__all__ = ["RejectionSampler"]

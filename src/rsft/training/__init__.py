@@ -1,0 +1,22 @@
+"""The training loop (on accelerate), its config, and atomic checkpoints."""
+
+from rsft.training.config import (
+    DataSection,
+    EnvelopeConfig,
+    ModelConfig,
+    OptimConfig,
+    RejectionConfig,
+    TrainConfig,
+)
+from rsft.training.trainer import FineTuner, NonFiniteLossError
+
+__all__ = [
+    "DataSection",
+    "EnvelopeConfig",
+    "FineTuner",
+    "ModelConfig",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "RejectionConfig",
+    "TrainConfig",
+]

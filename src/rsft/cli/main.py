@@ -1,0 +1,106 @@
+"""The ``rsft`` command: a thin layer over the Python API (FineTuner, run_compare, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from rsft import __version__
+from rsft.config import ConfigError, deep_merge, from_dict, load_yaml, options_help, parse_overrides
+
+OVERRIDES_HELP = (
+    "Options as key.sub=value (YAML values), applied over the config file, e.g. "
+    "optim.lr=0.01 rejection.weights=balance epochs=5."
+)
+
+
+def _config_dict(args: argparse.Namespace) -> dict[str, Any]:
+    data = load_yaml(args.config) if args.config else {}
+    return deep_merge(data, parse_overrides(args.overrides))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rsft.training import FineTuner, TrainConfig
+
+    cfg = from_dict(TrainConfig, _config_dict(args))
+    result = FineTuner(cfg).train()
+    summary = {k: result[k] for k in ("test_accuracy", "acceptance_rate", "ess_fraction",
+                                       "forwarded", "backpropagated", "wall_time") if k in result}
+    print(json.dumps(summary, indent=2))
+    print(f"results: {cfg.output_dir}/results.json   model: {cfg.output_dir}/model")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rsft.compare.runner import CompareConfig, run_compare
+
+    cfg = from_dict(CompareConfig, _config_dict(args))
+    out = run_compare(cfg)
+    print()
+    print(out["table"])
+    for name, path in out["files"].items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from rsft.tasks.embedded import prepare_digits
+
+    paths = prepare_digits(args.out, seed=args.seed, force=args.force)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rsft.compare.runner import CompareConfig
+    from rsft.training import TrainConfig
+
+    parser = argparse.ArgumentParser(
+        prog="rsft", description="Rejection-sampling fine-tuning of pretrained models.",
+    )
+    parser.add_argument("--version", action="version", version=f"rsft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser(
+        "train", help="fine-tune one model (plain, rejection-sampled or importance-weighted)",
+        formatter_class=fmt, epilog="config options:\n" + options_help(TrainConfig),
+    )
+    p.add_argument("--config", "-c", help="YAML file of options (see below).")
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "compare", help="run several methods over several seeds and report them side by side",
+        formatter_class=fmt, epilog="config options:\n" + options_help(CompareConfig)
+        + "\n\nbase and each method take the options of `rsft train`.",
+    )
+    p.add_argument("--config", "-c", help="YAML file with base, methods, seeds, output_dir.")
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("prepare", help="build the embedded default task (data + pretrained model)")
+    p.add_argument("task", choices=["digits"], help="the embedded task to build")
+    p.add_argument("--out", default="data/digits", help="folder to write (default data/digits)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits and pretraining")
+    p.add_argument("--force", action="store_true", help="rebuild even if the folder is ready")
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"rsft {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""How a data split is read and turned into model inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMATS = ("imagefolder", "csv", "json", "parquet", "hf")
+
+# File suffix -> format, for ``format: None``. Directories are told apart by their content.
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def _opt(default: Any = None, help: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
+    """A field with help text in the metadata, where the CLI's option listing looks for it."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    """Where the inputs and labels of a split live, and how images and text are prepared.
+
+    One config serves every split of a run (train, eval, unlabelled target), so columns
+    are named once and all splits are prepared the same way.
+    """
+
+    format: str | None = _opt(
+        None,
+        "imagefolder | csv | json | parquet | hf (a save_to_disk folder); inferred from the "
+        "path when unset.",
+    )
+    label_column: str = _opt("label", "Column holding the class (name or integer).")
+    feature_columns: list[str] | None = _opt(
+        None, "Numeric input columns (scalars or fixed-length lists), concatenated in order."
+    )
+    text_column: str | None = _opt(None, "Column of text to tokenize (with the model's tokenizer).")
+    image_column: str = _opt("image", "Column of image paths (relative to the table's folder).")
+    resize: int = _opt(256, "Images: resize the shortest edge to this many pixels.")
+    crop: int = _opt(224, "Images: then center-crop to crop x crop.")
+    mean: list[float] = _opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
+    std: list[float] = _opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
+    max_length: int = _opt(128, "Text: truncate to this many tokens.")
+    group_column: str | None = _opt(None, "Column of group ids (for balance weighting).")
+
+    def __post_init__(self) -> None:
+        # Checked here so a typo in a YAML config fails when it is read, not mid-run.
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(
+                f"data format {self.format!r} is not supported; use one of {list(FORMATS)} "
+                "or leave it unset to infer it from the path."
+            )
+        for name in ("resize", "crop", "max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"data.{name} must be a positive integer, got {value!r}.")
+        for name in ("mean", "std"):
+            value = list(getattr(self, name))
+            if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+                raise ValueError(
+                    f"data.{name} must be three numbers (one per RGB channel), got {value!r}."
+                )
+            setattr(self, name, [float(v) for v in value])
+        if any(v <= 0 for v in self.std):
+            raise ValueError(f"data.std must be positive, got {self.std!r}.")
+        if isinstance(self.feature_columns, str):
+            self.feature_columns = [self.feature_columns]
+        if self.feature_columns is not None and not self.feature_columns:
+            raise ValueError(
+                "data.feature_columns is an empty list; name the numeric columns, or leave "
+                "it unset for image or text data."
+            )
+        if self.feature_columns is not None and self.text_column is not None:
+            raise ValueError(
+                "data.feature_columns and data.text_column are both set; a model takes one "
+                "kind of input, so set only one of them."
+            )

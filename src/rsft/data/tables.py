@@ -1,0 +1,218 @@
+"""Tables (CSV, JSON lines, Parquet, saved datasets) whose rows hold features, text or
+image paths, plus a label column."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import torch
+
+from rsft.data.config import DataConfig
+from rsft.data.datasets_io import load_builder, load_saved
+from rsft.data.images import ImageInputs, default_image_processor, table_image_sources
+from rsft.data.split import TEXT_KEYS, Collate, ItemDataset, Split
+from rsft.data.validate import (
+    DataError,
+    encode_labels,
+    feature_matrix,
+    require_column,
+    require_rows,
+    require_two_classes,
+    sorted_classes,
+    verify_images,
+)
+
+
+class FeatureInputs:
+    """``features`` of row i from the matrix built (and checked) at load."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self.features = features
+
+    def __call__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"features": self.features[i]}
+
+
+class TextInputs:
+    """Token ids of row i, tokenized on access (unpadded; :class:`Collate` pads a batch)."""
+
+    def __init__(self, texts: list[str], tokenizer: Any, max_length: int) -> None:
+        self.texts = texts
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, i: int) -> dict[str, torch.Tensor]:
+        encoded = self.tokenizer(self.texts[i], truncation=True, max_length=self.max_length)
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in encoded.items() if k in TEXT_KEYS}
+
+
+def _recording(items: Iterator[tuple[str, Any]], names: list[str]) -> Iterator[tuple[str, Any]]:
+    """Pass items through, keeping their names (image paths for ``column("path")``)."""
+    for item in items:
+        names.append(item[0])
+        yield item
+
+
+def read_table(path: Path, fmt: str) -> datasets.Dataset:
+    if fmt == "hf":
+        return load_saved(path)
+    # Escaped: datasets reads data_files as glob patterns.
+    return load_builder(fmt, source=str(path), data_files=glob.escape(str(path)))
+
+
+def _arrow_type(table: datasets.Dataset, column: str) -> pa.DataType:
+    return table.data.schema.field(column).type
+
+
+def _label_values(table: datasets.Dataset, column: str, source: str) -> tuple[list, list | None]:
+    """(raw label values, the ClassLabel names if the column is one)."""
+    feature = table.features[column]
+    if isinstance(feature, datasets.ClassLabel):
+        names = feature.names
+        ids = table[column]
+        return [names[v] if v is not None and v >= 0 else None for v in ids], list(names)
+    dtype = _arrow_type(table, column)
+    if pa.types.is_nested(dtype):
+        raise DataError(
+            f"label column {column!r} of {source} holds {dtype} values; it must hold one "
+            "class (a name or an integer) per row."
+        )
+    return list(table[column]), None
+
+
+def _features(table: datasets.Dataset, cfg: DataConfig, source: str) -> torch.Tensor:
+    assert cfg.feature_columns is not None
+    arrow = table.with_format("arrow")
+    parts = [feature_matrix(c, arrow[c], source) for c in cfg.feature_columns]
+    return torch.from_numpy(np.concatenate(parts, axis=1))
+
+
+def _texts(table: datasets.Dataset, column: str, source: str) -> list[str]:
+    dtype = _arrow_type(table, column)
+    if not (pa.types.is_string(dtype) or pa.types.is_large_string(dtype)):
+        raise DataError(
+            f"text column {column!r} of {source} holds {dtype} values, not text. Point "
+            "data.text_column at the column that holds the text."
+        )
+    texts = list(table[column])
+    missing = [i for i, t in enumerate(texts) if t is None]
+    if missing:
+        raise DataError(
+            f"{len(missing)} row(s) of {source} have no text in column {column!r} (first at "
+            f"row {missing[0]}). Fill or drop those rows."
+        )
+    return texts
+
+
+def _check_tokenizer(tokenizer: Any, source: str) -> None:
+    # ``pad_token`` tells a tokenizer from an image processor, which also has ``pad``.
+    if not (callable(tokenizer) and hasattr(tokenizer, "pad") and hasattr(tokenizer, "pad_token")):
+        got = "none" if tokenizer is None else type(tokenizer).__name__
+        raise DataError(
+            f"{source} has text inputs (data.text_column), which need a tokenizer (got "
+            f"{got}): pass processor=AutoTokenizer.from_pretrained(<model folder>) to "
+            "load_split, or use a model folder that holds its tokenizer."
+        )
+    if getattr(tokenizer, "pad_token", None) is None:
+        raise DataError(
+            "the tokenizer has no padding token, so text batches cannot be padded; set one "
+            "first, e.g. tokenizer.pad_token = tokenizer.eos_token."
+        )
+
+
+def load_table(
+    path: Path,
+    fmt: str,
+    cfg: DataConfig,
+    *,
+    classes: list[str] | None,
+    labelled: bool,
+    processor: Any,
+) -> Split:
+    """A split from a table; the input kind is the text column, else the feature columns,
+    else an image column of paths (relative ones resolve against the file's folder)."""
+    source = str(path)
+    table = read_table(path, fmt)
+    require_rows(len(table), source)
+    available = table.column_names
+    base_dir = path if path.is_dir() else path.parent
+    extra: dict[str, list] = {}
+
+    if cfg.text_column is not None:
+        require_column(
+            cfg.text_column, "text", available, source, "Set data.text_column to the text column."
+        )
+        _check_tokenizer(processor, source)
+        texts = _texts(table, cfg.text_column, source)
+        inputs: Any = TextInputs(texts, processor, cfg.max_length)
+        kind, collate = "text", Collate(processor)
+    elif cfg.feature_columns is not None:
+        for column in cfg.feature_columns:
+            require_column(
+                column, "feature", available, source, "Fix the names in data.feature_columns."
+            )
+        inputs = FeatureInputs(_features(table, cfg, source))
+        kind, collate = "features", Collate()
+    elif cfg.image_column in available:
+        feature = table.features[cfg.image_column]
+        holds_paths = isinstance(feature, datasets.Value) and "string" in feature.dtype
+        if isinstance(feature, datasets.Image):
+            table = table.cast_column(cfg.image_column, datasets.Image(decode=False))
+        elif not holds_paths:
+            raise DataError(
+                f"image column {cfg.image_column!r} of {source} holds {feature}; it must hold "
+                "image file paths or images."
+            )
+        names: list[str] = []
+        verify_images(
+            _recording(table_image_sources(table, cfg.image_column, base_dir, source), names),
+            source,
+        )
+        if holds_paths and "path" not in available:
+            extra["path"] = names  # resolved against the table's folder
+        processor = processor if processor is not None else default_image_processor(cfg)
+        inputs = ImageInputs(table, cfg.image_column, base_dir, processor, source)
+        kind, collate = "pixel_values", Collate()
+    else:
+        raise DataError(
+            f"{source} has no model input: its columns are {available}. Set "
+            "data.feature_columns (numeric columns), data.text_column, or data.image_column "
+            "(a column of image paths)."
+        )
+
+    labels = None
+    if labelled:
+        column = cfg.label_column
+        require_column(
+            column,
+            "label",
+            available,
+            source,
+            "Set data.label_column to the column holding the class, or load the split as "
+            "unlabelled.",
+        )
+        values, names = _label_values(table, column, source)
+        training = classes is None
+        if training:
+            classes = names if names is not None else sorted_classes(values)
+        labels = encode_labels(values, classes, f"column {column!r} of {source}")
+        if training:
+            require_two_classes(labels, classes, source)
+
+    return Split(
+        dataset=ItemDataset(len(table), inputs, labels),
+        classes=list(classes or []),
+        labels=labels,
+        input_kind=kind,
+        collate=collate,
+        table=table,
+        source=source,
+        format=fmt,
+        extra_columns=extra,
+    )

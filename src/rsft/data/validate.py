@@ -1,0 +1,219 @@
+"""Checks that run when a split is loaded, so bad data fails before any training starts.
+
+Every failure is a :class:`DataError` whose message names the problem, where it is
+(file, column, row or image path) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from numbers import Number
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from PIL import Image
+
+MAX_LISTED = 10  # how many offending values/paths a message lists before summarising
+
+
+class DataError(ValueError):
+    """The data cannot be used as given; the message says what to change."""
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
+
+
+def require_column(name: str, role: str, available: Sequence[str], source: str, fix: str) -> None:
+    """Raise unless ``name`` is a column; the message lists the columns that do exist."""
+    if name not in available:
+        raise DataError(
+            f"{role} column {name!r} not found in {source}. Available columns: "
+            f"{list(available)}. {fix}"
+        )
+
+
+def require_rows(n: int, source: str) -> None:
+    if n == 0:
+        raise DataError(f"{source} holds no samples; point the split at data that has some.")
+
+
+# --- labels -----------------------------------------------------------------------------
+
+
+def label_key(value: Any) -> str | None:
+    """The class name of a raw label value; None when the value is missing.
+
+    Integral floats map to the int's name, so a column read as float (pandas does that when
+    it has gaps) still matches classes written as ints elsewhere.
+    """
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+    return str(value)
+
+
+def sorted_classes(values: Iterable[Any]) -> list[str]:
+    """Class names of a training split: numbers sorted numerically, anything else by name."""
+    distinct = {key: value for value in values if (key := label_key(value)) is not None}
+    if all(isinstance(v, Number) for v in distinct.values()):
+        return sorted(distinct, key=lambda k: (float(distinct[k]), k))
+    return sorted(distinct)
+
+
+def encode_labels(
+    values: Sequence[Any], classes: Sequence[str], where: str, unit: str = "row"
+) -> torch.Tensor:
+    """Map raw label values onto class ids, refusing missing values and unknown classes.
+
+    ``where`` names the labels' place in messages ("column 'label' of data/eval.csv").
+    """
+    keys = [label_key(v) for v in values]
+    missing = [i for i, k in enumerate(keys) if k is None]
+    if missing:
+        raise DataError(
+            f"{len(missing)} {unit}(s) have no label in {where} (first at {unit} "
+            f"{missing[0]}). Fill or drop those {unit}s, or load the split as unlabelled."
+        )
+    ids = {name: i for i, name in enumerate(classes)}
+    unknown = Counter(k for k in keys if k not in ids)
+    if unknown:
+        described = [f"{k!r} ({n} {unit}{'s' if n != 1 else ''})" for k, n in unknown.items()]
+        raise DataError(
+            f"label value(s) {_listing(described)} in {where} are not among the known "
+            f"classes {list(classes)}. Remove those {unit}s, fix the labels, or add samples "
+            "of that class to the training split."
+        )
+    return torch.tensor([ids[k] for k in keys], dtype=torch.long)
+
+
+def require_two_classes(labels: torch.Tensor, classes: Sequence[str], source: str) -> None:
+    present = sorted({classes[i] for i in labels.tolist()})
+    if len(present) < 2:
+        raise DataError(
+            f"the training split {source} has {len(present)} class(es) {present}; a classifier "
+            "needs samples of at least 2 classes. Check the label column or the class folders."
+        )
+
+
+# --- numeric features ---------------------------------------------------------------------
+
+
+def _is_numeric(dtype: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(dtype)
+        or pa.types.is_floating(dtype)
+        or pa.types.is_boolean(dtype)
+        or pa.types.is_decimal(dtype)
+    )
+
+
+def _is_list(dtype: pa.DataType) -> bool:
+    return (
+        pa.types.is_list(dtype)
+        or pa.types.is_large_list(dtype)
+        or pa.types.is_fixed_size_list(dtype)
+        or pa.types.is_list_view(dtype)
+    )
+
+
+def _numeric_leaf(dtype: pa.DataType) -> bool:
+    while _is_list(dtype):
+        dtype = dtype.value_type
+    return _is_numeric(dtype)
+
+
+def feature_matrix(name: str, column: pa.ChunkedArray | pa.Array, source: str) -> np.ndarray:
+    """One feature column as a float32 (rows, width) array: a scalar gives width 1, a list
+    of length k gives width k. Refuses text, ragged lists and NaN/inf, which would
+    otherwise surface as a shape error or a NaN loss mid-training."""
+    fix = "Feature columns must hold numbers, or lists of numbers of one fixed length."
+    if not _numeric_leaf(column.type):
+        example = next((v for v in column.to_pylist() if v is not None), None)
+        raise DataError(
+            f"feature column {name!r} of {source} holds {column.type} values (e.g. "
+            f"{example!r}), not numbers. {fix} Encode it numerically or remove it from "
+            "feature_columns."
+        )
+    if _is_numeric(column.type):
+        # Through float64 so missing values of any numeric type become NaN (caught below).
+        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        matrix = values.astype(np.float32)[:, None]
+    else:
+        rows = column.to_pylist()
+        lengths = Counter(len(r) if r is not None else None for r in rows)
+        if None in lengths:
+            first = next(i for i, r in enumerate(rows) if r is None)
+            raise DataError(
+                f"feature column {name!r} of {source} has {lengths[None]} missing value(s) "
+                f"(first at row {first}). Fill or drop those rows."
+            )
+        if len(lengths) > 1:
+            usual = lengths.most_common(1)[0][0]
+            first = next(i for i, r in enumerate(rows) if len(r) != usual)
+            raise DataError(
+                f"feature column {name!r} of {source} is ragged: its lists have lengths "
+                f"{sorted(lengths)} (most are {usual}; row {first} has {len(rows[first])}). "
+                f"{fix} Pad or truncate the lists to one length."
+            )
+        try:
+            matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+        except (ValueError, TypeError) as err:  # nested lists ragged below the first level
+            raise DataError(
+                f"feature column {name!r} of {source} has nested lists of different "
+                f"lengths or missing entries ({err}). {fix}"
+            ) from err
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"feature column {name!r} of {source} has {int(bad.sum())} row(s) with missing or "
+            f"non-finite values (NaN/inf; first at row {int(np.argmax(bad))}). Fill, clip or "
+            "drop those rows: one NaN input makes the whole training loss NaN."
+        )
+    return matrix
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def _verify(item: tuple[str, str | bytes]) -> str | None:
+    name, src = item
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as image:
+            image.verify()
+    except FileNotFoundError:
+        return f"{name} (file not found)"
+    except Exception as err:  # PIL raises many types for bad files; all mean "unusable"
+        return f"{name} ({type(err).__name__}: {err})"
+    return None
+
+
+def verify_images(items: Iterable[tuple[str, str | bytes]], source: str) -> None:
+    """Open and verify every image once, so a corrupt file is named by its path now rather
+    than crashing a DataLoader worker hours into training. Reads in parallel threads (the
+    work is mostly file I/O) and in chunks, so embedded image bytes are not all held at once.
+    """
+    failures: list[str] = []
+    iterator = iter(items)
+    workers = min(16, (os.cpu_count() or 1) + 4)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while chunk := list(islice(iterator, 1024)):
+            failures.extend(f for f in pool.map(_verify, chunk) if f is not None)
+    if failures:
+        raise DataError(
+            f"{len(failures)} image(s) in {source} cannot be read: {_listing(failures)}. "
+            "Replace or delete these files."
+        )

@@ -1,0 +1,57 @@
+"""Where the data level's weights come from, chosen by ``rejection.weights`` (S0.3, S3.5, S4.2).
+
+Each source returns one non-negative weight per training sample, known before training:
+a density ratio p_target/p_source from a domain classifier on the pretrained model's frozen
+features, a group balance, a weight column, or the user's own function.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rsft.data import Split, load_split
+from rsft.data_level.weights import (
+    balance_weights,
+    column_weights,
+    density_ratio_weights,
+    function_weights,
+)
+from rsft.models import Classifier, extract_features
+
+
+def _features(clf: Classifier, split: Split, batch_size: int, device) -> np.ndarray:
+    loader = DataLoader(split.dataset, batch_size=batch_size, collate_fn=split.collate)
+    return extract_features(clf, loader, device).numpy()
+
+
+def compute_weights(
+    cfg, train: Split, clf: Classifier, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The training samples' weights for ``cfg.rejection`` (None for plain fine-tuning)."""
+    rej = cfg.rejection
+    if rej.weights == "none":
+        return None, {"source": "none"}
+    if rej.weights == "density_ratio":
+        target = load_split(
+            rej.target_unlabelled, cfg.data, labelled=False, processor=clf.processor
+        )
+        src = _features(clf, train, cfg.eval_batch_size, device)
+        tgt = _features(clf, target, cfg.eval_batch_size, device)
+        dr = density_ratio_weights(src, tgt, seed=cfg.seed, calibration=rej.calibration)
+        info = {"source": "density_ratio", "domain_auc": dr.auc, "n_target": len(target),
+                "scoring_forwarded": len(train) + len(target)}
+        return dr.weights, info
+    if rej.weights == "balance":
+        column = rej.balance_column or cfg.data.label_column
+        groups = train.column(column)
+        return balance_weights(groups, rej.balance_target), {"source": "balance", "column": column}
+    if rej.weights == "column":
+        return column_weights(train.column(rej.column)), {"source": "column", "column": rej.column}
+    if rej.weights == "function":
+        w = function_weights(rej.function, train.examples(), batched=rej.batched)
+        return w, {"source": "function", "function": rej.function}
+    raise ValueError(f"unknown weight source {rej.weights!r}.")

@@ -1,0 +1,312 @@
+"""The fine-tuning loop: plain, rejection-sampled (reject) or importance-weighted (weight).
+
+Reads top to bottom: ``FineTuner(config)`` loads and validates everything (data, model,
+weights, sampler) before any training starts; ``train()`` runs the epochs on accelerate, so
+one code path serves CPU, one GPU and DDP; it checkpoints atomically and resumes mid-epoch.
+Plain fine-tuning is the same loop with every weight equal to 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from rsft.config import ConfigError, to_dict
+from rsft.data import Split, load_split
+from rsft.data_level import RejectionSampler
+from rsft.data_level.sources import compute_weights
+from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
+from rsft.rule import Envelope
+from rsft.training import checkpoint as ckpt
+from rsft.training.config import TrainConfig
+
+# Options that may change between a run and its resumption without changing the result.
+RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "eval_batch_size", "output_dir")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def build_optimizer(cfg, params) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class FineTuner:
+    """One fine-tuning run, configured by a :class:`TrainConfig`."""
+
+    def __init__(self, config: TrainConfig, accelerator: Accelerator | None = None) -> None:
+        self.config = cfg = config
+        self.accelerator = acc = accelerator or Accelerator()
+        set_seed(cfg.seed)
+        t0 = time.perf_counter()
+
+        # 1. Data, validated before anything else is built.
+        processor = load_processor(cfg.model.path)
+        self.train_split: Split = load_split(cfg.data.train, cfg.data, processor=processor)
+        self.classes = self.train_split.classes
+        self.eval_split = self._load_eval(cfg.data.eval, processor)
+        self.test_split = self._load_eval(cfg.data.test, processor)
+
+        # 2. The pretrained model, its head resized, the frozen part frozen (S0.1).
+        self.clf = load_classifier(
+            cfg.model.path, len(self.classes), classes=self.classes, kwargs=cfg.model.kwargs,
+            head=cfg.model.head, seed=cfg.seed,
+        )
+        if self.clf.processor is None:
+            self.clf.processor = processor
+        self.param_counts = apply_freeze(
+            self.clf.model, cfg.model.freeze, self.clf.head, train_last_n=cfg.model.train_last_n,
+            blocks=cfg.model.blocks, freeze_patterns=cfg.model.freeze_patterns,
+            trainable_patterns=cfg.model.trainable_patterns,
+        )
+        self.clf.model.to(acc.device)
+
+        # 3. Per-sample weights (known before training) and the sampler that uses them.
+        self.weights, self.weight_info = compute_weights(cfg, self.train_split, self.clf, acc.device)
+        rej = cfg.rejection
+        seed = cfg.seed if rej.seed is None else rej.seed
+        shard = {"num_replicas": acc.num_processes, "rank": acc.process_index, "seed": seed}
+        if self.weights is not None and rej.mode == "reject":
+            envelope = Envelope(**to_dict(rej.envelope))
+            self.sampler = RejectionSampler(self.weights, envelope, **shard)
+            self.loss_weights = None
+        else:
+            self.sampler = RejectionSampler(num_samples=len(self.train_split), **shard)
+            self.loss_weights = None
+            if self.weights is not None:  # importance weighting: the same w, as a loss weight
+                w = torch.as_tensor(self.weights, dtype=torch.float32)
+                self.loss_weights = (w / w.mean()).to(acc.device)
+
+        # 4. Optimizer and schedule over the trainable parameters only.
+        params = [p for p in self.clf.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(cfg.optim, params)
+        per_rank = math.ceil(self.sampler.expected_acceptance * len(self.train_split) / acc.num_processes)
+        self.steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch_size))
+        self.scheduler = get_scheduler(
+            cfg.optim.scheduler, self.optimizer, num_warmup_steps=cfg.optim.warmup_steps,
+            num_training_steps=self.steps_per_epoch * cfg.epochs,
+        )
+        self.model, self.optimizer = acc.prepare(self.clf.model, self.optimizer)
+        self.setup_time = time.perf_counter() - t0
+        self.output_dir = Path(cfg.output_dir)
+
+    def _load_eval(self, path: str | None, processor: Any) -> Split | None:
+        if not path:
+            return None
+        return load_split(path, self.config.data, classes=self.classes, processor=processor)
+
+    # ------------------------------------------------------------------------------------
+    def _loader(self, split: Split, batch_size: int, sampler=None) -> DataLoader:
+        return DataLoader(
+            split.dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+            collate_fn=split.collate, num_workers=self.config.num_workers,
+        )
+
+    def _to_device(self, batch: dict) -> dict:
+        dev = self.accelerator.device
+        return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    @torch.no_grad()
+    def evaluate(self, split: Split) -> dict[str, float]:
+        """Accuracy and mean loss on a labelled split (every rank sees the whole split)."""
+        model = self.accelerator.unwrap_model(self.model)
+        was = model.training
+        model.eval()
+        correct, loss_sum, n = 0, 0.0, 0
+        for batch in self._loader(split, self.config.eval_batch_size):
+            batch = self._to_device(batch)
+            logits = self.clf.logits(batch, model)
+            loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+            correct += int((logits.argmax(-1) == batch["labels"]).sum())
+            n += len(batch["labels"])
+        model.train(was)
+        return {"accuracy": correct / n, "loss": loss_sum / n}
+
+    def _fingerprint(self) -> dict:
+        d = to_dict(self.config)
+        for key in RESUMABLE_CHANGES:
+            d.pop(key, None)
+        return d
+
+    def _save(self, state: dict) -> None:
+        acc = self.accelerator
+        name = f"step-{state['global_step']:08d}"
+        tmp = ckpt.checkpoint_dir(self.output_dir) / f".tmp-{name}"
+        if acc.is_main_process:
+            ckpt.begin_checkpoint(self.output_dir, name)
+        acc.wait_for_everyone()
+        ckpt.write_rng(tmp, acc.process_index)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            state = {**state, "sampler": self.sampler.state_dict(), "config": self._fingerprint()}
+            model = acc.unwrap_model(self.model)
+            ckpt.write_training_state(tmp, model, self.optimizer, self.scheduler, state)
+            ckpt.commit_checkpoint(self.output_dir, tmp, name)
+        acc.wait_for_everyone()
+
+    def _try_resume(self) -> dict | None:
+        if self.config.resume == "never":
+            return None
+        path = ckpt.latest_checkpoint(self.output_dir)
+        if path is None:
+            return None
+        saved = json.loads((path / "trainer_state.json").read_text())
+        if saved.get("config") != self._fingerprint():
+            raise ConfigError(
+                f"{self.output_dir} holds a checkpoint of a run with a different config. Use a new "
+                "output_dir, delete the old one, or set resume: never to start over."
+            )
+        model = self.accelerator.unwrap_model(self.model)
+        state = ckpt.load_training_state(
+            path, model, self.optimizer, self.scheduler, self.accelerator.process_index
+        )
+        self.sampler.load_state_dict(state["sampler"])
+        return state
+
+    # ------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Run every epoch; return (and write) the run's results."""
+        cfg, acc = self.config, self.accelerator
+        state = self._try_resume() or {
+            "epoch": 0, "step_in_epoch": 0, "global_step": 0, "forwarded": 0,
+            "backpropagated": 0, "train_time": 0.0, "step_losses": [], "history": [],
+        }
+        resumed_from = state["global_step"] if state["global_step"] else None
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.model.train()
+        for epoch in range(state["epoch"], cfg.epochs):
+            self.sampler.set_epoch(epoch)
+            self.sampler.skip(state["step_in_epoch"] * cfg.batch_size)
+            loader = self._loader(self.train_split, cfg.batch_size, self.sampler)
+            losses: list[float] = []
+            bar = tqdm(
+                loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                disable=not (cfg.progress and acc.is_local_main_process),
+            )
+            t_epoch = time.perf_counter()
+            for batch in bar:
+                loss = self._step(self._to_device(batch), state)
+                losses.append(loss)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                state["step_in_epoch"] += 1
+                if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
+                    state["train_time"] += time.perf_counter() - t_epoch
+                    t_epoch = time.perf_counter()
+                    self._save(state)
+            state["train_time"] += time.perf_counter() - t_epoch
+            record = self._epoch_record(epoch, state, losses)
+            state["history"].append(record)
+            state.update(epoch=epoch + 1, step_in_epoch=0)
+            self._save(state)
+            if acc.is_main_process and cfg.progress:
+                tqdm.write(_format_record(record))
+        return self._finish(state, resumed_from)
+
+    def _step(self, batch: dict, state: dict) -> float:
+        cfg, acc = self.config, self.accelerator
+        logits = self.clf.logits(batch, self.model)
+        per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
+        if self.loss_weights is not None:
+            per_sample = per_sample * self.loss_weights[batch["index"]]
+        loss = per_sample.mean()
+        mean_loss = float(acc.reduce(loss.detach(), "mean"))
+        if not math.isfinite(mean_loss):
+            last = ckpt.latest_checkpoint(self.output_dir)
+            raise NonFiniteLossError(
+                f"the training loss is {mean_loss} at epoch {state['epoch'] + 1}, step "
+                f"{state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}). Lower "
+                "optim.lr, set optim.max_grad_norm, or check the inputs for extreme values. "
+                f"Last checkpoint: {last or 'none'}."
+            )
+        acc.backward(loss)
+        if cfg.optim.max_grad_norm:
+            acc.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = len(batch["labels"]) * acc.num_processes
+        state["forwarded"] += n
+        state["backpropagated"] += n
+        state["global_step"] += 1
+        state["step_losses"].append(mean_loss)
+        return mean_loss
+
+    def _epoch_record(self, epoch: int, state: dict, losses: list[float]) -> dict[str, Any]:
+        stats = self.sampler.stats(epoch)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": state["global_step"],
+            "train_loss": sum(losses) / len(losses) if losses else math.nan,
+            "accepted": stats.accepted,
+            "acceptance_rate": stats.acceptance_rate,
+        }
+        if self.eval_split is not None:
+            ev = self.evaluate(self.eval_split)
+            record.update(eval_accuracy=ev["accuracy"], eval_loss=ev["loss"])
+        return record
+
+    def _finish(self, state: dict, resumed_from: int | None) -> dict[str, Any]:
+        acc = self.accelerator
+        stats = self.sampler.stats(0)
+        scoring = self.weight_info.get("scoring_forwarded", 0)
+        result: dict[str, Any] = {
+            "config": to_dict(self.config),
+            "classes": self.classes,
+            "parameters": self.param_counts,
+            "weights": {k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},
+            "acceptance_rate": _mean([h["acceptance_rate"] for h in state["history"]]),
+            "ess_fraction": 1.0,
+            "violations": stats.violations,
+            "envelope": stats.envelope,
+            "forwarded": state["forwarded"] + scoring,
+            "backpropagated": state["backpropagated"],
+            "setup_time": self.setup_time,
+            "train_time": state["train_time"],
+            "wall_time": self.setup_time + state["train_time"],
+            "global_step": state["global_step"],
+            "resumed_from_step": resumed_from,
+            "step_losses": state["step_losses"],
+            "history": state["history"],
+        }
+        if self.weights is not None:
+            w = torch.as_tensor(self.weights, dtype=torch.float64)
+            result["ess_fraction"] = float(w.sum() ** 2 / (w * w).sum() / len(w))
+        if self.test_split is not None:
+            ev = self.evaluate(self.test_split)
+            result.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
+        if acc.is_main_process:
+            save_classifier(self.clf, self.output_dir / "model", self.classes)
+            ckpt.atomic_write_text(self.output_dir / "results.json", json.dumps(result, indent=2))
+        acc.wait_for_everyone()
+        return result
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _format_record(r: dict[str, Any]) -> str:
+    parts = [f"epoch {r['epoch']}", f"train loss {r['train_loss']:.4f}",
+             f"accepted {r['accepted']} ({r['acceptance_rate']:.0%})"]
+    if "eval_accuracy" in r:
+        parts.append(f"eval acc {r['eval_accuracy']:.2%}")
+    return " | ".join(parts)
