@@ -37,16 +37,34 @@ def test_import_path_model_gets_a_new_head(monkeypatch):
 @pytest.mark.parametrize(
     ("policy", "kwargs", "expected"),
     [
-        ("none", {}, {"blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias",
-                      "classifier.weight", "classifier.bias"}),
+        (
+            "none",
+            {},
+            {
+                "blocks.0.weight",
+                "blocks.0.bias",
+                "blocks.1.weight",
+                "blocks.1.bias",
+                "classifier.weight",
+                "classifier.bias",
+            },
+        ),
         ("all_but_head", {}, {"classifier.weight", "classifier.bias"}),
-        ("last_n", {"train_last_n": 1}, {"blocks.1.weight", "blocks.1.bias", "classifier.weight",
-                                         "classifier.bias"}),
-        ("patterns", {"freeze_patterns": ["blocks.0.*"]}, {"blocks.1.weight", "blocks.1.bias",
-                                                           "classifier.weight", "classifier.bias"}),
-        ("all_but_head", {"trainable_patterns": ["*.bias"]}, {"blocks.0.bias", "blocks.1.bias",
-                                                              "classifier.weight",
-                                                              "classifier.bias"}),
+        (
+            "last_n",
+            {"train_last_n": 1},
+            {"blocks.1.weight", "blocks.1.bias", "classifier.weight", "classifier.bias"},
+        ),
+        (
+            "patterns",
+            {"freeze_patterns": ["blocks.0.*"]},
+            {"blocks.1.weight", "blocks.1.bias", "classifier.weight", "classifier.bias"},
+        ),
+        (
+            "all_but_head",
+            {"trainable_patterns": ["*.bias"]},
+            {"blocks.0.bias", "blocks.1.bias", "classifier.weight", "classifier.bias"},
+        ),
     ],
 )
 def test_freeze_policies(policy, kwargs, expected):
@@ -76,8 +94,14 @@ def test_transformers_resnet_folder(tmp_path):
 
 
 def test_transformers_bert_folder_and_roundtrip(tmp_path):
-    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, num_labels=2)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=2,
+    )
     BertForSequenceClassification(config).save_pretrained(tmp_path / "bert")
     clf = load_classifier(str(tmp_path / "bert"), 2)
     assert find_head(clf.model) == "classifier"
@@ -90,8 +114,9 @@ def test_transformers_bert_folder_and_roundtrip(tmp_path):
     again = load_classifier(str(tmp_path / "saved"), 2)
     again.model.eval(), clf.model.eval()
     after = again.logits({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
-    assert torch.allclose(clf.logits({"input_ids": ids, "attention_mask": torch.ones_like(ids)}),
-                          after, atol=1e-6)
+    assert torch.allclose(
+        clf.logits({"input_ids": ids, "attention_mask": torch.ones_like(ids)}), after, atol=1e-6
+    )
     assert before.shape == after.shape
 
 

@@ -74,7 +74,9 @@ def test_stats_effective_sample_size():
 def test_envelope_policies():
     log_w = torch.log(torch.arange(1, 101, dtype=torch.float64))
     assert math.exp(Envelope("max").log_m(log_w)) == pytest.approx(100)
-    assert math.exp(Envelope("quantile", quantile=0.9).log_m(log_w)) == pytest.approx(90.1, rel=1e-3)
+    assert math.exp(Envelope("quantile", quantile=0.9).log_m(log_w)) == pytest.approx(
+        90.1, rel=1e-3
+    )
     assert math.exp(Envelope("fixed", value=200).log_m(log_w)) == pytest.approx(200)
     with pytest.raises(EnvelopeError, match="below 10 weight"):
         Envelope("fixed", value=90).log_m(log_w)

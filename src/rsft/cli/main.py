@@ -27,8 +27,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = from_dict(TrainConfig, _config_dict(args))
     result = FineTuner(cfg).train()
-    summary = {k: result[k] for k in ("test_accuracy", "acceptance_rate", "ess_fraction",
-                                       "forwarded", "backpropagated", "wall_time") if k in result}
+    summary = {
+        k: result[k]
+        for k in (
+            "test_accuracy",
+            "acceptance_rate",
+            "ess_fraction",
+            "forwarded",
+            "backpropagated",
+            "wall_time",
+        )
+        if k in result
+    }
     print(json.dumps(summary, indent=2))
     print(f"results: {cfg.output_dir}/results.json   model: {cfg.output_dir}/model")
     return 0
@@ -60,23 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
     from rsft.training import TrainConfig
 
     parser = argparse.ArgumentParser(
-        prog="rsft", description="Rejection-sampling fine-tuning of pretrained models.",
+        prog="rsft",
+        description="Rejection-sampling fine-tuning of pretrained models.",
     )
     parser.add_argument("--version", action="version", version=f"rsft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser(
-        "train", help="fine-tune one model (plain, rejection-sampled or importance-weighted)",
-        formatter_class=fmt, epilog="config options:\n" + options_help(TrainConfig),
+        "train",
+        help="fine-tune one model (plain, rejection-sampled or importance-weighted)",
+        formatter_class=fmt,
+        epilog="config options:\n" + options_help(TrainConfig),
     )
     p.add_argument("--config", "-c", help="YAML file of options (see below).")
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "compare", help="run several methods over several seeds and report them side by side",
-        formatter_class=fmt, epilog="config options:\n" + options_help(CompareConfig)
+        "compare",
+        help="run several methods over several seeds and report them side by side",
+        formatter_class=fmt,
+        epilog="config options:\n"
+        + options_help(CompareConfig)
         + "\n\nbase and each method take the options of `rsft train`.",
     )
     p.add_argument("--config", "-c", help="YAML file with base, methods, seeds, output_dir.")

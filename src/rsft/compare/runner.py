@@ -21,17 +21,29 @@ from rsft.config import ConfigError, deep_merge, from_dict, opt, to_dict
 from rsft.training import FineTuner, TrainConfig
 
 RECORD_KEYS = (
-    "test_accuracy", "test_loss", "acceptance_rate", "ess_fraction", "violations", "envelope",
-    "forwarded", "backpropagated", "wall_time", "history",
+    "test_accuracy",
+    "test_loss",
+    "acceptance_rate",
+    "ess_fraction",
+    "violations",
+    "envelope",
+    "forwarded",
+    "backpropagated",
+    "wall_time",
+    "history",
 )
 
 
 @dataclass
 class CompareConfig:
-    base: dict[str, Any] = opt(factory=dict, help="The train config shared by every method "
-                               "(the options of rsft train).")
-    methods: dict[str, Any] = opt(factory=dict, help="Method name -> overrides of base, e.g. "
-                                  "{plain: {}, rsft: {rejection: {weights: balance}}}.")
+    base: dict[str, Any] = opt(
+        factory=dict, help="The train config shared by every method (the options of rsft train)."
+    )
+    methods: dict[str, Any] = opt(
+        factory=dict,
+        help="Method name -> overrides of base, e.g. "
+        "{plain: {}, rsft: {rejection: {weights: balance}}}.",
+    )
     seeds: list[int] = opt(factory=lambda: [0, 1, 2], help="Every method runs once per seed.")
     baseline: str = opt("plain", help="The method the others are compared against.")
     output_dir: str = opt("runs/compare", help="Results, table, plot, and one folder per run.")
@@ -52,9 +64,13 @@ def build_runs(cfg: CompareConfig) -> list[tuple[str, int, TrainConfig]]:
     for method, over in cfg.methods.items():
         merged = deep_merge(cfg.base, over or {})
         for seed in cfg.seeds:
-            d = deep_merge(merged, {
-                "seed": seed, "output_dir": str(Path(cfg.output_dir) / method / f"seed-{seed}"),
-            })
+            d = deep_merge(
+                merged,
+                {
+                    "seed": seed,
+                    "output_dir": str(Path(cfg.output_dir) / method / f"seed-{seed}"),
+                },
+            )
             try:
                 runs.append((method, seed, from_dict(TrainConfig, d)))
             except ConfigError as err:
@@ -80,8 +96,7 @@ def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> d
         bar.set_postfix_str(f"{method} seed {seed}")
         run_cfg.progress = False
         result = _finished(run_cfg) or FineTuner(run_cfg, accelerator).train()
-        records.append({"method": method, "seed": seed,
-                        **{k: result.get(k) for k in RECORD_KEYS}})
+        records.append({"method": method, "seed": seed, **{k: result.get(k) for k in RECORD_KEYS}})
     rows = summarize(records, baseline=cfg.baseline)
     out = Path(cfg.output_dir)
     files: dict[str, Any] = {}

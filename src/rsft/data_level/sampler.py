@@ -111,8 +111,12 @@ class RejectionSampler(Sampler[int]):
         return float(torch.clamp(self.log_w - self.log_m, max=0).exp().mean())
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "epoch": self.epoch, "num_samples": len(self.log_w),
-                "log_m": self.log_m}
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "num_samples": len(self.log_w),
+            "log_m": self.log_m,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["num_samples"] != len(self.log_w):

@@ -42,8 +42,12 @@ def compute_weights(
         src = _features(clf, train, cfg.eval_batch_size, device)
         tgt = _features(clf, target, cfg.eval_batch_size, device)
         dr = density_ratio_weights(src, tgt, seed=cfg.seed, calibration=rej.calibration)
-        info = {"source": "density_ratio", "domain_auc": dr.auc, "n_target": len(target),
-                "scoring_forwarded": len(train) + len(target)}
+        info = {
+            "source": "density_ratio",
+            "domain_auc": dr.auc,
+            "n_target": len(target),
+            "scoring_forwarded": len(train) + len(target),
+        }
         return dr.weights, info
     if rej.weights == "balance":
         column = rej.balance_column or cfg.data.label_column

@@ -33,7 +33,9 @@ class Classifier:
     source: dict[str, Any] = field(default_factory=dict)
     processor: Any = None
 
-    def logits(self, batch: dict[str, torch.Tensor], module: nn.Module | None = None) -> torch.Tensor:
+    def logits(
+        self, batch: dict[str, torch.Tensor], module: nn.Module | None = None
+    ) -> torch.Tensor:
         """Call the model on a batch's inputs. ``module`` may be the DDP-wrapped model."""
         return forward_logits(module or self.model, batch, self.is_transformers)
 
@@ -77,7 +79,9 @@ def load_processor(path: str) -> Any:
 
     if (folder / "preprocessor_config.json").is_file():
         return transformers.AutoImageProcessor.from_pretrained(folder)
-    if any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+    if any(
+        (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+    ):
         return transformers.AutoTokenizer.from_pretrained(folder)
     return None
 
@@ -161,9 +165,7 @@ def get_num_labels(clf: Classifier) -> int:
     return linears[-1].out_features
 
 
-def extract_features(
-    clf: Classifier, loader, device: torch.device | str = "cpu"
-) -> torch.Tensor:
+def extract_features(clf: Classifier, loader, device: torch.device | str = "cpu") -> torch.Tensor:
     """The head's input for every sample: the frozen backbone's features (for density ratios)."""
     captured: list[torch.Tensor] = []
     head = clf.model.get_submodule(clf.head)

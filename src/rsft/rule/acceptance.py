@@ -41,7 +41,8 @@ def log_weights(weights: torch.Tensor) -> torch.Tensor:
     weights = torch.as_tensor(weights, dtype=torch.float64)
     if weights.ndim != 1:
         raise ValueError(
-            f"weights must be one number per sample (a 1-D array), got shape {tuple(weights.shape)}."
+            "weights must be one number per sample (a 1-D array), "
+            f"got shape {tuple(weights.shape)}."
         )
     bad = ~torch.isfinite(weights)
     if bad.any():

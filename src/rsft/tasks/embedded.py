@@ -37,18 +37,30 @@ def prepare_digits(out: str | Path, seed: int = 0, force: bool = False) -> dict[
             return saved["paths"]
     paths = {k: str(v) for k, v in build_digits_task(out, seed=seed).items()}
     run_dir = out / "pretrain_run"
-    cfg = from_dict(TrainConfig, {
-        **PRETRAIN,
-        "data": {"train": paths["pretrain"], "feature_columns": ["pixels"]},
-        "seed": seed, "output_dir": str(run_dir),
-    })
+    cfg = from_dict(
+        TrainConfig,
+        {
+            **PRETRAIN,
+            "data": {"train": paths["pretrain"], "feature_columns": ["pixels"]},
+            "seed": seed,
+            "output_dir": str(run_dir),
+        },
+    )
     result = FineTuner(cfg).train()
     pretrained = out / "pretrained"
     shutil.rmtree(pretrained, ignore_errors=True)
     shutil.copytree(run_dir / "model", pretrained)
     shutil.rmtree(run_dir, ignore_errors=True)
     paths["pretrained"] = str(pretrained)
-    atomic_write_text(manifest, json.dumps({
-        "seed": seed, "paths": paths, "pretrain_train_loss": result["history"][-1]["train_loss"],
-    }, indent=2))
+    atomic_write_text(
+        manifest,
+        json.dumps(
+            {
+                "seed": seed,
+                "paths": paths,
+                "pretrain_train_loss": result["history"][-1]["train_loss"],
+            },
+            indent=2,
+        ),
+    )
     return paths

@@ -17,21 +17,37 @@ from rsft.data import DataConfig
 class ModelConfig:
     """Where the pretrained model comes from, and which of its parameters train (S0.1)."""
 
-    path: str = opt("", help="A transformers model folder, an rsft checkpoint folder, or the "
-                    "import path 'pkg.module:Class' of a torch module (built with kwargs).")
+    path: str = opt(
+        "",
+        help="A transformers model folder, an rsft checkpoint folder, or the "
+        "import path 'pkg.module:Class' of a torch module (built with kwargs).",
+    )
     kwargs: dict[str, Any] = opt(factory=dict, help="Keyword arguments for an import-path model.")
-    head: str | None = opt(None, help="Attribute name of the classification head; found "
-                           "automatically (classifier, fc, head, or the last Linear) when unset.")
+    head: str | None = opt(
+        None,
+        help="Attribute name of the classification head; found "
+        "automatically (classifier, fc, head, or the last Linear) when unset.",
+    )
     freeze: Literal["none", "all_but_head", "last_n", "patterns"] = opt(
-        "all_but_head", help="Which parameters stay fixed: none; all_but_head (train the head "
-        "only); last_n (the head and the last train_last_n blocks); patterns (freeze_patterns).")
+        "all_but_head",
+        help="Which parameters stay fixed: none; all_but_head (train the head "
+        "only); last_n (the head and the last train_last_n blocks); patterns (freeze_patterns).",
+    )
     train_last_n: int = opt(1, help="With freeze: last_n, how many of the last blocks train.")
-    blocks: str | None = opt(None, help="Dotted name of the ModuleList holding the model's "
-                             "blocks, for freeze: last_n; the longest ModuleList when unset.")
-    freeze_patterns: list[str] = opt(factory=list, help="With freeze: patterns, glob patterns "
-                                     "of parameter names to freeze (e.g. 'bert.embeddings.*').")
-    trainable_patterns: list[str] = opt(factory=list, help="Glob patterns of parameters that "
-                                        "always train, whatever the policy (e.g. '*.bias').")
+    blocks: str | None = opt(
+        None,
+        help="Dotted name of the ModuleList holding the model's "
+        "blocks, for freeze: last_n; the longest ModuleList when unset.",
+    )
+    freeze_patterns: list[str] = opt(
+        factory=list,
+        help="With freeze: patterns, glob patterns "
+        "of parameter names to freeze (e.g. 'bert.embeddings.*').",
+    )
+    trainable_patterns: list[str] = opt(
+        factory=list,
+        help="Glob patterns of parameters that always train, whatever the policy (e.g. '*.bias').",
+    )
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -46,8 +62,11 @@ class ModelConfig:
 class DataSection(DataConfig):
     """The data files, and how to read them (see :class:`rsft.data.DataConfig`)."""
 
-    train: str = opt("", help="Labelled training data: a class-per-folder image tree, a CSV, "
-                     "JSON(L) or parquet table, or a dataset saved with save_to_disk.")
+    train: str = opt(
+        "",
+        help="Labelled training data: a class-per-folder image tree, a CSV, "
+        "JSON(L) or parquet table, or a dataset saved with save_to_disk.",
+    )
     eval: str | None = opt(None, help="Labelled data evaluated after every epoch (same format).")
     test: str | None = opt(None, help="Labelled held-out data evaluated once at the end.")
 
@@ -67,7 +86,8 @@ class OptimConfig:
     nesterov: bool = opt(False, help="Nesterov momentum (SGD).")
     weight_decay: float = opt(0.0, help="Weight decay.")
     scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = opt(
-        "constant", help="Learning-rate schedule (transformers' get_scheduler).")
+        "constant", help="Learning-rate schedule (transformers' get_scheduler)."
+    )
     warmup_steps: int = opt(0, help="Warm-up steps of the schedule.")
     max_grad_norm: float | None = opt(None, help="Clip the gradient norm to this (off if unset).")
 
@@ -81,12 +101,15 @@ class OptimConfig:
 @dataclass
 class EnvelopeConfig:
     policy: Literal["max", "quantile", "fixed"] = opt(
-        "max", help="How M is set: max (the largest weight: exact), quantile (a high quantile: "
-        "more accepted, weights above it counted as violations), fixed (value).")
+        "max",
+        help="How M is set: max (the largest weight: exact), quantile (a high quantile: "
+        "more accepted, weights above it counted as violations), fixed (value).",
+    )
     quantile: float = opt(0.99, help="With policy: quantile, which quantile of the weights.")
     value: float | None = opt(None, help="With policy: fixed, the envelope M.")
     on_violation: Literal["error", "count"] | None = opt(
-        None, help="What a weight above M does: error (the default for fixed) or count.")
+        None, help="What a weight above M does: error (the default for fixed) or count."
+    )
 
 
 @dataclass
@@ -94,23 +117,32 @@ class RejectionConfig:
     """Which samples the model learns from (the data level of RSFT)."""
 
     weights: Literal["none", "density_ratio", "balance", "function", "column"] = opt(
-        "none", help="Weight source: none (plain fine-tuning); density_ratio (p_target/p_source "
+        "none",
+        help="Weight source: none (plain fine-tuning); density_ratio (p_target/p_source "
         "from a domain classifier on the model's features); balance (equal total weight per "
-        "group); function (your function); column (a weight column).")
+        "group); function (your function); column (a weight column).",
+    )
     mode: Literal["reject", "weight"] = opt(
-        "reject", help="reject: keep each sample with probability min(1, w/M), redrawn every "
-        "epoch; weight: keep every sample and weight its loss by w (importance weighting).")
+        "reject",
+        help="reject: keep each sample with probability min(1, w/M), redrawn every "
+        "epoch; weight: keep every sample and weight its loss by w (importance weighting).",
+    )
     envelope: EnvelopeConfig = opt(factory=EnvelopeConfig, help="The envelope M.")
     target_unlabelled: str | None = opt(
-        None, help="density_ratio: unlabelled samples of the target task (a folder or table).")
+        None, help="density_ratio: unlabelled samples of the target task (a folder or table)."
+    )
     calibration: Literal["sigmoid", "isotonic"] = opt(
-        "sigmoid", help="density_ratio: probability calibration of the domain classifier.")
+        "sigmoid", help="density_ratio: probability calibration of the domain classifier."
+    )
     balance_column: str | None = opt(
-        None, help="balance: the group column (class, modality, speaker, domain); default: label.")
+        None, help="balance: the group column (class, modality, speaker, domain); default: label."
+    )
     balance_target: dict[str, float] | None = opt(
-        None, help="balance: target share of each group (default: uniform).")
+        None, help="balance: target share of each group (default: uniform)."
+    )
     function: str | None = opt(
-        None, help="function: import path 'pkg.module:fn' of fn(example: dict) -> float.")
+        None, help="function: import path 'pkg.module:fn' of fn(example: dict) -> float."
+    )
     batched: bool = opt(False, help="function: call fn(list of examples) -> list of floats.")
     column: str | None = opt(None, help="column: the weight column of the training table.")
     seed: int | None = opt(None, help="Seed of the acceptance coins (default: the run's seed).")
@@ -135,11 +167,14 @@ class TrainConfig:
     eval_batch_size: int = opt(256, help="Batch size of evaluation and feature extraction.")
     seed: int = opt(0, help="Seed of everything: head init, shuffling, acceptance coins.")
     output_dir: str = opt("runs/train", help="Checkpoints, the final model and results.json.")
-    checkpoint_every: int = opt(0, help="Also checkpoint every N optimizer steps (0: at epoch "
-                                "ends only).")
+    checkpoint_every: int = opt(
+        0, help="Also checkpoint every N optimizer steps (0: at epoch ends only)."
+    )
     resume: Literal["auto", "never"] = opt(
-        "auto", help="auto: continue from the last checkpoint in output_dir when there is one; "
-        "never: start over.")
+        "auto",
+        help="auto: continue from the last checkpoint in output_dir when there is one; "
+        "never: start over.",
+    )
     num_workers: int = opt(0, help="DataLoader worker processes.")
     progress: bool = opt(True, help="Show progress bars and per-epoch lines.")
 

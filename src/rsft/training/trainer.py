@@ -42,7 +42,10 @@ class NonFiniteLossError(RuntimeError):
 def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
             weight_decay=cfg.weight_decay,
         )
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
@@ -67,20 +70,30 @@ class FineTuner:
 
         # 2. The pretrained model, its head resized, the frozen part frozen (S0.1).
         self.clf = load_classifier(
-            cfg.model.path, len(self.classes), classes=self.classes, kwargs=cfg.model.kwargs,
-            head=cfg.model.head, seed=cfg.seed,
+            cfg.model.path,
+            len(self.classes),
+            classes=self.classes,
+            kwargs=cfg.model.kwargs,
+            head=cfg.model.head,
+            seed=cfg.seed,
         )
         if self.clf.processor is None:
             self.clf.processor = processor
         self.param_counts = apply_freeze(
-            self.clf.model, cfg.model.freeze, self.clf.head, train_last_n=cfg.model.train_last_n,
-            blocks=cfg.model.blocks, freeze_patterns=cfg.model.freeze_patterns,
+            self.clf.model,
+            cfg.model.freeze,
+            self.clf.head,
+            train_last_n=cfg.model.train_last_n,
+            blocks=cfg.model.blocks,
+            freeze_patterns=cfg.model.freeze_patterns,
             trainable_patterns=cfg.model.trainable_patterns,
         )
         self.clf.model.to(acc.device)
 
         # 3. Per-sample weights (known before training) and the sampler that uses them.
-        self.weights, self.weight_info = compute_weights(cfg, self.train_split, self.clf, acc.device)
+        self.weights, self.weight_info = compute_weights(
+            cfg, self.train_split, self.clf, acc.device
+        )
         rej = cfg.rejection
         seed = cfg.seed if rej.seed is None else rej.seed
         shard = {"num_replicas": acc.num_processes, "rank": acc.process_index, "seed": seed}
@@ -98,10 +111,14 @@ class FineTuner:
         # 4. Optimizer and schedule over the trainable parameters only.
         params = [p for p in self.clf.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(cfg.optim, params)
-        per_rank = math.ceil(self.sampler.expected_acceptance * len(self.train_split) / acc.num_processes)
+        per_rank = math.ceil(
+            self.sampler.expected_acceptance * len(self.train_split) / acc.num_processes
+        )
         self.steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch_size))
         self.scheduler = get_scheduler(
-            cfg.optim.scheduler, self.optimizer, num_warmup_steps=cfg.optim.warmup_steps,
+            cfg.optim.scheduler,
+            self.optimizer,
+            num_warmup_steps=cfg.optim.warmup_steps,
             num_training_steps=self.steps_per_epoch * cfg.epochs,
         )
         self.model, self.optimizer = acc.prepare(self.clf.model, self.optimizer)
@@ -116,8 +133,12 @@ class FineTuner:
     # ------------------------------------------------------------------------------------
     def _loader(self, split: Split, batch_size: int, sampler=None) -> DataLoader:
         return DataLoader(
-            split.dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
-            collate_fn=split.collate, num_workers=self.config.num_workers,
+            split.dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            collate_fn=split.collate,
+            num_workers=self.config.num_workers,
         )
 
     def _to_device(self, batch: dict) -> dict:
@@ -186,8 +207,14 @@ class FineTuner:
         """Run every epoch; return (and write) the run's results."""
         cfg, acc = self.config, self.accelerator
         state = self._try_resume() or {
-            "epoch": 0, "step_in_epoch": 0, "global_step": 0, "forwarded": 0,
-            "backpropagated": 0, "train_time": 0.0, "step_losses": [], "history": [],
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "forwarded": 0,
+            "backpropagated": 0,
+            "train_time": 0.0,
+            "step_losses": [],
+            "history": [],
         }
         resumed_from = state["global_step"] if state["global_step"] else None
         if acc.is_main_process:
@@ -199,7 +226,9 @@ class FineTuner:
             loader = self._loader(self.train_split, cfg.batch_size, self.sampler)
             losses: list[float] = []
             bar = tqdm(
-                loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                loader,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                leave=False,
                 disable=not (cfg.progress and acc.is_local_main_process),
             )
             t_epoch = time.perf_counter()
@@ -305,8 +334,11 @@ def _mean(values: list[float]) -> float:
 
 
 def _format_record(r: dict[str, Any]) -> str:
-    parts = [f"epoch {r['epoch']}", f"train loss {r['train_loss']:.4f}",
-             f"accepted {r['accepted']} ({r['acceptance_rate']:.0%})"]
+    parts = [
+        f"epoch {r['epoch']}",
+        f"train loss {r['train_loss']:.4f}",
+        f"accepted {r['accepted']} ({r['acceptance_rate']:.0%})",
+    ]
     if "eval_accuracy" in r:
         parts.append(f"eval acc {r['eval_accuracy']:.2%}")
     return " | ".join(parts)
