@@ -132,6 +132,8 @@ class FineTuner:
 
     # ------------------------------------------------------------------------------------
     def _loader(self, split: Split, batch_size: int, sampler=None) -> DataLoader:
+        # A generator of its own: starting an iterator would otherwise draw from the global
+        # RNG, and a resumed run (which starts one mid-epoch) would drift from the original.
         return DataLoader(
             split.dataset,
             batch_size=batch_size,
@@ -139,6 +141,7 @@ class FineTuner:
             shuffle=False,
             collate_fn=split.collate,
             num_workers=self.config.num_workers,
+            generator=torch.Generator().manual_seed(self.config.seed),
         )
 
     def _to_device(self, batch: dict) -> dict:

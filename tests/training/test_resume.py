@@ -1,0 +1,66 @@
+"""A run killed mid-epoch resumes from its last checkpoint and matches an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).parent
+
+
+def _launch(config: dict, path: Path) -> subprocess.Popen:
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "rsft.cli.main", "train", "--config", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _checkpoint_step(run: Path) -> int:
+    pointer = run / "checkpoints" / "latest"
+    return int(pointer.read_text().split("-")[1]) if pointer.is_file() else 0
+
+
+def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path):
+    # Rejection with random coins (w = 0.5 everywhere below M = 1) and dropout: resuming must
+    # restore the sampler's epoch, its position in the epoch and the RNG state to match.
+    tiny_config["model"]["path"] = "rsft_test_models:SlowNet"
+    tiny_config["rejection"] = {
+        "weights": "column",
+        "column": "w",
+        "envelope": {"policy": "fixed", "value": 2.0},
+    }
+    tiny_config.update(checkpoint_every=3, epochs=2, batch_size=4)
+
+    killed = dict(tiny_config, output_dir=str(tmp_path / "killed"))
+    proc = _launch(killed, tmp_path / "killed.yaml")
+    deadline = time.time() + 120
+    while _checkpoint_step(tmp_path / "killed") < 3 and time.time() < deadline:
+        time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at = _checkpoint_step(tmp_path / "killed")
+    assert 3 <= at < 8, "the run should be killed in its first epoch (8 steps)"
+    assert not (tmp_path / "killed" / "results.json").exists()
+
+    resumed = _launch(killed, tmp_path / "killed.yaml")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    full = _launch(dict(tiny_config, output_dir=str(tmp_path / "full")), tmp_path / "full.yaml")
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+
+    a = json.loads((tmp_path / "killed" / "results.json").read_text())
+    b = json.loads((tmp_path / "full" / "results.json").read_text())
+    assert a["resumed_from_step"] == at and b["resumed_from_step"] is None
+    assert len(a["step_losses"]) == len(b["step_losses"]) > at
+    assert a["step_losses"] == b["step_losses"]
+    assert a["test_accuracy"] == b["test_accuracy"]
