@@ -112,6 +112,15 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
                 f"unknown option {path!r}.{hint} Valid options here: {', '.join(sorted(fields))}."
             )
         kwargs[key] = _coerce(value, hints[key], path)
+    for key, f in fields.items():
+        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if key in kwargs or not missing:
+            continue
+        path = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _coerce({}, hints[key], path)  # its own checks say what is missing
+        else:
+            raise ConfigError(f"missing required option {path!r}: {f.metadata.get('help', '')}")
     try:
         return cls(**kwargs)
     except ConfigError:

@@ -65,9 +65,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from rsft.compare.runner import CompareConfig
-    from rsft.training import TrainConfig
+def build_parser(with_options: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; ``with_options`` lists every config option in the help (slower:
+    it imports the config classes, and with them torch)."""
+    if with_options:
+        from rsft.compare.runner import CompareConfig
+        from rsft.training import TrainConfig
+
+        train_opts, compare_opts = options_help(TrainConfig), options_help(CompareConfig)
+    else:
+        train_opts = compare_opts = "  (see rsft train --help)"
 
     parser = argparse.ArgumentParser(
         prog="rsft",
@@ -81,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="fine-tune one model (plain, rejection-sampled or importance-weighted)",
         formatter_class=fmt,
-        epilog="config options:\n" + options_help(TrainConfig),
+        epilog="config options:\n" + train_opts,
     )
     p.add_argument("--config", "-c", help="YAML file of options (see below).")
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
@@ -92,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run several methods over several seeds and report them side by side",
         formatter_class=fmt,
         epilog="config options:\n"
-        + options_help(CompareConfig)
+        + compare_opts
         + "\n\nbase and each method take the options of `rsft train`.",
     )
     p.add_argument("--config", "-c", help="YAML file with base, methods, seeds, output_dir.")
@@ -110,12 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--version":  # answer at once, without importing torch
+        print(f"rsft {__version__}")
+        return 0
+    args = build_parser(with_options="-h" in argv or "--help" in argv).parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"rsft {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from rsft.training import NonFiniteLossError
+
+        if not isinstance(err, NonFiniteLossError):
+            raise
+        print(f"rsft {args.command}: training stopped: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
