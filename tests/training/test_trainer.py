@@ -91,3 +91,13 @@ def test_resume_refuses_a_different_config(tiny_config):
         _tuner(tiny_config).train()
     tiny_config["resume"] = "never"
     assert _tuner(tiny_config).train()["resumed_from_step"] is None
+
+
+def test_samples_budget_matches_plain_compute(tiny_config):
+    """budget: samples runs 1/a times the epochs, so it backpropagates what plain does."""
+    tiny_config["rejection"] = {"weights": "column", "column": "w"}  # a = 0.5
+    tiny_config["budget"] = "samples"
+    result = _tuner(tiny_config).train()
+    assert result["epochs_run"] == 4
+    assert result["backpropagated"] == 2 * 64
+    assert len(result["history"]) == 4

@@ -163,6 +163,12 @@ class TrainConfig:
     optim: OptimConfig = opt(factory=OptimConfig, help="Optimizer and schedule.")
     rejection: RejectionConfig = opt(factory=RejectionConfig, help="Rejection sampling.")
     epochs: int = opt(3, help="Passes over the (accepted) training data.")
+    budget: Literal["epochs", "samples"] = opt(
+        "epochs",
+        help="epochs: run `epochs` passes over the accepted data (rejection makes each "
+        "cheaper); samples: run as many passes as it takes to backpropagate as many samples "
+        "as `epochs` plain epochs (the same compute as plain fine-tuning).",
+    )
     batch_size: int = opt(32, help="Training batch size (per process).")
     eval_batch_size: int = opt(256, help="Batch size of evaluation and feature extraction.")
     seed: int = opt(0, help="Seed of everything: head init, shuffling, acceptance coins.")

@@ -108,6 +108,12 @@ class FineTuner:
                 w = torch.as_tensor(self.weights, dtype=torch.float32)
                 self.loss_weights = (w / w.mean()).to(acc.device)
 
+        # budget: samples trains as many sampler epochs as it takes to backpropagate as many
+        # samples as `epochs` plain epochs would: RSFT at the same compute, not the same epochs.
+        self.epochs = cfg.epochs
+        if cfg.budget == "samples":
+            self.epochs = max(1, round(cfg.epochs / self.sampler.expected_acceptance))
+
         # 4. Optimizer and schedule over the trainable parameters only.
         params = [p for p in self.clf.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(cfg.optim, params)
@@ -119,7 +125,7 @@ class FineTuner:
             cfg.optim.scheduler,
             self.optimizer,
             num_warmup_steps=cfg.optim.warmup_steps,
-            num_training_steps=self.steps_per_epoch * cfg.epochs,
+            num_training_steps=self.steps_per_epoch * self.epochs,
         )
         self.model, self.optimizer = acc.prepare(self.clf.model, self.optimizer)
         self.setup_time = time.perf_counter() - t0
@@ -223,14 +229,14 @@ class FineTuner:
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
-        for epoch in range(state["epoch"], cfg.epochs):
+        for epoch in range(state["epoch"], self.epochs):
             self.sampler.set_epoch(epoch)
             self.sampler.skip(state["step_in_epoch"] * cfg.batch_size)
             loader = self._loader(self.train_split, cfg.batch_size, self.sampler)
             losses: list[float] = []
             bar = tqdm(
                 loader,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                desc=f"epoch {epoch + 1}/{self.epochs}",
                 leave=False,
                 disable=not (cfg.progress and acc.is_local_main_process),
             )
@@ -315,6 +321,7 @@ class FineTuner:
             "train_time": state["train_time"],
             "wall_time": self.setup_time + state["train_time"],
             "global_step": state["global_step"],
+            "epochs_run": self.epochs,
             "resumed_from_step": resumed_from,
             "step_losses": state["step_losses"],
             "history": state["history"],
