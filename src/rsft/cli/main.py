@@ -26,7 +26,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rsft.training import FineTuner, TrainConfig
 
     cfg = from_dict(TrainConfig, _config_dict(args))
-    result = FineTuner(cfg).train()
+    tuner = FineTuner(cfg)
+    result = tuner.train()
+    if not tuner.accelerator.is_main_process:
+        return 0
     summary = {
         k: result[k]
         for k in (
@@ -49,6 +52,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     cfg = from_dict(CompareConfig, _config_dict(args))
     out = run_compare(cfg)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
     print()
     print(out["table"])
     for name, path in out["files"].items():

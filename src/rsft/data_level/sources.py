@@ -50,7 +50,7 @@ def compute_weights(
         }
         return dr.weights, info
     if rej.weights == "balance":
-        column = rej.balance_column or cfg.data.label_column
+        column = rej.balance_column or cfg.data.group_column or cfg.data.label_column
         groups = train.column(column)
         return balance_weights(groups, rej.balance_target), {"source": "balance", "column": column}
     if rej.weights == "column":

@@ -135,7 +135,9 @@ class RejectionConfig:
         "sigmoid", help="density_ratio: probability calibration of the domain classifier."
     )
     balance_column: str | None = opt(
-        None, help="balance: the group column (class, modality, speaker, domain); default: label."
+        None,
+        help="balance: the group column (class, modality, speaker, domain); default: "
+        "data.group_column, else the label.",
     )
     balance_target: dict[str, float] | None = opt(
         None, help="balance: target share of each group (default: uniform)."
