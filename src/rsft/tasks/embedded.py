@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+from rsft import __version__
 from rsft.tasks.digits import build_digits_task
 from rsft.training.checkpoint import atomic_write_text
 
@@ -33,7 +34,8 @@ def prepare_digits(out: str | Path, seed: int = 0, force: bool = False) -> dict[
     manifest = out / "manifest.json"
     if manifest.is_file() and not force:
         saved = json.loads(manifest.read_text())
-        if saved.get("seed") == seed and Path(saved["paths"]["pretrained"]).is_dir():
+        fresh = saved.get("seed") == seed and saved.get("rsft_version") == __version__
+        if fresh and Path(saved["paths"]["pretrained"]).is_dir():
             return saved["paths"]
     paths = {k: str(v) for k, v in build_digits_task(out, seed=seed).items()}
     run_dir = out / "pretrain_run"
