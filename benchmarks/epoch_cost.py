@@ -59,7 +59,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 
-from rsft.compare.report import atomic_write_text  # noqa: E402
+from rsft.atomic import atomic_write_text  # noqa: E402
 from rsft.config import from_dict  # noqa: E402
 from rsft.training import FineTuner, TrainConfig  # noqa: E402
 

@@ -13,7 +13,6 @@ import pytest
 from scipy import stats
 
 from rsft.compare.report import (
-    atomic_write_text,
     format_table,
     mean_ci,
     plot_results,
@@ -191,15 +190,6 @@ def test_write_results_round_trip(records: list[dict], tmp_path: Path) -> None:
     assert sum_rows[1]["delta_vs_baseline_mean"] == "nan"
     assert data["summary"][1]["delta_vs_baseline_mean"] is None
     assert float(sum_rows[1]["test_accuracy_mean"]) == pytest.approx(np.mean(PLAIN) + DELTA)
-
-
-def test_atomic_write_text_replaces_and_cleans_up(tmp_path: Path) -> None:
-    target = tmp_path / "sub" / "f.txt"
-    atomic_write_text(target, "one\n")
-    atomic_write_text(target, "two\r\n")
-    assert target.read_bytes() == b"two\r\n"
-    assert oct(target.stat().st_mode & 0o777) == oct(0o644)
-    assert sorted(os.listdir(target.parent)) == ["f.txt"]
 
 
 def test_plot_results_writes_png(records: list[dict], tmp_path: Path) -> None:

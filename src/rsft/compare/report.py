@@ -11,19 +11,19 @@ failure shows in the table instead of silently flattering a method.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from rsft.atomic import atomic_target, atomic_write_text
 
 __all__ = [
     "ACCURACY_KEY",
@@ -308,47 +308,6 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
 # files
 
 
-@contextlib.contextmanager
-def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success it replaces ``path`` in one rename.
-
-    Same directory so ``os.replace`` is a rename on one filesystem (atomic on POSIX): readers
-    see either the old complete file or the new one, never a half-written result.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        # mkstemp makes 0600 files; results are meant to be shared, so keep the old mode
-        # when replacing a file and use the usual 0644 otherwise.
-        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (temp file + fsync + ``os.replace``).
-
-    An interrupted run (Ctrl-C, OOM kill) then never leaves a truncated results file that a
-    later ``compare`` or a reader would trust. Text is written verbatim (no newline
-    translation). Returns the path written.
-    """
-    target = Path(path)
-    with _atomic_target(target) as tmp:
-        with open(tmp, "w", encoding=encoding, newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-    return target
-
-
 def _jsonable(obj: Any) -> Any:
     """Plain JSON types only: numpy scalars unwrapped, non-finite floats -> null (strict JSON)."""
     if isinstance(obj, Mapping):
@@ -590,6 +549,6 @@ def plot_results(
     fig.suptitle("rsft compare: methods on the same data and budget")
     target = Path(out_path_png)
     fmt = target.suffix.lstrip(".").lower() or "png"
-    with _atomic_target(target) as tmp:
+    with atomic_target(target) as tmp:
         fig.savefig(tmp, format=fmt)
     return target

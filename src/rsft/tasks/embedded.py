@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 from rsft import __version__
+from rsft.atomic import atomic_write_text
 from rsft.tasks.digits import build_digits_task
-from rsft.training.checkpoint import atomic_write_text
 
 PRETRAIN = {
     "model": {"path": "rsft.tasks.digits:DigitsNet", "freeze": "none"},

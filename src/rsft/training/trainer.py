@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from rsft.atomic import atomic_write_text
 from rsft.config import ConfigError, to_dict
 from rsft.data import Split, load_split
 from rsft.data_level import RejectionSampler
@@ -334,7 +335,7 @@ class FineTuner:
             result.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         if acc.is_main_process:
             save_classifier(self.clf, self.output_dir / "model", self.classes)
-            ckpt.atomic_write_text(self.output_dir / "results.json", json.dumps(result, indent=2))
+            atomic_write_text(self.output_dir / "results.json", json.dumps(result, indent=2))
         acc.wait_for_everyone()
         return result
 
