@@ -208,5 +208,13 @@ def options_help(cls: type) -> str:
     for name, tp, default, text in describe(cls):
         lines.append(f"  {name}  ({tp}; default {default})")
         if text:
-            lines.extend(textwrap.wrap(text, 88, initial_indent=" " * 6, subsequent_indent=" " * 6))
+            lines.extend(
+                textwrap.wrap(
+                    text,
+                    88,
+                    initial_indent="      ",
+                    subsequent_indent="      ",
+                    break_on_hyphens=False,
+                )
+            )
     return "\n".join(lines)

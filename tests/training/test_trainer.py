@@ -38,12 +38,15 @@ def test_rejected_samples_are_never_trained_on(tiny_config, monkeypatch):
     tiny_config["rejection"] = {"weights": "column", "column": "w"}
     tuner = _tuner(tiny_config)
     seen = []
-    step = tuner._step
-    monkeypatch.setattr(
-        tuner, "_step", lambda b, s: (seen.append(b["index"].tolist()), step(b, s))[1]
-    )
+    step = tuner._optimizer_step
+
+    def recording(micro, state):
+        seen.extend(i for batch, _ in micro for i in batch["index"].tolist())
+        return step(micro, state)
+
+    monkeypatch.setattr(tuner, "_optimizer_step", recording)
     result = tuner.train()
-    flat = [i for batch in seen for i in batch]
+    flat = seen
     assert all(i % 2 == 1 for i in flat)  # odd rows have weight 1
     assert sorted(flat) == sorted(list(range(1, 64, 2)) * 2)
     assert result["acceptance_rate"] == pytest.approx(0.5)

@@ -552,3 +552,35 @@ def plot_results(
     with atomic_target(target) as tmp:
         fig.savefig(tmp, format=fmt)
     return target
+
+
+def plot_trace(trace: Sequence[Mapping[str, Any]], out_path_png: str | os.PathLike[str]) -> Path:
+    """Acceptance rate and envelope M per scored round of a model-aware run (drift, S3.6).
+
+    The acceptance rate falls as the model learns (fewer hard samples) and M follows the
+    window of recent weights: the plot shows whether the rule kept up with the data.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps = np.array([t["step"] for t in trace], dtype=float)
+    rate = np.array([t["accepted"] / max(t["scored"], 1) for t in trace])
+    expected = np.array([t["mean_acceptance"] for t in trace])
+    envelope = np.array([t["envelope"] for t in trace])
+    fig = Figure(figsize=(10, 3.8), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(steps, rate, lw=0.8, alpha=0.6, label="accepted / scored (round)")
+    ax1.plot(steps, expected, lw=1.2, label="mean acceptance probability")
+    ax1.set(xlabel="optimizer step", ylabel="acceptance", ylim=(0, 1.02))
+    ax1.set_title("Acceptance per scored round")
+    ax1.legend(fontsize=8)
+    ax1.grid(alpha=0.3)
+    ax2.plot(steps, envelope, color="C3", lw=1.2)
+    ax2.set(xlabel="optimizer step", ylabel="M", yscale="log")
+    ax2.set_title("Envelope M (window of recent weights)")
+    ax2.grid(alpha=0.3)
+    target = Path(out_path_png)
+    with atomic_target(target) as tmp:
+        fig.savefig(tmp, format="png")
+    return target

@@ -33,8 +33,8 @@ def compute_weights(
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The training samples' weights for ``cfg.rejection`` (None for plain fine-tuning)."""
     rej = cfg.rejection
-    if rej.weights == "none":
-        return None, {"source": "none"}
+    if rej.weights == "none" or rej.model_aware:  # model-aware weights: scored in training
+        return None, {"source": rej.weights}
     if rej.weights == "density_ratio":
         target = load_split(
             rej.target_unlabelled, cfg.data, labelled=False, processor=clf.processor

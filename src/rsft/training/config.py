@@ -112,15 +112,32 @@ class EnvelopeConfig:
     )
 
 
+MODEL_AWARE = ("confidence", "loss_percentile", "model_function")
+
+
 @dataclass
 class RejectionConfig:
     """Which samples the model learns from (the data level of RSFT)."""
 
-    weights: Literal["none", "density_ratio", "balance", "function", "column"] = opt(
+    weights: Literal[
         "none",
-        help="Weight source: none (plain fine-tuning); density_ratio (p_target/p_source "
-        "from a domain classifier on the model's features); balance (equal total weight per "
-        "group); function (your function); column (a weight column).",
+        "density_ratio",
+        "balance",
+        "function",
+        "column",
+        "confidence",
+        "loss_percentile",
+        "model_function",
+    ] = opt(
+        "none",
+        help="Weight source. Known before training: none (plain fine-tuning); density_ratio "
+        "(p_target/p_source from a domain classifier on the model's features); balance (equal "
+        "total weight per group); function (your fn(example)); column (a weight column). "
+        "Model-aware, scored by a no-grad forward of the current model every batch: "
+        "confidence (seed 003: 1/p(y|x), the empirical distribution over the model's "
+        "confidence in the true label); loss_percentile (Selective-Backprop: the loss's "
+        "percentile among recent losses, to the power beta); model_function (your "
+        "fn(inputs, labels, logits) -> weights).",
     )
     mode: Literal["reject", "weight"] = opt(
         "reject",
@@ -143,14 +160,44 @@ class RejectionConfig:
         None, help="balance: target share of each group (default: uniform)."
     )
     function: str | None = opt(
-        None, help="function: import path 'pkg.module:fn' of fn(example: dict) -> float."
+        None,
+        help="function: import path 'pkg.module:fn' of fn(example: dict) -> float; "
+        "model_function: of fn(inputs: dict, labels, logits) -> one weight per sample.",
     )
     batched: bool = opt(False, help="function: call fn(list of examples) -> list of floats.")
     column: str | None = opt(None, help="column: the weight column of the training table.")
     seed: int | None = opt(None, help="Seed of the acceptance coins (default: the run's seed).")
+    beta: float = opt(1.0, help="loss_percentile: acceptance = percentile ** beta.")
+    floor: float = opt(0.01, help="loss_percentile: the smallest acceptance probability.")
+    window: int = opt(
+        1024,
+        help="Model-aware sources: how many recent samples the loss percentiles and the online "
+        "envelope M are taken over (M follows the data as it drifts).",
+    )
+    unbiased: bool = opt(
+        False,
+        help="Model-aware, mode reject: weight each accepted sample's loss by 1/a "
+        "(self-normalized in the batch), so the step estimates the full-batch gradient.",
+    )
+
+    @property
+    def model_aware(self) -> bool:
+        """True when the weights depend on the current model (scored during training)."""
+        return self.weights in MODEL_AWARE
 
     def __post_init__(self) -> None:
-        needs = {"density_ratio": "target_unlabelled", "function": "function", "column": "column"}
+        if self.window < 1:
+            raise ConfigError(f"rejection.window must be >= 1, got {self.window}.")
+        if not 0.0 <= self.floor <= 1.0:
+            raise ConfigError(f"rejection.floor must be in [0, 1], got {self.floor}.")
+        if self.beta <= 0:
+            raise ConfigError(f"rejection.beta must be > 0, got {self.beta}.")
+        needs = {
+            "density_ratio": "target_unlabelled",
+            "function": "function",
+            "model_function": "function",
+            "column": "column",
+        }
         key = needs.get(self.weights)
         if key and not getattr(self, key):
             raise ConfigError(f"rejection.weights: {self.weights} needs rejection.{key}.")
@@ -171,6 +218,9 @@ class TrainConfig:
         "cheaper); samples: run as many passes as it takes to backpropagate as many samples "
         "as `epochs` plain epochs (the same compute as plain fine-tuning).",
     )
+    gradient_accumulation_steps: int = opt(
+        1, help="Micro-batches of batch_size per optimizer step (per process)."
+    )
     batch_size: int = opt(32, help="Training batch size (per process).")
     eval_batch_size: int = opt(256, help="Batch size of evaluation and feature extraction.")
     seed: int = opt(0, help="Seed of everything: head init, shuffling, acceptance coins.")
@@ -187,7 +237,7 @@ class TrainConfig:
     progress: bool = opt(True, help="Show progress bars and per-epoch lines.")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.checkpoint_every < 0:

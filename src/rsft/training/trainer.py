@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +25,16 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from rsft.atomic import atomic_write_text
+from rsft.compare.report import plot_trace
 from rsft.config import ConfigError, to_dict
 from rsft.data import Split, load_split
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
-from rsft.rule import Envelope
+from rsft.rule import Envelope, RejectionStats
 from rsft.training import checkpoint as ckpt
 from rsft.training.config import TrainConfig
+from rsft.training.model_aware import ModelAwareRejection
 
 # Options that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "eval_batch_size", "output_dir")
@@ -98,7 +102,15 @@ class FineTuner:
         rej = cfg.rejection
         seed = cfg.seed if rej.seed is None else rej.seed
         shard = {"num_replicas": acc.num_processes, "rank": acc.process_index, "seed": seed}
-        if self.weights is not None and rej.mode == "reject":
+        self.online: ModelAwareRejection | None = None
+        if rej.model_aware:
+            # Weights that depend on the model are scored during training (S3.3): the sampler
+            # only shuffles; every process walks the same global order, round by round.
+            self.online = ModelAwareRejection(cfg, self.train_split, self.clf, acc)
+            self.sampler = RejectionSampler(num_samples=len(self.train_split), seed=seed)
+            self.loss_weights = None
+            self._check_scorer()
+        elif self.weights is not None and rej.mode == "reject":
             envelope = Envelope(**to_dict(rej.envelope))
             self.sampler = RejectionSampler(self.weights, envelope, **shard)
             self.loss_weights = None
@@ -112,7 +124,12 @@ class FineTuner:
         # budget: samples trains as many sampler epochs as it takes to backpropagate as many
         # samples as `epochs` plain epochs would: RSFT at the same compute, not the same epochs.
         self.epochs = cfg.epochs
-        if cfg.budget == "samples":
+        self.sample_budget: int | None = None
+        if cfg.budget == "samples" and self.online is not None:
+            # The acceptance rate is only known as training goes: stop at the sample count.
+            self.sample_budget = cfg.epochs * len(self.train_split)
+            self.epochs = cfg.epochs * 100
+        elif cfg.budget == "samples":
             self.epochs = max(1, round(cfg.epochs / self.sampler.expected_acceptance))
 
         # 4. Optimizer and schedule over the trainable parameters only.
@@ -121,7 +138,8 @@ class FineTuner:
         per_rank = math.ceil(
             self.sampler.expected_acceptance * len(self.train_split) / acc.num_processes
         )
-        self.steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch_size))
+        micro = cfg.batch_size * cfg.gradient_accumulation_steps
+        self.steps_per_epoch = max(1, math.ceil(per_rank / micro))
         self.scheduler = get_scheduler(
             cfg.optim.scheduler,
             self.optimizer,
@@ -188,6 +206,8 @@ class FineTuner:
         acc.wait_for_everyone()
         if acc.is_main_process:
             state = {**state, "sampler": self.sampler.state_dict(), "config": self._fingerprint()}
+            if self.online is not None:
+                state["online"] = self.online.state_dict()
             model = acc.unwrap_model(self.model)
             ckpt.write_training_state(tmp, model, self.optimizer, self.scheduler, state)
             ckpt.commit_checkpoint(self.output_dir, tmp, name)
@@ -210,7 +230,15 @@ class FineTuner:
             path, model, self.optimizer, self.scheduler, self.accelerator.process_index
         )
         self.sampler.load_state_dict(state["sampler"])
+        if self.online is not None:
+            self.online.load_state_dict(state.pop("online"))
         return state
+
+    def _check_scorer(self) -> None:
+        """Score a first batch before training, so a broken weight function fails early."""
+        assert self.online is not None
+        n = min(len(self.train_split), self.config.batch_size)
+        self.online._raw_scores(self.clf.model, list(range(n)))
 
     # ------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -219,6 +247,7 @@ class FineTuner:
         state = self._try_resume() or {
             "epoch": 0,
             "step_in_epoch": 0,
+            "round": 0,
             "global_step": 0,
             "forwarded": 0,
             "backpropagated": 0,
@@ -232,42 +261,105 @@ class FineTuner:
         self.model.train()
         for epoch in range(state["epoch"], self.epochs):
             self.sampler.set_epoch(epoch)
-            self.sampler.skip(state["step_in_epoch"] * cfg.batch_size)
-            loader = self._loader(self.train_split, cfg.batch_size, self.sampler)
-            losses: list[float] = []
-            bar = tqdm(
-                loader,
-                desc=f"epoch {epoch + 1}/{self.epochs}",
-                leave=False,
-                disable=not (cfg.progress and acc.is_local_main_process),
-            )
             t_epoch = time.perf_counter()
-            for batch in bar:
-                loss = self._step(self._to_device(batch), state)
-                losses.append(loss)
-                bar.set_postfix(loss=f"{loss:.4f}")
-                state["step_in_epoch"] += 1
-                if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0:
-                    state["train_time"] += time.perf_counter() - t_epoch
-                    t_epoch = time.perf_counter()
-                    self._save(state)
+            run = self._model_aware_epoch if self.online else self._epoch
+            losses = run(epoch, state)
             state["train_time"] += time.perf_counter() - t_epoch
             record = self._epoch_record(epoch, state, losses)
             state["history"].append(record)
-            state.update(epoch=epoch + 1, step_in_epoch=0)
+            state.update(epoch=epoch + 1, step_in_epoch=0, round=0)
             self._save(state)
             if acc.is_main_process and cfg.progress:
                 tqdm.write(_format_record(record))
+            if self._budget_spent(state):
+                break
         return self._finish(state, resumed_from)
 
-    def _step(self, batch: dict, state: dict) -> float:
+    def _bar(self, iterable, epoch: int, total: int | None = None):
+        show = self.config.progress and self.accelerator.is_local_main_process
+        desc = f"epoch {epoch + 1}/{self.epochs}"
+        return tqdm(iterable, desc=desc, total=total, leave=False, disable=not show)
+
+    def _epoch(self, epoch: int, state: dict) -> list[float]:
+        """Weights known before training: the sampler has already decided the epoch."""
+        cfg = self.config
+        k = cfg.gradient_accumulation_steps
+        self.sampler.skip(state["step_in_epoch"] * cfg.batch_size * k)
+        batches = iter(self._loader(self.train_split, cfg.batch_size, self.sampler))
+        losses: list[float] = []
+        bar = self._bar(range(math.ceil(len(self.sampler) / (cfg.batch_size * k))), epoch)
+        for _ in bar:
+            micro = [self._to_device(b) for b in islice(batches, k)]
+            if not micro:
+                break
+            weights = [
+                None if self.loss_weights is None else self.loss_weights[b["index"]] for b in micro
+            ]
+            losses.append(self._optimizer_step(list(zip(micro, weights)), state))
+            n = sum(len(b["labels"]) for b in micro) * self.accelerator.num_processes
+            state["forwarded"] += n
+            state["backpropagated"] += n
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            self._after_step(state)
+        return losses
+
+    def _model_aware_epoch(self, epoch: int, state: dict) -> list[float]:
+        """Weights that depend on the model: score a round, accept, train full batches."""
+        online = self.online
+        assert online is not None
+        order = self.sampler.accepted_indices(epoch).tolist()
+        g = online.round_size
+        n_rounds = math.ceil(len(order) / g)
+        losses: list[float] = []
+        model = self.accelerator.unwrap_model(self.model)
+        for r in self._bar(range(state["round"], n_rounds), epoch, n_rounds - state["round"]):
+            losses += self._drain(state)
+            if self._budget_spent(state):
+                return losses
+            indices = order[r * g : (r + 1) * g]
+            state["forwarded"] += online.score_round(model, indices, epoch, state["global_step"])
+            state["round"] = r + 1
+        losses += self._drain(state, final=epoch == self.epochs - 1)
+        return losses
+
+    def _drain(self, state: dict, final: bool = False) -> list[float]:
+        """Train on the queue while it holds a full step (or anything at all, if final)."""
+        online = self.online
+        assert online is not None
+        losses = []
+        while not self._budget_spent(state) and (micro := online.next_step(final)):
+            batches = [(online.batch(idx), w.to(self.accelerator.device)) for idx, w in micro]
+            losses.append(self._optimizer_step(batches, state))
+            state["forwarded"] += online.last_step_size
+            state["backpropagated"] += online.last_step_size
+            self._after_step(state)
+        return losses
+
+    def _budget_spent(self, state: dict) -> bool:
+        return self.sample_budget is not None and state["backpropagated"] >= self.sample_budget
+
+    def _after_step(self, state: dict) -> None:
+        state["step_in_epoch"] += 1
+        every = self.config.checkpoint_every
+        if every and state["global_step"] % every == 0:
+            self._save(state)
+
+    def _optimizer_step(self, micro: list[tuple[dict, torch.Tensor | None]], state: dict) -> float:
+        """One optimizer step over micro-batches (gradient accumulation); the mean loss."""
         cfg, acc = self.config, self.accelerator
-        logits = self.clf.logits(batch, self.model)
-        per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
-        if self.loss_weights is not None:
-            per_sample = per_sample * self.loss_weights[batch["index"]]
-        loss = per_sample.mean()
-        mean_loss = float(acc.reduce(loss.detach(), "mean"))
+        total = torch.zeros((), device=acc.device)
+        for j, (batch, weights) in enumerate(micro):
+            # Only the last micro-batch synchronises gradients across processes.
+            sync = acc.no_sync(self.model) if j < len(micro) - 1 else nullcontext()
+            with sync:
+                logits = self.clf.logits(batch, self.model)
+                per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
+                if weights is not None:
+                    per_sample = per_sample * weights
+                loss = per_sample.mean() / len(micro)
+                acc.backward(loss)
+            total += loss.detach()
+        mean_loss = float(acc.reduce(total, "mean"))
         if not math.isfinite(mean_loss):
             last = ckpt.latest_checkpoint(self.output_dir)
             raise NonFiniteLossError(
@@ -276,21 +368,20 @@ class FineTuner:
                 "optim.lr, set optim.max_grad_norm, or check the inputs for extreme values. "
                 f"Last checkpoint: {last or 'none'}."
             )
-        acc.backward(loss)
         if cfg.optim.max_grad_norm:
             acc.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        n = len(batch["labels"]) * acc.num_processes
-        state["forwarded"] += n
-        state["backpropagated"] += n
         state["global_step"] += 1
         state["step_losses"].append(mean_loss)
         return mean_loss
 
     def _epoch_record(self, epoch: int, state: dict, losses: list[float]) -> dict[str, Any]:
-        stats = self.sampler.stats(epoch)
+        if self.online is not None:
+            stats, self.online.epoch_stats = self.online.epoch_stats, RejectionStats()
+        else:
+            stats = self.sampler.stats(epoch)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": state["global_step"],
@@ -330,12 +421,24 @@ class FineTuner:
         if self.weights is not None:
             w = torch.as_tensor(self.weights, dtype=torch.float64)
             result["ess_fraction"] = float(w.sum() ** 2 / (w * w).sum() / len(w))
+        if self.online is not None:
+            total = self.online.stats
+            result.update(
+                acceptance_rate=total.acceptance_rate,
+                ess_fraction=total.ess_fraction,
+                violations=total.violations,
+                envelope=total.envelope,
+                epochs_run=len(state["history"]),
+                trace=self.online.trace,
+            )
         if self.test_split is not None:
             ev = self.evaluate(self.test_split)
             result.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         if acc.is_main_process:
             save_classifier(self.clf, self.output_dir / "model", self.classes)
             atomic_write_text(self.output_dir / "results.json", json.dumps(result, indent=2))
+            if self.online is not None:
+                plot_trace(self.online.trace, self.output_dir / "acceptance.png")
         acc.wait_for_everyone()
         return result
 

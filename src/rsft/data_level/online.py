@@ -1,0 +1,185 @@
+"""Model-aware rejection (seed 003, Selective-Backprop): weights that depend on the model.
+
+Every round of training data is first scored by a no-grad forward of the current model; the
+scorer turns the outputs into log weights, an online envelope M follows them over a window
+of recent samples (so it tracks drift), and the rule of :mod:`rsft.rule` keeps each sample
+with probability min(1, w/M). Accepted samples wait in an :class:`AcceptQueue` until a full
+training batch exists: no tiny batches, and every accepted sample is trained on exactly once.
+
+Scorers split their work in two: ``raw`` runs on each process's share of the round (from
+logits), ``log_weights`` runs on the whole round in its original order (so a percentile of
+the loss, for example, is the same whatever the number of processes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rsft.imports import import_object
+
+
+class ScoreError(ValueError):
+    """A model-aware weight function returned something that is not a weight per sample."""
+
+
+class ConfidenceScorer:
+    """Seed 003: w(x) = p̂(x) / p(y | x; θ) with p̂ the empirical (uniform) distribution.
+
+    Samples the model is unsure of (low probability of the true label) get large weights;
+    ``log w = -log p(y|x)`` up to the constant log p̂, which the envelope absorbs.
+    """
+
+    fixed_envelope = False
+
+    def raw(self, logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
+        return -F.log_softmax(logits.float(), -1).gather(1, labels[:, None]).squeeze(1)
+
+    def log_weights(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw.to(torch.float64)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class LossPercentileScorer:
+    """Selective-Backprop: P(accept) = max(floor, percentile(loss among recent losses) ** beta).
+
+    The weights are probabilities already, so the envelope is M = 1 (no violations).
+    """
+
+    fixed_envelope = True
+
+    def __init__(self, beta: float = 1.0, floor: float = 0.01, window: int = 1024) -> None:
+        self.beta, self.floor = beta, floor
+        self.history: deque[float] = deque(maxlen=window)
+
+    def raw(self, logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, reduction="none")
+
+    def log_weights(self, raw: torch.Tensor) -> torch.Tensor:
+        self.history.extend(raw.tolist())
+        recent = torch.tensor(list(self.history), dtype=torch.float64)
+        # Percentile of each loss among the recent ones (this round included): P(L' <= L).
+        pct = (recent[None, :] <= raw.to(torch.float64)[:, None]).double().mean(1)
+        return torch.log(torch.clamp(pct**self.beta, min=max(self.floor, 1e-300)))
+
+    def state_dict(self) -> dict:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history.clear()
+        self.history.extend(state["history"])
+
+
+class FunctionScorer:
+    """The user's ``fn(inputs, labels, logits) -> weights`` (S4.2), named by import path."""
+
+    fixed_envelope = False
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fn = import_object(path, "model-aware weight function")
+        if not callable(self.fn):
+            raise ValueError(f"model-aware weight function {path!r} is not callable.")
+
+    def raw(self, logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "index")}
+        try:
+            out = self.fn(inputs, labels, logits.detach())
+        except Exception as err:
+            raise ScoreError(
+                f"model-aware weight function {self.path!r} raised {type(err).__name__}: {err}"
+            ) from err
+        w = torch.as_tensor(out, dtype=torch.float64).detach().cpu()
+        if w.shape != (len(labels),):
+            raise ScoreError(
+                f"model-aware weight function {self.path!r} returned shape {tuple(w.shape)} for "
+                f"a batch of {len(labels)}: return one non-negative number per sample."
+            )
+        bad = ~torch.isfinite(w) | (w < 0)
+        if bad.any():
+            i = int(torch.nonzero(bad)[0])
+            raise ScoreError(
+                f"model-aware weight function {self.path!r} returned {w[i].item()} for sample "
+                f"{int(batch['index'][i])}: weights must be finite and >= 0."
+            )
+        return w
+
+    def log_weights(self, raw: torch.Tensor) -> torch.Tensor:
+        return torch.log(raw.to(torch.float64))
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def make_scorer(rejection: Any):
+    if rejection.weights == "confidence":
+        return ConfidenceScorer()
+    if rejection.weights == "loss_percentile":
+        return LossPercentileScorer(rejection.beta, rejection.floor, rejection.window)
+    if rejection.weights == "model_function":
+        return FunctionScorer(rejection.function)
+    raise ValueError(f"{rejection.weights!r} is not a model-aware weight source.")
+
+
+class OnlineEnvelope:
+    """M over a sliding window of recent log weights: their max, or a quantile of them.
+
+    A window (not the whole history) lets M follow the weights as the model and the data
+    drift; the weights above M at the moment they are scored are counted as violations.
+    """
+
+    def __init__(self, policy: str, quantile: float, value: float | None, window: int) -> None:
+        self.policy, self.quantile, self.value = policy, quantile, value
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def update(self, log_w: torch.Tensor) -> float:
+        if self.policy == "fixed":
+            return math.log(self.value)  # type: ignore[arg-type]
+        self.recent.extend(x for x in log_w.tolist() if math.isfinite(x))
+        if not self.recent:
+            return 0.0
+        window = torch.tensor(list(self.recent), dtype=torch.float64)
+        if self.policy == "max":
+            return float(window.max())
+        return float(torch.quantile(window, self.quantile))
+
+    def state_dict(self) -> dict:
+        return {"recent": list(self.recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent.clear()
+        self.recent.extend(state["recent"])
+
+
+class AcceptQueue:
+    """Accepted samples (dataset index, loss weight) waiting for a full training batch."""
+
+    def __init__(self) -> None:
+        self.items: deque[tuple[int, float]] = deque()
+
+    def extend(self, indices: list[int], weights: list[float]) -> None:
+        self.items.extend(zip(indices, weights))
+
+    def pop(self, n: int) -> list[tuple[int, float]]:
+        return [self.items.popleft() for _ in range(min(n, len(self.items)))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def state_dict(self) -> list[list[float]]:
+        return [[i, w] for i, w in self.items]
+
+    def load_state_dict(self, state: list) -> None:
+        self.items = deque((int(i), float(w)) for i, w in state)

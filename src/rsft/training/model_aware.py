@@ -1,0 +1,163 @@
+"""The model-aware round of S3.3: score with a no-grad forward, accept, queue, train full batches.
+
+A *round* is the next ``G = batch_size x accumulation x processes`` indices of the epoch's
+shuffled order. Each process scores its share; the raw scores are gathered back into the
+round's order, so weights, the online envelope, and the acceptance coins (one uniform per
+sample and epoch, drawn from the seed) are the same for 1 or N processes and any gradient
+accumulation. Accepted samples join a FIFO queue shared (identically) by every process;
+whenever it holds G samples, they make one optimizer step, each process taking every N-th.
+
+At an epoch's end the samples still queued (fewer than G) stay queued: they are trained
+first in the next epoch. After the last epoch they make one final, smaller step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object
+
+from rsft.data import Split
+from rsft.data_level.online import AcceptQueue, OnlineEnvelope, make_scorer
+from rsft.data_level.weights import balance_weights
+from rsft.models import Classifier
+from rsft.rule import RejectionStats
+
+
+class ModelAwareRejection:
+    """Scorer, online envelope, queue and statistics of one model-aware run."""
+
+    def __init__(self, config: Any, split: Split, clf: Classifier, accelerator: Any) -> None:
+        rej = config.rejection
+        self.config, self.split, self.clf, self.acc = config, split, clf, accelerator
+        self.scorer = make_scorer(rej)
+        env = rej.envelope
+        self.envelope = OnlineEnvelope(env.policy, env.quantile, env.value, rej.window)
+        self.queue = AcceptQueue()
+        self.seed = config.seed if rej.seed is None else rej.seed
+        self.stats = RejectionStats()  # whole run
+        self.epoch_stats = RejectionStats()
+        self.trace: list[dict[str, float]] = []
+        # Group priors (S3.5): the model's weight times the group's balance weight.
+        self.group_log_w = None
+        if rej.balance_column:
+            groups = split.column(rej.balance_column)
+            w = balance_weights(groups, rej.balance_target)
+            self.group_log_w = torch.log(torch.as_tensor(w, dtype=torch.float64))
+        self._coins: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def round_size(self) -> int:
+        c = self.config
+        return c.batch_size * c.gradient_accumulation_steps * self.acc.num_processes
+
+    def coins(self, epoch: int) -> torch.Tensor:
+        """One uniform per sample and epoch: the same coin whoever scores the sample."""
+        if self._coins is None or self._coins[0] != epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 7919)
+            self._coins = (epoch, torch.rand(len(self.split), generator=gen, dtype=torch.float64))
+        return self._coins[1]
+
+    def batch(self, indices: list[int]) -> dict:
+        dev = self.acc.device
+        batch = self.split.collate([self.split.dataset[i] for i in indices])
+        return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    @torch.no_grad()
+    def _raw_scores(self, model: torch.nn.Module, indices: list[int]) -> list[float]:
+        was = model.training
+        model.eval()  # scoring sees the model's beliefs, without dropout noise
+        out: list[float] = []
+        step = self.config.eval_batch_size
+        for start in range(0, len(indices), step):
+            batch = self.batch(indices[start : start + step])
+            logits = self.clf.logits(batch, model)
+            out.extend(self.scorer.raw(logits, batch["labels"], batch).cpu().tolist())
+        model.train(was)
+        return out
+
+    def score_round(self, model: torch.nn.Module, indices: list[int], epoch: int, step: int) -> int:
+        """Score one round, queue the accepted samples; return how many were scored."""
+        world, rank = self.acc.num_processes, self.acc.process_index
+        mine = indices[rank::world]
+        raw_mine = self._raw_scores(model, mine)
+        if world > 1:
+            pairs = gather_object([(rank + world * j, v) for j, v in enumerate(raw_mine)])
+            raw = [v for _, v in sorted(pairs)]
+        else:
+            raw = raw_mine
+        idx = torch.as_tensor(indices)
+        log_w = self.scorer.log_weights(torch.tensor(raw, dtype=torch.float64))
+        if self.group_log_w is not None:
+            log_w = log_w + self.group_log_w[idx]
+        log_m = 0.0 if self.scorer.fixed_envelope else self.envelope.update(log_w)
+        log_a = torch.clamp(log_w - log_m, max=0.0)
+        if self.config.rejection.mode == "weight":
+            # S3.4: every sample trains, its loss weighted by w (self-normalized per step).
+            accepted = torch.ones(len(idx), dtype=torch.bool)
+            weights = torch.exp(log_w - log_w.max())
+        else:
+            accepted = torch.log(self.coins(epoch)[idx]) < log_a
+            unbiased = self.config.rejection.unbiased
+            weights = torch.exp(-log_a) if unbiased else torch.ones(len(idx), dtype=torch.float64)
+        self.queue.extend(idx[accepted].tolist(), weights[accepted].tolist())
+        for s in (self.stats, self.epoch_stats):
+            s.update(log_w, log_m, accepted)
+        self.trace.append(
+            {
+                "step": step,
+                "scored": len(idx),
+                "accepted": int(accepted.sum()),
+                "envelope": math.exp(log_m),
+                "mean_acceptance": float(log_a.exp().mean()),
+            }
+        )
+        return len(idx)
+
+    def next_step(self, final: bool = False) -> list[tuple[list[int], torch.Tensor]] | None:
+        """This process's micro-batches for the next optimizer step, or None if not ready.
+
+        Loss weights are normalized to mean 1 over the whole step (all processes), so the
+        step is the same whatever the number of processes or micro-batches.
+        """
+        g = self.round_size
+        if len(self.queue) < g and not (final and len(self.queue)):
+            return None
+        items = self.queue.pop(g)
+        w = torch.tensor([wt for _, wt in items], dtype=torch.float64)
+        w = w / w.mean() if w.sum() > 0 else torch.ones_like(w)
+        world, rank = self.acc.num_processes, self.acc.process_index
+        mine = list(range(rank, len(items), world))
+        if not mine:  # a final step smaller than the number of processes: stay in step
+            mine, zero = [0], True
+        else:
+            zero = False
+        bs = self.config.batch_size
+        micro = []
+        for start in range(0, len(mine), bs):
+            part = mine[start : start + bs]
+            weights = torch.zeros(len(part)) if zero else w[part].float()
+            micro.append(([items[i][0] for i in part], weights))
+        self.last_step_size = len(items)
+        return micro
+
+    def state_dict(self) -> dict:
+        return {
+            "queue": self.queue.state_dict(),
+            "scorer": self.scorer.state_dict(),
+            "envelope": self.envelope.state_dict(),
+            "stats": asdict(self.stats),
+            "epoch_stats": asdict(self.epoch_stats),
+            "trace": self.trace,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.queue.load_state_dict(state["queue"])
+        self.scorer.load_state_dict(state["scorer"])
+        self.envelope.load_state_dict(state["envelope"])
+        self.stats = RejectionStats(**state["stats"])
+        self.epoch_stats = RejectionStats(**state["epoch_stats"])
+        self.trace = state["trace"]
