@@ -139,12 +139,15 @@ class FineTuner:
             self.sampler.expected_acceptance * len(self.train_split) / acc.num_processes
         )
         micro = cfg.batch_size * cfg.gradient_accumulation_steps
-        self.steps_per_epoch = max(1, math.ceil(per_rank / micro))
+        total_steps = max(1, math.ceil(per_rank / micro)) * self.epochs
+        if self.online is not None:  # at most every sample, or the sample budget
+            samples = self.sample_budget or cfg.epochs * len(self.train_split)
+            total_steps = max(1, math.ceil(samples / self.online.round_size))
         self.scheduler = get_scheduler(
             cfg.optim.scheduler,
             self.optimizer,
             num_warmup_steps=cfg.optim.warmup_steps,
-            num_training_steps=self.steps_per_epoch * self.epochs,
+            num_training_steps=total_steps,
         )
         self.model, self.optimizer = acc.prepare(self.clf.model, self.optimizer)
         self.setup_time = time.perf_counter() - t0
@@ -277,7 +280,7 @@ class FineTuner:
 
     def _bar(self, iterable, epoch: int, total: int | None = None):
         show = self.config.progress and self.accelerator.is_local_main_process
-        desc = f"epoch {epoch + 1}/{self.epochs}"
+        desc = f"epoch {epoch + 1}" + ("" if self.sample_budget else f"/{self.epochs}")
         return tqdm(iterable, desc=desc, total=total, leave=False, disable=not show)
 
     def _epoch(self, epoch: int, state: dict) -> list[float]:
