@@ -40,9 +40,9 @@ def test_rejected_samples_are_never_trained_on(tiny_config, monkeypatch):
     seen = []
     step = tuner._optimizer_step
 
-    def recording(micro, state):
+    def recording(micro, state, n_step):
         seen.extend(i for batch, _ in micro for i in batch["index"].tolist())
-        return step(micro, state)
+        return step(micro, state, n_step)
 
     monkeypatch.setattr(tuner, "_optimizer_step", recording)
     result = tuner.train()

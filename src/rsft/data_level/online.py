@@ -58,25 +58,25 @@ class LossPercentileScorer:
     fixed_envelope = True
 
     def __init__(self, beta: float = 1.0, floor: float = 0.01, window: int = 1024) -> None:
-        self.beta, self.floor = beta, floor
-        self.history: deque[float] = deque(maxlen=window)
+        self.beta, self.floor, self.window = beta, floor, window
+        self.history = torch.empty(0, dtype=torch.float64)  # the last `window` losses
 
     def raw(self, logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
         return F.cross_entropy(logits.float(), labels, reduction="none")
 
     def log_weights(self, raw: torch.Tensor) -> torch.Tensor:
-        self.history.extend(raw.tolist())
-        recent = torch.tensor(list(self.history), dtype=torch.float64)
+        raw = raw.to(torch.float64)
+        recent = torch.cat([self.history, raw])
         # Percentile of each loss among the recent ones (this round included): P(L' <= L).
-        pct = (recent[None, :] <= raw.to(torch.float64)[:, None]).double().mean(1)
+        pct = torch.searchsorted(recent.sort().values, raw, right=True).double() / len(recent)
+        self.history = recent[-self.window :]
         return torch.log(torch.clamp(pct**self.beta, min=max(self.floor, 1e-300)))
 
     def state_dict(self) -> dict:
-        return {"history": list(self.history)}
+        return {"history": self.history.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.history.clear()
-        self.history.extend(state["history"])
+        self.history = torch.tensor(state["history"], dtype=torch.float64)
 
 
 class FunctionScorer:
@@ -141,26 +141,25 @@ class OnlineEnvelope:
     """
 
     def __init__(self, policy: str, quantile: float, value: float | None, window: int) -> None:
-        self.policy, self.quantile, self.value = policy, quantile, value
-        self.recent: deque[float] = deque(maxlen=window)
+        self.policy, self.quantile, self.value, self.window = policy, quantile, value, window
+        self.recent = torch.empty(0, dtype=torch.float64)  # the last `window` finite log w
 
     def update(self, log_w: torch.Tensor) -> float:
         if self.policy == "fixed":
             return math.log(self.value)  # type: ignore[arg-type]
-        self.recent.extend(x for x in log_w.tolist() if math.isfinite(x))
-        if not self.recent:
+        log_w = log_w.to(torch.float64)
+        self.recent = torch.cat([self.recent, log_w[torch.isfinite(log_w)]])[-self.window :]
+        if not len(self.recent):
             return 0.0
-        window = torch.tensor(list(self.recent), dtype=torch.float64)
         if self.policy == "max":
-            return float(window.max())
-        return float(torch.quantile(window, self.quantile))
+            return float(self.recent.max())
+        return float(torch.quantile(self.recent, self.quantile))
 
     def state_dict(self) -> dict:
-        return {"recent": list(self.recent)}
+        return {"recent": self.recent.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.recent.clear()
-        self.recent.extend(state["recent"])
+        self.recent = torch.tensor(state["recent"], dtype=torch.float64)
 
 
 class AcceptQueue:

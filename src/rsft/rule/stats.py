@@ -29,7 +29,9 @@ class RejectionStats:
         self, log_w: torch.Tensor, log_m: float, accepted: torch.Tensor | None = None
     ) -> RejectionStats:
         log_w = log_w.detach().to(torch.float64).flatten()
-        # Weights are summed relative to M so that huge log weights do not overflow.
+        # Weights are summed relative to M so that huge log weights do not overflow; when M
+        # moves (an online envelope), the sums so far are rescaled to the new M.
+        self._rescale(log_m)
         rel = torch.exp(log_w - log_m)
         self.n += log_w.numel()
         self.accepted += int(accepted.sum()) if accepted is not None else 0
@@ -39,6 +41,25 @@ class RejectionStats:
         if log_w.numel():
             self.max_log_w = max(self.max_log_w, float(log_w.max()))
         self.log_m = log_m
+        return self
+
+    def _rescale(self, log_m: float) -> None:
+        if self.n and not math.isnan(self.log_m) and log_m != self.log_m:
+            shift = math.exp(self.log_m - log_m)
+            self.sum_w, self.sum_w2 = self.sum_w * shift, self.sum_w2 * shift * shift
+
+    def merge(self, other: RejectionStats) -> RejectionStats:
+        """Add another set of totals (e.g. an epoch's) to these; M becomes the other's."""
+        if not other.n:
+            return self
+        self._rescale(other.log_m)
+        self.n += other.n
+        self.accepted += other.accepted
+        self.violations += other.violations
+        self.sum_w += other.sum_w
+        self.sum_w2 += other.sum_w2
+        self.max_log_w = max(self.max_log_w, other.max_log_w)
+        self.log_m = other.log_m
         return self
 
     @property

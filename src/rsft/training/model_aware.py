@@ -20,11 +20,12 @@ from typing import Any
 import torch
 from accelerate.utils import gather_object
 
+from rsft.config import to_dict
 from rsft.data import Split
 from rsft.data_level.online import AcceptQueue, OnlineEnvelope, make_scorer
 from rsft.data_level.weights import balance_weights
 from rsft.models import Classifier
-from rsft.rule import RejectionStats
+from rsft.rule import Envelope, RejectionStats
 
 
 class ModelAwareRejection:
@@ -35,10 +36,11 @@ class ModelAwareRejection:
         self.config, self.split, self.clf, self.acc = config, split, clf, accelerator
         self.scorer = make_scorer(rej)
         env = rej.envelope
+        Envelope(**to_dict(env))  # a fixed M without a value (or a bad quantile) fails here
         self.envelope = OnlineEnvelope(env.policy, env.quantile, env.value, rej.window)
         self.queue = AcceptQueue()
         self.seed = config.seed if rej.seed is None else rej.seed
-        self.stats = RejectionStats()  # whole run
+        self.stats = RejectionStats()  # whole run, but for the current epoch
         self.epoch_stats = RejectionStats()
         self.trace: list[dict[str, float]] = []
         # Group priors (S3.5): the model's weight times the group's balance weight.
@@ -48,6 +50,12 @@ class ModelAwareRejection:
             w = balance_weights(groups, rej.balance_target)
             self.group_log_w = torch.log(torch.as_tensor(w, dtype=torch.float64))
         self._coins: tuple[int, torch.Tensor] | None = None
+
+    def end_epoch(self) -> RejectionStats:
+        """The finished epoch's statistics; they join the run's."""
+        epoch, self.epoch_stats = self.epoch_stats, RejectionStats()
+        self.stats.merge(epoch)
+        return epoch
 
     @property
     def round_size(self) -> int:
@@ -97,15 +105,16 @@ class ModelAwareRejection:
         log_a = torch.clamp(log_w - log_m, max=0.0)
         if self.config.rejection.mode == "weight":
             # S3.4: every sample trains, its loss weighted by w (self-normalized per step).
+            # w itself (not w / the round's max), so samples of different rounds that share
+            # a step keep their ratios; zero stays zero; clamped so exp cannot overflow.
             accepted = torch.ones(len(idx), dtype=torch.bool)
-            weights = torch.exp(log_w - log_w.max())
+            weights = torch.exp(torch.clamp(log_w, max=300.0))
         else:
             accepted = torch.log(self.coins(epoch)[idx]) < log_a
             unbiased = self.config.rejection.unbiased
             weights = torch.exp(-log_a) if unbiased else torch.ones(len(idx), dtype=torch.float64)
         self.queue.extend(idx[accepted].tolist(), weights[accepted].tolist())
-        for s in (self.stats, self.epoch_stats):
-            s.update(log_w, log_m, accepted)
+        self.epoch_stats.update(log_w, log_m, accepted)  # merged into .stats at epoch end
         self.trace.append(
             {
                 "step": step,
@@ -128,7 +137,8 @@ class ModelAwareRejection:
             return None
         items = self.queue.pop(g)
         w = torch.tensor([wt for _, wt in items], dtype=torch.float64)
-        w = w / w.mean() if w.sum() > 0 else torch.ones_like(w)
+        # All-zero weights (mode weight) stay zero: such samples must not train.
+        w = w / w.mean() if w.sum() > 0 else torch.zeros_like(w)
         world, rank = self.acc.num_processes, self.acc.process_index
         mine = list(range(rank, len(items), world))
         if not mine:  # a final step smaller than the number of processes: stay in step

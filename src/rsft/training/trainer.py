@@ -31,7 +31,7 @@ from rsft.data import Split, load_split
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
-from rsft.rule import Envelope, RejectionStats
+from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
 from rsft.training.config import TrainConfig
 from rsft.training.model_aware import ModelAwareRejection
@@ -298,8 +298,8 @@ class FineTuner:
             weights = [
                 None if self.loss_weights is None else self.loss_weights[b["index"]] for b in micro
             ]
-            losses.append(self._optimizer_step(list(zip(micro, weights)), state))
             n = sum(len(b["labels"]) for b in micro) * self.accelerator.num_processes
+            losses.append(self._optimizer_step(list(zip(micro, weights)), state, n))
             state["forwarded"] += n
             state["backpropagated"] += n
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -332,7 +332,7 @@ class FineTuner:
         losses = []
         while not self._budget_spent(state) and (micro := online.next_step(final)):
             batches = [(online.batch(idx), w.to(self.accelerator.device)) for idx, w in micro]
-            losses.append(self._optimizer_step(batches, state))
+            losses.append(self._optimizer_step(batches, state, online.last_step_size))
             state["forwarded"] += online.last_step_size
             state["backpropagated"] += online.last_step_size
             self._after_step(state)
@@ -347,9 +347,17 @@ class FineTuner:
         if every and state["global_step"] % every == 0:
             self._save(state)
 
-    def _optimizer_step(self, micro: list[tuple[dict, torch.Tensor | None]], state: dict) -> float:
-        """One optimizer step over micro-batches (gradient accumulation); the mean loss."""
+    def _optimizer_step(
+        self, micro: list[tuple[dict, torch.Tensor | None]], state: dict, n_step: int
+    ) -> float:
+        """One optimizer step over micro-batches (gradient accumulation); the mean loss.
+
+        ``n_step`` is the step's sample count over all processes: every sample weighs
+        1/n_step, however the step is split into micro-batches and processes (DDP averages
+        the processes' gradients, hence the factor num_processes).
+        """
         cfg, acc = self.config, self.accelerator
+        scale = acc.num_processes / n_step
         total = torch.zeros((), device=acc.device)
         for j, (batch, weights) in enumerate(micro):
             # Only the last micro-batch synchronises gradients across processes.
@@ -359,7 +367,7 @@ class FineTuner:
                 per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
                 if weights is not None:
                     per_sample = per_sample * weights
-                loss = per_sample.mean() / len(micro)
+                loss = per_sample.sum() * scale
                 acc.backward(loss)
             total += loss.detach()
         mean_loss = float(acc.reduce(total, "mean"))
@@ -382,7 +390,7 @@ class FineTuner:
 
     def _epoch_record(self, epoch: int, state: dict, losses: list[float]) -> dict[str, Any]:
         if self.online is not None:
-            stats, self.online.epoch_stats = self.online.epoch_stats, RejectionStats()
+            stats = self.online.end_epoch()
         else:
             stats = self.sampler.stats(epoch)
         record: dict[str, Any] = {
