@@ -16,6 +16,7 @@ from typing import Any
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from rsft import __version__
 from rsft.compare.report import format_table, plot_results, summarize, write_results
 from rsft.config import ConfigError, deep_merge, from_dict, opt, to_dict
 from rsft.training import FineTuner, TrainConfig
@@ -83,7 +84,9 @@ def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    return result if result.get("config") == to_dict(run_cfg) else None
+    # Reuse a finished run only if the same config ran on the same rsft version.
+    same = result.get("config") == to_dict(run_cfg) and result.get("rsft_version") == __version__
+    return result if same else None
 
 
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from rsft import __version__
 from rsft.atomic import atomic_write_text
 from rsft.compare.report import plot_trace
 from rsft.config import ConfigError, to_dict
@@ -242,6 +243,7 @@ class FineTuner:
         assert self.online is not None
         n = min(len(self.train_split), self.config.batch_size)
         self.online._raw_scores(self.clf.model, list(range(n)))
+        self.weight_info["scoring_forwarded"] = self.weight_info.get("scoring_forwarded", 0) + n
 
     # ------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -411,6 +413,7 @@ class FineTuner:
         scoring = self.weight_info.get("scoring_forwarded", 0)
         result: dict[str, Any] = {
             "config": to_dict(self.config),
+            "rsft_version": __version__,
             "classes": self.classes,
             "parameters": self.param_counts,
             "weights": {k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},
