@@ -45,3 +45,48 @@ def tiny_config(tmp_path):
         "output_dir": str(tmp_path / "run"),
         "progress": False,
     }
+
+
+def run_two_processes(script, config: dict, tmp_path, port: int) -> list[dict]:
+    """Run ``script CONFIG OUT`` on 2 CPU processes (accelerate launch, gloo); return each
+    rank's ``OUT.<rank>.json``. The script's folder is on PYTHONPATH."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(config))
+    here = str(Path(script).parent)
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]),
+    }
+    launcher = Path(sys.executable).parent / "accelerate"
+    flags = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    flags += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
+    proc = subprocess.run(
+        [
+            str(launcher),
+            "launch",
+            *flags,
+            str(script),
+            str(tmp_path / "ddp.yaml"),
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads((tmp_path / f"out.{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.fixture
+def two_processes():
+    return run_two_processes

@@ -1,14 +1,10 @@
 """DDP on 2 CPU processes (accelerate, gloo): one draw shared by the ranks, then sharded."""
 
-import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from rsft.config import from_dict
 from rsft.training import FineTuner, TrainConfig
@@ -20,39 +16,11 @@ HERE = Path(__file__).parent
     shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
     reason="the accelerate launcher is not installed",
 )
-def test_two_processes_match_one(tiny_config, tmp_path):
+def test_two_processes_match_one(tiny_config, tmp_path, two_processes):
     tiny_config["model"]["kwargs"] = {"width": 8, "dropout": 0.0}
     tiny_config["rejection"] = {"weights": "column", "column": "w"}  # rows 1, 3, 5, ... accepted
     ddp = dict(tiny_config, batch_size=4, output_dir=str(tmp_path / "ddp"))
-    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(ddp))
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    launcher = Path(sys.executable).parent / "accelerate"
-    proc = subprocess.run(
-        [
-            str(launcher),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            "29517",
-            str(HERE / "ddp_train.py"),
-            str(tmp_path / "ddp.yaml"),
-            str(tmp_path / "out"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"out.{r}.json").read_text()) for r in (0, 1)]
+    ranks = two_processes(HERE / "ddp_train.py", ddp, tmp_path, port=29517)
     assert [r["world"] for r in ranks] == [2, 2]
 
     # One process with the same global batch (2 x 4) is the reference.

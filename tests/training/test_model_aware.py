@@ -382,44 +382,11 @@ def test_accumulation_final_partial_step_is_the_plain_mean(tiny_config, tmp_path
     shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
     reason="the accelerate launcher is not installed",
 )
-def test_two_processes_accept_what_one_does(tiny_config, tmp_path, monkeypatch):
+def test_two_processes_accept_what_one_does(tiny_config, tmp_path, monkeypatch, two_processes):
     """2 CPU processes x batch 4 score, accept and train the same samples as 1 x batch 8."""
     cfg = _config(tiny_config, tmp_path, {"weights": "confidence", "window": 20}, epochs=2)
     ddp = dict(cfg, batch_size=4, output_dir=str(tmp_path / "ddp"))
-    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(ddp))
-    env = {
-        **os.environ,
-        "ACCELERATE_USE_CPU": "true",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-    }
-    launcher = Path(sys.executable).parent / "accelerate"
-    proc = subprocess.run(
-        [
-            str(launcher),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            "29531",
-            str(HERE / "ddp_model_aware.py"),
-            str(tmp_path / "ddp.yaml"),
-            str(tmp_path / "out"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"out.{r}.json").read_text()) for r in (0, 1)]
+    ranks = two_processes(HERE / "ddp_model_aware.py", ddp, tmp_path, port=29531)
     assert [r["world"] for r in ranks] == [2, 2]
 
     one, result = _run(dict(cfg, output_dir=str(tmp_path / "one")), monkeypatch)
