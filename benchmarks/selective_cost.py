@@ -30,7 +30,7 @@ loop (``results["train_time"]``); the same epochs' process CPU time is reported 
 (insensitive to other jobs on the machine). Torch runs on ``--threads`` (default 1) threads.
 
 The loop is also split into parts by wrapping the trainer's own methods (a perf_counter pair per
-call; no behaviour changes): for model-aware settings, scoring = ``ModelAwareRejection._raw_scores``
+call; no behaviour changes): for model-aware settings, scoring = ``ModelAwareRejection.raw_scores``
 (its collate via ``ModelAwareRejection.batch`` separated from the rest: the eval/train switch,
 the no-grad forward, ``scorer.raw`` and the copy to a list), rule = the
 rest of ``score_round`` (weights, coins, envelope, queue, stats, trace), train = ``_drain``
@@ -129,7 +129,7 @@ class TimedFineTuner(FineTuner):
     """A FineTuner that adds up the time of its own methods (no behaviour change).
 
     Keys: ``step`` (``_optimizer_step``), ``drain`` (``_drain``), ``score_round``,
-    ``score_forward`` (``_raw_scores``), ``score_collate`` / ``train_collate``
+    ``score_forward`` (``raw_scores``), ``score_collate`` / ``train_collate``
     (``ModelAwareRejection.batch`` inside / outside scoring), ``save``, ``finish`` (+ ``_cpu``).
     """
 
@@ -139,7 +139,7 @@ class TimedFineTuner(FineTuner):
         self._scoring = False
         if self.online is not None:
             online = self.online
-            raw_scores, score_round, batch = online._raw_scores, online.score_round, online.batch
+            raw_scores, score_round, batch = online.raw_scores, online.score_round, online.batch
 
             def timed_raw_scores(*args: Any, **kwargs: Any) -> Any:
                 self._scoring = True
@@ -152,7 +152,7 @@ class TimedFineTuner(FineTuner):
                 key = "score_collate" if self._scoring else "train_collate"
                 return self._timed(key, batch, *args, **kwargs)
 
-            online._raw_scores = timed_raw_scores  # type: ignore[method-assign]
+            online.raw_scores = timed_raw_scores  # type: ignore[method-assign]
             online.score_round = lambda *a, **k: self._timed("score_round", score_round, *a, **k)  # type: ignore[method-assign]
             online.batch = timed_batch  # type: ignore[method-assign]
 
@@ -425,7 +425,7 @@ def print_part_a(res: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"{row['setting']:>18} | {cells} | {row['wall_seconds_median']:.3f}")
     print(
         "plain: data = DataLoader + collate, step = _optimizer_step. Model-aware: score_collate "
-        "/ score_forward = ModelAwareRejection.batch / the no-grad forward inside _raw_scores; "
+        "/ score_forward = ModelAwareRejection.batch / the no-grad forward inside raw_scores; "
         "score_rule = rest of score_round; train_collate = ModelAwareRejection.batch in _drain; "
         "step = _optimizer_step; train_queue = rest of _drain; other = rest of the loop."
     )

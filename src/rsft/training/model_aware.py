@@ -75,7 +75,8 @@ class ModelAwareRejection:
         return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     @torch.no_grad()
-    def _raw_scores(self, model: torch.nn.Module, indices: list[int]) -> list[float]:
+    def raw_scores(self, model: torch.nn.Module, indices: list[int]) -> list[float]:
+        """The scorer's raw value of each sample, by a no-grad forward of the model."""
         was = model.training
         model.eval()  # scoring sees the model's beliefs, without dropout noise
         out: list[float] = []
@@ -91,7 +92,7 @@ class ModelAwareRejection:
         """Score one round, queue the accepted samples; return how many were scored."""
         world, rank = self.acc.num_processes, self.acc.process_index
         mine = indices[rank::world]
-        raw_mine = self._raw_scores(model, mine)
+        raw_mine = self.raw_scores(model, mine)
         if world > 1:
             pairs = gather_object([(rank + world * j, v) for j, v in enumerate(raw_mine)])
             raw = [v for _, v in sorted(pairs)]

@@ -242,7 +242,7 @@ class FineTuner:
         """Score a first batch before training, so a broken weight function fails early."""
         assert self.online is not None
         n = min(len(self.train_split), self.config.batch_size)
-        self.online._raw_scores(self.clf.model, list(range(n)))
+        self.online.raw_scores(self.clf.model, list(range(n)))
         self.weight_info["scoring_forwarded"] = self.weight_info.get("scoring_forwarded", 0) + n
 
     # ------------------------------------------------------------------------------------
