@@ -30,6 +30,7 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/epoch_cost.py
+	$(PY) benchmarks/selective_cost.py
 
 clean:
 	rm -rf $(VENV) data/digits runs
