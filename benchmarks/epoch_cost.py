@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -53,11 +52,11 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import bench_common  # noqa: E402
 import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
+from bench_common import machine_info, run_config  # noqa: E402
 
 from rsft.atomic import atomic_write_text  # noqa: E402
 from rsft.config import from_dict  # noqa: E402
@@ -65,8 +64,6 @@ from rsft.training import FineTuner, TrainConfig  # noqa: E402
 
 RATES = (0.25, 0.5, 1.0)
 TOLERANCE = 0.05
-NUM_CLASSES = 10
-NUM_FEATURES = 64  # DigitsNet takes (B, 64) inputs
 WARMUP_ROUNDS = 1
 PLAIN = "plain"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "epoch_cost.json"
@@ -77,17 +74,9 @@ def weight_column(rate: float) -> str:
 
 
 def build_table(path: Path, rows: int, seed: int = 0) -> Path:
-    """Random features, random labels, and one constant weight column per acceptance rate."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.standard_normal((rows, NUM_FEATURES), dtype=np.float32)
-    columns: dict[str, pa.Array] = {
-        "pixels": pa.array(list(pixels), type=pa.list_(pa.float32())),
-        "label": pa.array(rng.integers(0, NUM_CLASSES, size=rows), type=pa.int64()),
-    }
-    for rate in RATES:
-        columns[weight_column(rate)] = pa.array(np.full(rows, rate), type=pa.float64())
-    pq.write_table(pa.table(columns), path)
-    return path
+    """The shared synthetic table, with one constant weight column per acceptance rate."""
+    extra = {weight_column(rate): np.full(rows, rate) for rate in RATES}
+    return bench_common.build_table(path, rows, seed, extra)
 
 
 class TimedFineTuner(FineTuner):
@@ -117,27 +106,14 @@ class TimedFineTuner(FineTuner):
 def make_tuner(
     name: str, table: Path, out_dir: Path, args: argparse.Namespace, acc: Accelerator
 ) -> TimedFineTuner:
-    raw: dict[str, Any] = {
-        "model": {
-            "path": "rsft.tasks.digits:DigitsNet",
-            "kwargs": {"width": args.width},
-            "freeze": "none",
-        },
-        "data": {"train": str(table), "feature_columns": ["pixels"], "label_column": "label"},
-        "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
-        "epochs": 1,
-        "batch_size": args.batch_size,
-        "seed": 0,
-        "output_dir": str(out_dir / name),
-        "resume": "never",
-        "progress": False,
-    }
+    rejection = None
     if name != PLAIN:
-        raw["rejection"] = {
+        rejection = {
             "weights": "column",
             "column": weight_column(float(name)),
             "envelope": {"policy": "fixed", "value": 1.0},
         }
+    raw = run_config(name, table, out_dir, args.width, args.batch_size, rejection)
     return TimedFineTuner(from_dict(TrainConfig, raw), acc)
 
 
@@ -162,19 +138,6 @@ def run_epoch(tuner: TimedFineTuner, sampler_seed: int) -> dict[str, float]:
         "accepted": record["accepted"],
         "acceptance_rate": record["acceptance_rate"],
         "forwarded": result["forwarded"],
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "device": "cpu",
     }
 
 

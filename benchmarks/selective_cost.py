@@ -64,7 +64,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -77,11 +76,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
+from bench_common import build_table, machine_info, run_config  # noqa: E402
 
 from rsft.atomic import atomic_write_text  # noqa: E402
 from rsft.config import from_dict  # noqa: E402
@@ -90,8 +87,6 @@ from rsft.training import FineTuner, TrainConfig  # noqa: E402
 BENCH_DIR = Path(__file__).resolve().parent
 MODULE = "selective_cost"  # import name of this file for `rejection.function`
 DEFAULT_OUT = BENCH_DIR / "results" / "selective_cost.json"
-NUM_CLASSES = 10
-NUM_FEATURES = 64  # DigitsNet takes (B, 64) inputs
 WARMUP_ROUNDS = 1
 GOAL = 1.15  # ratio / bound
 PLAIN = "plain"
@@ -220,19 +215,6 @@ class CurveFineTuner(FineTuner):
 # --------------------------------------------------------------------------- part A
 
 
-def build_table(path: Path, rows: int, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    pixels = rng.standard_normal((rows, NUM_FEATURES), dtype=np.float32)
-    table = pa.table(
-        {
-            "pixels": pa.array(list(pixels), type=pa.list_(pa.float32())),
-            "label": pa.array(rng.integers(0, NUM_CLASSES, size=rows), type=pa.int64()),
-        }
-    )
-    pq.write_table(table, path)
-    return path
-
-
 def part_a_rejection(name: str) -> dict[str, Any] | None:
     if name == PLAIN:
         return None
@@ -249,24 +231,7 @@ def part_a_rejection(name: str) -> dict[str, Any] | None:
 def make_tuner(
     name: str, table: Path, out_dir: Path, args: argparse.Namespace, acc: Accelerator
 ) -> TimedFineTuner:
-    raw: dict[str, Any] = {
-        "model": {
-            "path": "rsft.tasks.digits:DigitsNet",
-            "kwargs": {"width": args.width},
-            "freeze": "none",
-        },
-        "data": {"train": str(table), "feature_columns": ["pixels"], "label_column": "label"},
-        "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
-        "epochs": 1,
-        "batch_size": args.batch_size,
-        "seed": 0,
-        "output_dir": str(out_dir / name),
-        "resume": "never",
-        "progress": False,
-    }
-    rejection = part_a_rejection(name)
-    if rejection is not None:
-        raw["rejection"] = rejection
+    raw = run_config(name, table, out_dir, args.width, args.batch_size, part_a_rejection(name))
     return TimedFineTuner(from_dict(TrainConfig, raw), acc)
 
 
@@ -673,19 +638,6 @@ def finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [finite(v) for v in obj]
     return obj
-
-
-def machine_info() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "device": "cpu",
-    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

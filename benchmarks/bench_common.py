@@ -1,0 +1,74 @@
+"""What the benchmarks share: the synthetic table, the run config and the machine's facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+NUM_CLASSES = 10
+NUM_FEATURES = 64  # DigitsNet takes (B, 64) inputs
+
+
+def build_table(
+    path: Path, rows: int, seed: int = 0, extra: dict[str, np.ndarray] | None = None
+) -> Path:
+    """Random 64-float ``pixels``, random labels, and any ``extra`` columns, as parquet."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.standard_normal((rows, NUM_FEATURES), dtype=np.float32)
+    columns: dict[str, pa.Array] = {
+        "pixels": pa.array(list(pixels), type=pa.list_(pa.float32())),
+        "label": pa.array(rng.integers(0, NUM_CLASSES, size=rows), type=pa.int64()),
+    }
+    for name, values in (extra or {}).items():
+        columns[name] = pa.array(values)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def run_config(
+    name: str,
+    table: Path,
+    out_dir: Path,
+    width: int,
+    batch_size: int,
+    rejection: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One epoch of DigitsNet(width) on ``table``, SGD, no checkpoint reuse."""
+    raw: dict[str, Any] = {
+        "model": {
+            "path": "rsft.tasks.digits:DigitsNet",
+            "kwargs": {"width": width},
+            "freeze": "none",
+        },
+        "data": {"train": str(table), "feature_columns": ["pixels"], "label_column": "label"},
+        "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+        "epochs": 1,
+        "batch_size": batch_size,
+        "seed": 0,
+        "output_dir": str(out_dir / name),
+        "resume": "never",
+        "progress": False,
+    }
+    if rejection is not None:
+        raw["rejection"] = rejection
+    return raw
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "device": "cpu",
+    }
