@@ -90,3 +90,39 @@ def run_two_processes(script, config: dict, tmp_path, port: int) -> list[dict]:
 @pytest.fixture
 def two_processes():
     return run_two_processes
+
+
+def launch_train(config: dict, path):
+    """Start `rsft train --config path` (config written there) as a separate process; the
+    test models in this folder are importable by it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config))
+    here = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "rsft.cli.main", "train", "--config", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def checkpoint_step(run) -> int:
+    """The global step of the run's latest checkpoint (0 when there is none)."""
+    from pathlib import Path
+
+    pointer = Path(run) / "checkpoints" / "latest"
+    return int(pointer.read_text().split("-")[1]) if pointer.is_file() else 0
+
+
+@pytest.fixture
+def train_process():
+    """(launch, checkpoint_step) for tests that kill a real training process."""
+    return launch_train, checkpoint_step

@@ -11,10 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -628,10 +626,13 @@ def _resume_config(tiny_config, tmp_path) -> dict:
     return cfg
 
 
-def test_crashed_model_aware_run_resumes_with_the_same_losses(tiny_config, tmp_path, monkeypatch):
+def test_crashed_model_aware_run_resumes_with_the_same_losses(
+    tiny_config, tmp_path, monkeypatch, train_process
+):
     """A run that dies mid-epoch (two steps after a checkpoint: their work is lost) resumes
     from the checkpoint: the queue, the envelope window, the round and the RNG are restored,
     and it continues exactly as an uninterrupted run."""
+    _checkpoint_step = train_process[1]
     cfg = _resume_config(tiny_config, tmp_path)
     full = _tuner(dict(cfg, output_dir=str(tmp_path / "full"))).train()
 
@@ -663,29 +664,10 @@ def test_crashed_model_aware_run_resumes_with_the_same_losses(tiny_config, tmp_p
     assert resumed["test_accuracy"] == full["test_accuracy"]
 
 
-def _launch(config: dict, path: Path) -> subprocess.Popen:
-    path.write_text(yaml.safe_dump(config))
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "rsft.cli.main", "train", "--config", str(path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _checkpoint_step(run: Path) -> int:
-    pointer = run / "checkpoints" / "latest"
-    return int(pointer.read_text().split("-")[1]) if pointer.is_file() else 0
-
-
 @pytest.mark.slow
-def test_killed_model_aware_run_resumes_with_the_same_losses(tiny_config, tmp_path):
+def test_killed_model_aware_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_process):
     """The same with a real SIGKILL of an `rsft train` process (three processes: ~1 min)."""
+    _launch, _checkpoint_step = train_process
     cfg = _resume_config(tiny_config, tmp_path)
     cfg["model"]["path"] = "rsft_test_models:SlowNet"  # sleeps in training forwards
 

@@ -1,36 +1,15 @@
 """A run killed mid-epoch resumes from its last checkpoint and matches an uninterrupted run."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-
-import yaml
 
 HERE = Path(__file__).parent
 
 
-def _launch(config: dict, path: Path) -> subprocess.Popen:
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "rsft.cli.main", "train", "--config", str(path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _checkpoint_step(run: Path) -> int:
-    pointer = run / "checkpoints" / "latest"
-    return int(pointer.read_text().split("-")[1]) if pointer.is_file() else 0
-
-
-def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path):
+def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_process):
+    _launch, _checkpoint_step = train_process
     # Rejection with random coins (w = 0.5 everywhere below M = 1) and dropout: resuming must
     # restore the sampler's epoch, its position in the epoch and the RNG state to match.
     tiny_config["model"]["path"] = "rsft_test_models:SlowNet"
