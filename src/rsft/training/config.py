@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from rsft.config import ConfigError, opt
 from rsft.data import DataConfig
+from rsft.rule import Envelope
 
 
 @dataclass
@@ -110,6 +111,12 @@ class EnvelopeConfig:
     on_violation: Literal["error", "count"] | None = opt(
         None, help="What a weight above M does: error (the default for fixed) or count."
     )
+
+    def __post_init__(self) -> None:
+        try:  # the rule's own checks (a fixed M needs a value, a quantile in (0, 1])
+            Envelope(self.policy, self.quantile, self.value, self.on_violation)
+        except ValueError as err:
+            raise ConfigError(f"rejection.envelope: {err}") from err
 
 
 MODEL_AWARE = ("confidence", "loss_percentile", "model_function")

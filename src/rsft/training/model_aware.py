@@ -20,12 +20,11 @@ from typing import Any
 import torch
 from accelerate.utils import gather_object
 
-from rsft.config import to_dict
 from rsft.data import Split
 from rsft.data_level.online import AcceptQueue, OnlineEnvelope, make_scorer
 from rsft.data_level.weights import balance_weights
 from rsft.models import Classifier
-from rsft.rule import Envelope, RejectionStats
+from rsft.rule import RejectionStats
 
 
 class ModelAwareRejection:
@@ -36,7 +35,6 @@ class ModelAwareRejection:
         self.config, self.split, self.clf, self.acc = config, split, clf, accelerator
         self.scorer = make_scorer(rej)
         env = rej.envelope
-        Envelope(**to_dict(env))  # a fixed M without a value (or a bad quantile) fails here
         self.envelope = OnlineEnvelope(env.policy, env.quantile, env.value, rej.window)
         self.queue = AcceptQueue()
         self.seed = config.seed if rej.seed is None else rej.seed
