@@ -28,10 +28,10 @@ from rsft.atomic import atomic_target, atomic_write_text
 __all__ = [
     "ACCURACY_KEY",
     "DEFAULT_METRICS",
-    "atomic_write_text",
     "format_table",
     "mean_ci",
     "plot_results",
+    "plot_trace",
     "summarize",
     "write_results",
 ]

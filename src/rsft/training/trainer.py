@@ -129,7 +129,7 @@ class FineTuner:
         if cfg.budget == "samples" and self.online is not None:
             # The acceptance rate is only known as training goes: stop at the sample count.
             self.sample_budget = cfg.epochs * len(self.train_split)
-            self.epochs = cfg.epochs * 100
+            self.epochs = cfg.epochs * 100  # a cap: below 1% acceptance the run ends there
         elif cfg.budget == "samples":
             self.epochs = max(1, round(cfg.epochs / self.sampler.expected_acceptance))
 
