@@ -1,0 +1,416 @@
+"""Verifiers: the reward r(x, y) that tilts the generator, p(y|x) ∝ q(y|x) · exp(r/β).
+
+A verifier is any callable ``(prompts, completions, references) -> rewards``, one float per
+candidate. Rule verifiers (numeric, regex, math-verify, a user function) are written once as a
+per-sample function and wrapped in :class:`SampleVerifier`; a reward model scores whole batches.
+
+:func:`score` runs a verifier over a round's candidates and never stops on an error: one
+malformed completion (or reference) must not throw away the thousands of generations around
+it, so failures are recorded per sample in a :class:`ScoreResult` and are never accepted.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from rsft.imports import import_object
+
+Verifier = Callable[[list[str], list[str], list[str | None]], list[float]]
+SampleFn = Callable[[str, str, str | None], float]
+
+# The last number: "1,234.5" (thousands groups of exactly three digits), "-3", "0.25", ".5".
+# A minus counts as a sign only where it does not follow a word character ("3-5" -> "5").
+_NUMBER = re.compile(
+    r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+)
+
+
+@dataclass
+class ScoreResult:
+    """One reward per candidate; ``None`` (with its error message) where scoring failed."""
+
+    rewards: list[float | None]
+    errors: list[str | None]
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r is None for r in self.rewards)
+
+    def summary(self, examples: int = 3) -> str:
+        """A one-line account of the failures for logs ("" when none failed)."""
+        failed = [(i, e) for i, e in enumerate(self.errors) if e is not None]
+        if not failed:
+            return ""
+        shown = "; ".join(f"#{i}: {e}" for i, e in failed[:examples])
+        return f"{len(failed)} of {len(self.rewards)} candidates could not be scored ({shown})"
+
+
+class SampleVerifier:
+    """A verifier from a per-sample function ``fn(prompt, completion, reference) -> float``.
+
+    :func:`score` calls ``fn`` directly, sample by sample (in threads if asked), so a failure
+    costs one sample; calling the verifier itself maps ``fn`` over the lists.
+    """
+
+    batched = False
+
+    def __init__(self, fn: SampleFn, name: str):
+        self.fn = fn
+        self.name = name
+
+    def __call__(
+        self, prompts: list[str], completions: list[str], references: list[str | None]
+    ) -> list[float]:
+        return [float(self.fn(p, c, r)) for p, c, r in zip(prompts, completions, references)]
+
+    def __repr__(self) -> str:
+        return f"SampleVerifier({self.name})"
+
+
+def _need_reference(reference: str | None, verifier: str) -> str:
+    if reference is None:
+        raise ValueError(f"the {verifier} verifier needs a reference answer; this prompt has none")
+    return reference
+
+
+def extract_number(text: str) -> str | None:
+    """The last number in ``text``, thousands separators removed ("1,234.5" -> "1234.5").
+
+    The last one because chain-of-thought answers end with the result ("... so 12 + 30 = 42").
+    """
+    matches = _NUMBER.findall(text)
+    return matches[-1].replace(",", "") if matches else None
+
+
+def _parse_reference_number(reference: str | None) -> float:
+    text = _need_reference(reference, "numeric").strip().replace(",", "")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"reference {reference!r} is not a number") from None
+
+
+def numeric_match(tolerance: float = 1e-6) -> SampleVerifier:
+    """1.0 when the completion's last number equals the reference within ``tolerance``, else 0.0.
+
+    A completion without a number scores 0.0 (a wrong answer); a reference that is not a
+    number raises, so :func:`score` reports it as a failure instead of a silent 0.
+    """
+    if not (isinstance(tolerance, numbers.Real) and tolerance >= 0 and math.isfinite(tolerance)):
+        raise ValueError(f"numeric tolerance must be a finite number >= 0, got {tolerance!r}.")
+
+    def check(prompt: str, completion: str, reference: str | None) -> float:
+        target = _parse_reference_number(reference)
+        found = extract_number(completion)
+        return float(found is not None and abs(float(found) - target) <= tolerance)
+
+    return SampleVerifier(check, f"numeric(tolerance={tolerance:g})")
+
+
+def _normal_answer(text: str) -> str:
+    return text.strip().casefold()
+
+
+def regex_match(pattern: str, group: int | str = 1) -> SampleVerifier:
+    """1.0 when ``group`` of the pattern's last match equals the reference, else 0.0.
+
+    Both sides are compared stripped and casefolded; no match scores 0.0. Example:
+    ``regex_match(r"####\\s*(\\S+)")`` for GSM8K-style answers.
+    """
+    try:
+        compiled = re.compile(pattern)
+    except (re.error, TypeError) as err:
+        raise ValueError(f"regex verifier pattern {pattern!r} does not compile: {err}") from err
+    has_group = (
+        group in compiled.groupindex
+        if isinstance(group, str)
+        else isinstance(group, int) and 0 <= group <= compiled.groups
+    )
+    if not has_group:
+        raise ValueError(
+            f"regex verifier pattern {pattern!r} has no group {group!r} (it has "
+            f"{compiled.groups} numbered group(s), named {sorted(compiled.groupindex)}). "
+            "Put the answer in parentheses, or choose group=0 for the whole match."
+        )
+
+    def check(prompt: str, completion: str, reference: str | None) -> float:
+        target = _normal_answer(_need_reference(reference, "regex"))
+        matches = list(compiled.finditer(completion))
+        if not matches:
+            return 0.0
+        answer = matches[-1].group(group)
+        return float(answer is not None and _normal_answer(answer) == target)
+
+    return SampleVerifier(check, f"regex({pattern!r}, group={group!r})")
+
+
+def math_verify_match() -> SampleVerifier:
+    """1.0 when math-verify finds the completion's answer equal to the reference (symbolically).
+
+    Timeouts are off (``parsing_timeout=None``, ``timeout_seconds=None``): math-verify's
+    timeouts use ``signal.alarm``, which only works in the main thread, and :func:`score`
+    runs verifiers in worker threads. A reference math-verify cannot parse is a failure.
+    """
+    try:
+        from math_verify import parse, verify
+    except ImportError as err:
+        raise ImportError(
+            "the math_verify verifier needs the math-verify package: pip install math-verify"
+        ) from err
+
+    @functools.lru_cache(maxsize=4096)  # k candidates per prompt share one reference
+    def parse_reference(reference: str) -> list:
+        gold = parse(reference, parsing_timeout=None)
+        if not gold:
+            raise ValueError(f"math-verify cannot parse the reference {reference!r}")
+        return gold
+
+    def check(prompt: str, completion: str, reference: str | None) -> float:
+        gold = parse_reference(_need_reference(reference, "math_verify"))
+        answer = parse(completion, parsing_timeout=None)
+        return float(bool(answer) and verify(gold, answer, timeout_seconds=None))
+
+    return SampleVerifier(check, "math_verify")
+
+
+def function_verifier(path: str) -> SampleVerifier:
+    """The user's ``fn(prompt, completion, reference) -> float`` named by import path.
+
+    Named, never eval'd, so a config file cannot run arbitrary code by accident.
+    """
+    fn = import_object(path, "verifier function")
+    if not callable(fn):
+        raise ValueError(
+            f"verifier function {path!r} is a {type(fn).__name__}, not callable. It must be "
+            "fn(prompt: str, completion: str, reference: str | None) -> float."
+        )
+    return SampleVerifier(fn, path)
+
+
+class RewardModelVerifier:
+    """A transformers sequence classifier (a local folder) whose output is the reward.
+
+    One output: the reward is that logit. Two outputs: ``logit[1] - logit[0]``, the log-odds of
+    label 1 ("good"), so the reward is on the same scale as a one-logit Bradley-Terry model.
+    Each pair is formatted with the tokenizer's chat template as ``[user: prompt, assistant:
+    completion]`` when it has one (what chat reward models are trained on), else as
+    ``prompt + "\\n" + completion``. Scored in eval mode, without gradients, ``batch_size`` at
+    a time; references are ignored.
+    """
+
+    batched = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        device: str | None = None,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        dtype: str | None = None,
+    ):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(
+                f"reward model {path!r} is not a transformers model folder (no config.json "
+                "there). Give the folder of a sequence-classification model saved with "
+                "save_pretrained, with its tokenizer."
+            )
+        if batch_size < 1:
+            raise ValueError(f"reward model batch_size must be >= 1, got {batch_size}.")
+        self.path = str(folder)
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        extra = {"dtype": getattr(torch, dtype)} if dtype else {}
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder, **extra)
+        self.model.to(self.device).eval()
+        n_out = self.model.config.num_labels
+        if n_out not in (1, 2):
+            raise ValueError(
+                f"reward model {path!r} has {n_out} outputs; a reward model needs 1 (the "
+                "reward) or 2 (bad/good, reward = logit[1] - logit[0])."
+            )
+        if self.tokenizer.pad_token is None:  # decoder reward models often ship without one
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.templated = bool(getattr(self.tokenizer, "chat_template", None))
+
+    def format(self, prompt: str, completion: str) -> str:
+        if self.templated:
+            messages = [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": completion},
+            ]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return f"{prompt}\n{completion}"
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: list[str],
+        completions: list[str],
+        references: list[str | None] | None = None,
+    ) -> list[float]:
+        texts = [self.format(p, c) for p, c in zip(prompts, completions)]
+        rewards: list[float] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                texts[start : start + self.batch_size],
+                padding=True,
+                truncation=self.max_length is not None,
+                max_length=self.max_length,
+                add_special_tokens=not self.templated,  # the template already has them
+                return_tensors="pt",
+            ).to(self.device)
+            logits = self.model(**batch).logits.float()
+            reward = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+            rewards.extend(reward.cpu().tolist())
+        return rewards
+
+    def __repr__(self) -> str:
+        return f"RewardModelVerifier({self.path!r})"
+
+
+VERIFIERS: dict[str, Callable[..., Verifier]] = {
+    "numeric": numeric_match,
+    "regex": regex_match,
+    "math_verify": math_verify_match,
+    "function": function_verifier,
+    "reward_model": RewardModelVerifier,
+}
+
+
+def make_verifier(kind: str, **options: Any) -> Verifier:
+    """Build a verifier by name, as a config names it: ``make_verifier("regex", pattern=...)``."""
+    if kind not in VERIFIERS:
+        raise ValueError(f"unknown verifier {kind!r}: choose one of {', '.join(VERIFIERS)}.")
+    factory = VERIFIERS[kind]
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        accepted = [
+            f"{name}" + ("" if p.default is inspect.Parameter.empty else f"={p.default!r}")
+            for name, p in signature.parameters.items()
+        ]
+        raise ValueError(
+            f"verifier {kind!r}: {err}. Its options are: {', '.join(accepted) or 'none'}."
+        ) from None
+    return factory(**options)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _as_reward(value: Any) -> float:
+    """A finite float from what a verifier returned, or an error saying what was wrong."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if not isinstance(value, numbers.Real):  # bool and numpy scalars are Real
+        raise TypeError(f"the verifier returned {type(value).__name__} {value!r:.60}, not a number")
+    reward = float(value)
+    if not math.isfinite(reward):
+        raise ValueError(f"the verifier returned a non-finite reward ({reward})")
+    return reward
+
+
+def _error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def score(
+    verifier: Verifier,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    references: Sequence[str | None] | None = None,
+    *,
+    workers: int = 1,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> ScoreResult:
+    """Score every candidate, recording failures instead of raising.
+
+    A :class:`SampleVerifier` (``batched = False``) is applied per sample, in ``workers``
+    threads when > 1 (order kept); an exception fails that sample. Any other verifier (a
+    reward model, a user's batch callable) is called on ``batch_size`` candidates at a time in
+    this thread, and an exception, or a result of the wrong length, fails that batch. A
+    non-numeric or non-finite reward fails its sample either way.
+    """
+    n = len(completions)
+    references = [None] * n if references is None else list(references)
+    if not len(prompts) == n == len(references):
+        raise ValueError(
+            f"score needs one prompt, completion and reference per candidate; got "
+            f"{len(prompts)} prompts, {n} completions and {len(references)} references."
+        )
+    if workers < 1 or batch_size < 1:
+        raise ValueError(f"workers and batch_size must be >= 1, got {workers} and {batch_size}.")
+    rewards: list[float | None] = [None] * n
+    errors: list[str | None] = [None] * n
+    bar = tqdm(total=n, desc="score", disable=not progress, leave=False)
+
+    def record(i: int, value: Any) -> None:
+        try:
+            rewards[i] = _as_reward(value)
+        except (TypeError, ValueError) as err:
+            errors[i] = _error_text(err)
+
+    if not getattr(verifier, "batched", True):
+        fn: SampleFn = verifier.fn  # type: ignore[attr-defined]
+
+        def one(i: int) -> tuple[Any, str | None]:
+            try:
+                return fn(prompts[i], completions[i], references[i]), None
+            except Exception as err:  # a verifier bug or bad sample must not end the round
+                return None, _error_text(err)
+
+        pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        results = pool.map(one, range(n)) if pool else map(one, range(n))
+        for i, (value, error) in enumerate(results):
+            if error is None:
+                record(i, value)
+            else:
+                errors[i] = error
+            bar.update()
+        if pool:
+            pool.shutdown()
+    else:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            try:
+                values = list(
+                    verifier(
+                        list(prompts[start:stop]),
+                        list(completions[start:stop]),
+                        references[start:stop],
+                    )
+                )
+                if len(values) != stop - start:
+                    raise ValueError(
+                        f"the verifier returned {len(values)} rewards for {stop - start} candidates"
+                    )
+            except Exception as err:
+                errors[start:stop] = [_error_text(err)] * (stop - start)
+            else:
+                for i, value in zip(range(start, stop), values):
+                    record(i, value)
+            bar.update(stop - start)
+    bar.close()
+    return ScoreResult(rewards, errors)
