@@ -1,0 +1,220 @@
+"""Accept rules over one round's scored candidates.
+
+Candidates are parallel lists: ``rewards`` (``None`` where scoring failed: never accepted) and
+``groups`` (the prompt id of each candidate). The rules are the published recipes:
+
+- ``correct``: keep ``r >= threshold`` (RFT, STaR, ReST-EM: "correct only").
+- ``tilted``: exact rejection sampling of ``p(y|x) ∝ q(y|x) · exp(r/β)`` with the rule in
+  :mod:`rsft.rule` (the one place the coin is flipped).
+- ``best_of_k``: the best candidate of each prompt (RAFT, Llama 2 rejection sampling).
+- ``top_fraction``: the best ``fraction`` of the round across prompts.
+- ``random``: ``size`` candidates uniformly at random, a control with the filter's data size.
+
+Every random choice (coins, tie-breaks, the control) draws from ``generator``, so a selection is
+reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rsft.rule import Envelope, EnvelopeError, RejectionStats, accept
+
+RULES = ("correct", "tilted", "best_of_k", "top_fraction", "random")
+
+
+@dataclass
+class Selection:
+    """Which candidates a rule accepted, and the round's statistics.
+
+    ``stats`` always has ``candidates``, ``scored``, ``failed``, ``accepted``,
+    ``acceptance_rate`` (accepted / candidates: failed ones count as generated and lost),
+    ``prompts``, ``prompts_with_any`` (prompts with at least one accepted candidate),
+    ``mean_reward`` and ``mean_reward_accepted`` (``None`` when there is nothing to average),
+    plus the rule's own settings and, for ``tilted``, the envelope figures.
+    """
+
+    accepted: list[bool]
+    rule: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def indices(self) -> list[int]:
+        return [i for i, keep in enumerate(self.accepted) if keep]
+
+
+def _check_rewards(rewards: Sequence[float | None], groups: Sequence[Hashable]) -> list[int]:
+    """Validate the candidate lists; return the indices of the scored candidates."""
+    if len(rewards) != len(groups):
+        raise ValueError(
+            f"rewards and groups must have one entry per candidate; got {len(rewards)} rewards "
+            f"and {len(groups)} groups."
+        )
+    scored = []
+    for i, r in enumerate(rewards):
+        if r is None:
+            continue
+        if isinstance(r, bool) or not isinstance(r, numbers.Real) or not math.isfinite(r):
+            raise ValueError(
+                f"reward at index {i} is {r!r}: rewards must be finite numbers, or None for a "
+                "candidate whose scoring failed."
+            )
+        scored.append(i)
+    return scored
+
+
+def _ranked(
+    indices: list[int], rewards: Sequence[float | None], generator: torch.Generator | None
+) -> list[int]:
+    """Indices by reward, best first; equal rewards in a random order (shuffle, stable sort)."""
+    order = torch.randperm(len(indices), generator=generator).tolist()
+    return sorted((indices[j] for j in order), key=lambda i: -rewards[i])  # type: ignore[operator]
+
+
+def _tilted(
+    rewards: Sequence[float | None],
+    scored: list[int],
+    beta: float,
+    r_max: float | None,
+    generator: torch.Generator | None,
+) -> tuple[list[int], dict[str, Any]]:
+    """Accept with probability ``exp((r - r_max)/β)``: log w = r/β, M = exp(r_max/β)."""
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"tilted: beta must be a finite number > 0, got {beta}.")
+    if r_max is not None and not math.isfinite(r_max):
+        raise ValueError(f"tilted: r_max must be finite (a bound on the reward), got {r_max}.")
+    r = torch.tensor([rewards[i] for i in scored], dtype=torch.float64)
+    settings = {"beta": beta, "r_max_source": "observed" if r_max is None else "given"}
+    if not scored:
+        return [], {**settings, "r_max": r_max, "log_M": None, "violations": 0}
+    log_w = r / beta
+    if r_max is None:
+        log_m = Envelope("max").log_m(log_w)
+        r_max = float(r.max())
+    else:
+        log_m = r_max / beta
+        over = log_w > log_m + 1e-12
+        if over.any():
+            top = float(r.max())
+            raise EnvelopeError(
+                f"tilted: {int(over.sum())} reward(s) exceed r_max={r_max:g} (largest {top:g}), "
+                "so the accepted set would not follow q·exp(r/β). Set r_max to a true upper "
+                f"bound of the reward (>= {top:g}), or leave it unset to use the round's "
+                "largest reward."
+            )
+    keep = accept(log_w, log_m, generator)
+    totals = RejectionStats().update(log_w, log_m, keep)
+    chosen = [i for i, k in zip(scored, keep.tolist()) if k]
+    return chosen, {
+        **settings,
+        "r_max": r_max,
+        "log_M": log_m,
+        "violations": totals.violations,
+        "expected_acceptance": totals.expected_acceptance,
+        "ess": totals.ess,
+    }
+
+
+def select(
+    rule: str,
+    rewards: Sequence[float | None],
+    groups: Sequence[Hashable],
+    *,
+    threshold: float = 1.0,
+    beta: float = 1.0,
+    r_max: float | None = None,
+    fraction: float = 0.25,
+    size: int | None = None,
+    min_reward: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Selection:
+    """Apply an accept rule to one round's candidates.
+
+    - ``correct``: accept ``r >= threshold``.
+    - ``tilted``: accept with probability ``exp((r - r_max)/β)``, so accepted candidates follow
+      ``q(y|x) · exp(r/β)`` (normalised) exactly. Give ``r_max`` when the reward has a known
+      bound (1 for a 0/1 verifier); a reward above it raises :class:`EnvelopeError`. Unset, it
+      is the round's largest reward: the data-dependent 'max' envelope of :mod:`rsft.rule`,
+      which accepts more but makes M depend on the draws (exact only as the round grows).
+      Small β sharpens towards best-of-k; large β approaches keeping everything.
+    - ``best_of_k``: per prompt, the single highest reward (ties at random), kept whatever its
+      reward unless ``min_reward`` is given and it falls below.
+    - ``top_fraction``: the round's best ``round(fraction · scored)`` candidates (at least one;
+      ties at random), across prompts.
+    - ``random``: exactly ``size`` scored candidates uniformly at random (pass the count the
+      filter accepted, so the control learns from as much data).
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule {rule!r}: choose one of {', '.join(RULES)}.")
+    scored = _check_rewards(rewards, groups)
+    extra: dict[str, Any] = {}
+    if rule == "correct":
+        if math.isnan(threshold):
+            raise ValueError("correct: threshold is NaN.")
+        chosen = [i for i in scored if rewards[i] >= threshold]  # type: ignore[operator]
+        extra["threshold"] = threshold
+    elif rule == "tilted":
+        chosen, extra = _tilted(rewards, scored, beta, r_max, generator)
+    elif rule == "best_of_k":
+        chosen, seen = [], set()
+        for i in _ranked(scored, rewards, generator):
+            if groups[i] not in seen:
+                seen.add(groups[i])
+                if min_reward is None or rewards[i] >= min_reward:  # type: ignore[operator]
+                    chosen.append(i)
+        extra["min_reward"] = min_reward
+    elif rule == "top_fraction":
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"top_fraction: fraction must be in (0, 1], got {fraction}.")
+        count = max(1, math.floor(fraction * len(scored) + 0.5)) if scored else 0
+        chosen = _ranked(scored, rewards, generator)[:count]
+        extra["fraction"] = fraction
+    else:
+        if size is None or isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise ValueError(
+                "random: size (how many candidates to keep) is required, a whole number; pass "
+                "the count the filter it controls for accepted."
+            )
+        if not 0 <= size <= len(scored):
+            raise ValueError(
+                f"random: size must be between 0 and the {len(scored)} scored candidates, "
+                f"got {size}."
+            )
+        pick = torch.randperm(len(scored), generator=generator)[:size].tolist()
+        chosen = [scored[j] for j in pick]
+        extra["size"] = size
+
+    accepted = [False] * len(rewards)
+    for i in chosen:
+        accepted[i] = True
+    return Selection(accepted, rule, {**_summary(rewards, groups, scored, chosen), **extra})
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _summary(
+    rewards: Sequence[float | None],
+    groups: Sequence[Hashable],
+    scored: list[int],
+    chosen: list[int],
+) -> dict[str, Any]:
+    n = len(rewards)
+    return {
+        "candidates": n,
+        "scored": len(scored),
+        "failed": n - len(scored),
+        "accepted": len(chosen),
+        "acceptance_rate": len(chosen) / n if n else None,
+        "prompts": len(set(groups)),
+        "prompts_with_any": len({groups[i] for i in chosen}),
+        "mean_reward": _mean([rewards[i] for i in scored]),  # type: ignore[misc]
+        "mean_reward_accepted": _mean([rewards[i] for i in chosen]),  # type: ignore[misc]
+    }
