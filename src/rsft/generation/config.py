@@ -1,0 +1,263 @@
+"""The options of one rejection-sampling fine-tuning run of a language model (``rsft rft``).
+
+A YAML config mirrors these sections: ``model``, ``data``, ``generation``, ``verifier``,
+``selection``, ``sft``, ``eval`` and the top-level run options. Bad combinations fail in
+``__post_init__`` with a message, before a model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rsft.config import ConfigError, opt
+
+
+@dataclass
+class LMConfig:
+    """The pretrained causal language model: the proposal q(y|x) of round 1."""
+
+    path: str = opt(
+        "",
+        help="A transformers causal-LM folder with its tokenizer (the embedded default "
+        "is made by `rsft prepare arithmetic`). Its chat template formats the prompts.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", help="Weights dtype: auto is float32 on CPU, bfloat16 on a GPU that has it."
+    )
+    device: Literal["auto", "cpu", "cuda"] = opt("auto", help="auto: cuda when available.")
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("model.path is required: a transformers causal-LM folder.")
+
+
+@dataclass
+class PromptDataConfig:
+    """Prompts with reference answers: JSONL, CSV, parquet, or a dataset saved to disk."""
+
+    train: str = opt("", help="Prompts the model generates for and learns from.")
+    eval: str = opt("", help="Held-out prompts for pass@1 / pass@k (disjoint from train).")
+    prompt_column: str = opt("prompt", help="The column holding each prompt's text.")
+    answer_column: str | None = opt(
+        "answer",
+        help="The column holding each reference answer (null for verifiers that need none, "
+        "e.g. a reward model).",
+    )
+    system_prompt: str | None = opt(
+        None, help="A system message put before every prompt (the template's own if unset)."
+    )
+    max_train_prompts: int | None = opt(None, help="Use only the first N training prompts.")
+    max_eval_prompts: int | None = opt(None, help="Use only the first N held-out prompts.")
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ConfigError("data.train is required: a JSONL/CSV/parquet file of prompts.")
+        if not self.eval:
+            raise ConfigError("data.eval is required: held-out prompts to measure pass@1 on.")
+        for name in ("max_train_prompts", "max_eval_prompts"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"data.{name} must be >= 1, got {value}.")
+
+
+@dataclass
+class GenerationConfig:
+    """How the candidates are sampled from the current model."""
+
+    k: int = opt(4, help="Completions sampled per training prompt.")
+    temperature: float = opt(1.0, help="Sampling temperature (> 0).")
+    top_p: float = opt(1.0, help="Nucleus sampling: keep the smallest top-p mass (1: off).")
+    max_new_tokens: int = opt(64, help="Longest completion, in tokens.")
+    batch_size: int = opt(64, help="Sequences generated per forward batch.")
+    chunk_prompts: int = opt(
+        64, help="Prompts per saved chunk: a killed run resumes after its last saved chunk."
+    )
+    backend: Literal["auto", "transformers", "vllm"] = opt(
+        "auto",
+        help="auto: vLLM when it is installed and a GPU is present, else transformers' "
+        "batched generate.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"generation.k must be >= 1 (completions per prompt), got {self.k}.")
+        if not self.temperature > 0:
+            raise ConfigError(f"generation.temperature must be > 0, got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"generation.top_p must be in (0, 1], got {self.top_p}.")
+        for name in ("max_new_tokens", "batch_size", "chunk_prompts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"generation.{name} must be >= 1, got {getattr(self, name)}.")
+
+
+@dataclass
+class VerifierConfig:
+    """How a completion is scored: a reward r(x, y), 1/0 for verifiers."""
+
+    kind: Literal["numeric", "regex", "math_verify", "function", "reward_model"] = opt(
+        "numeric",
+        help="numeric: the completion's last number equals the reference; regex: the "
+        "pattern's group equals the reference; math_verify: math-verify's equivalence; "
+        "function: your fn(prompt, completion, reference) -> float; reward_model: a "
+        "sequence-classification model's score.",
+    )
+    tolerance: float = opt(1e-6, help="numeric: the largest accepted absolute difference.")
+    pattern: str | None = opt(None, help="regex: the pattern that extracts the answer.")
+    group: int = opt(1, help="regex: which group of the pattern is the answer.")
+    function: str | None = opt(None, help="function: the import path 'pkg.module:fn'.")
+    reward_model: str | None = opt(None, help="reward_model: a transformers model folder.")
+    workers: int = opt(4, help="Threads scoring per-sample verifiers.")
+
+    def __post_init__(self) -> None:
+        needs = {"regex": "pattern", "function": "function", "reward_model": "reward_model"}
+        key = needs.get(self.kind)
+        if key and not getattr(self, key):
+            raise ConfigError(f"verifier.kind: {self.kind} needs verifier.{key}.")
+        if self.workers < 1:
+            raise ConfigError(f"verifier.workers must be >= 1, got {self.workers}.")
+
+    def options(self) -> dict:
+        """Keyword options of :func:`rsft.generation.verifiers.make_verifier` for this kind."""
+        return {
+            "numeric": {"tolerance": self.tolerance},
+            "regex": {"pattern": self.pattern, "group": self.group},
+            "math_verify": {},
+            "function": {"path": self.function},
+            "reward_model": {"path": self.reward_model},
+        }[self.kind]
+
+
+@dataclass
+class SelectionConfig:
+    """Which candidates the model learns from, and the random control of the same size."""
+
+    rule: Literal["correct", "tilted", "best_of_k", "top_fraction"] = opt(
+        "correct",
+        help="correct: reward >= threshold (RFT, STaR, ReST-EM); tilted: exact rejection "
+        "sampling of p ∝ q·exp(r/beta) with M = exp(r_max/beta); best_of_k: the best "
+        "completion per prompt (RAFT); top_fraction: the best `fraction` of all candidates.",
+    )
+    threshold: float = opt(1.0, help="correct: the smallest reward that counts as correct.")
+    beta: float = opt(1.0, help="tilted: the temperature beta of exp(r/beta).")
+    r_max: float | None = opt(
+        None,
+        help="tilted: a bound on the reward, giving M = exp(r_max/beta) (1 for a 0/1 "
+        "verifier); the round's largest reward when unset.",
+    )
+    fraction: float = opt(0.25, help="top_fraction: the share of candidates kept.")
+    dedup: Literal["exact", "normalized", "none"] = opt(
+        "normalized",
+        help="Drop a completion already accepted for the same prompt: exact text, or "
+        "normalized (case and whitespace), or none.",
+    )
+    max_per_prompt: int | None = opt(
+        None, help="Keep at most this many accepted completions per prompt (ReST-EM: 10)."
+    )
+    control: Literal["none", "random"] = opt(
+        "none",
+        help="random: also fine-tune on a random selection of the same size from the same "
+        "candidates, and evaluate it, so the filter's own value is measured.",
+    )
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise ConfigError(f"selection.beta must be > 0, got {self.beta}.")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"selection.fraction must be in (0, 1], got {self.fraction}.")
+        if self.max_per_prompt is not None and self.max_per_prompt < 1:
+            raise ConfigError(f"selection.max_per_prompt must be >= 1, got {self.max_per_prompt}.")
+
+
+@dataclass
+class SFTSection:
+    """The fine-tuning stage: TRL's SFTTrainer, loss on the completions only."""
+
+    epochs: float = opt(2.0, help="Passes over the accepted set.")
+    lr: float = opt(2e-5, help="Learning rate.")
+    batch_size: int = opt(8, help="Per-device batch size.")
+    gradient_accumulation_steps: int = opt(1, help="Micro-batches per optimizer step.")
+    max_length: int = opt(512, help="Longest prompt + completion, in tokens.")
+    scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = opt(
+        "linear", help="Learning-rate schedule."
+    )
+    warmup_ratio: float = opt(0.0, help="Share of the steps used to warm up.")
+    weight_decay: float = opt(0.0, help="Weight decay.")
+    lora: bool = opt(False, help="Train LoRA adapters (PEFT) instead of every weight.")
+    lora_r: int = opt(16, help="LoRA rank.")
+    lora_alpha: int = opt(32, help="LoRA scaling alpha.")
+    lora_dropout: float = opt(0.05, help="LoRA dropout.")
+    lora_target_modules: list[str] | str = opt(
+        "all-linear", help="LoRA target modules: a list of names, or all-linear."
+    )
+    gradient_checkpointing: bool = opt(False, help="Trade compute for memory.")
+    save_steps: int = opt(50, help="Checkpoint every N steps (a killed run resumes there).")
+
+    def __post_init__(self) -> None:
+        if not self.epochs > 0:
+            raise ConfigError(f"sft.epochs must be > 0, got {self.epochs}.")
+        if not self.lr > 0:
+            raise ConfigError(f"sft.lr must be > 0, got {self.lr}.")
+        for name in ("batch_size", "gradient_accumulation_steps", "max_length", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"sft.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.lora and self.lora_r < 1:
+            raise ConfigError(f"sft.lora_r must be >= 1, got {self.lora_r}.")
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation after every round: greedy pass@1, sampled pass@k, distinct-n."""
+
+    k: int = opt(
+        0,
+        help="Completions sampled per held-out prompt for pass@k and diversity (0: only the "
+        "greedy pass@1).",
+    )
+    temperature: float = opt(1.0, help="Sampling temperature of the pass@k completions.")
+    max_new_tokens: int | None = opt(None, help="Longest completion (default: generation's).")
+    batch_size: int | None = opt(None, help="Sequences per batch (default: generation's).")
+    distinct_n: int = opt(2, help="n of the distinct-n diversity metric.")
+
+    def __post_init__(self) -> None:
+        if self.k < 0:
+            raise ConfigError(f"eval.k must be >= 0, got {self.k}.")
+        if not self.temperature > 0:
+            raise ConfigError(f"eval.temperature must be > 0, got {self.temperature}.")
+        if self.distinct_n < 1:
+            raise ConfigError(f"eval.distinct_n must be >= 1, got {self.distinct_n}.")
+
+
+@dataclass
+class RFTConfig:
+    model: LMConfig = opt(help="The pretrained language model.")
+    data: PromptDataConfig = opt(help="Training and held-out prompts.")
+    generation: GenerationConfig = opt(factory=GenerationConfig, help="Sampling candidates.")
+    verifier: VerifierConfig = opt(factory=VerifierConfig, help="Scoring candidates.")
+    selection: SelectionConfig = opt(factory=SelectionConfig, help="Accepting candidates.")
+    sft: SFTSection = opt(factory=SFTSection, help="Fine-tuning on the accepted set.")
+    eval: EvalConfig = opt(factory=EvalConfig, help="Held-out evaluation.")
+    rounds: int = opt(2, help="Rounds of generate, score, accept, fine-tune, evaluate.")
+    start_from: Literal["previous", "base"] = opt(
+        "previous",
+        help="Where each round's fine-tuning starts: previous (the last round's model, "
+        "which also generates) or base (the pretrained model, as in ReST-EM; the last "
+        "round's model still generates).",
+    )
+    data_mode: Literal["replace", "accumulate"] = opt(
+        "replace",
+        help="replace: fine-tune on this round's accepted set; accumulate: on every "
+        "round's accepted sets so far.",
+    )
+    seed: int = opt(0, help="Seed of sampling, acceptance coins and fine-tuning.")
+    output_dir: str = opt("runs/rft", help="Every round's generations, data, model and scores.")
+    resume: Literal["auto", "never"] = opt(
+        "auto",
+        help="auto: continue a killed run at its last finished stage (never regenerating "
+        "what is saved); never: refuse to write into a non-empty output_dir.",
+    )
+    progress: bool = opt(True, help="Show progress bars.")
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ConfigError(f"rounds must be >= 1, got {self.rounds}.")

@@ -1,0 +1,219 @@
+"""Sampling completions: transformers' batched ``generate`` everywhere, vLLM on a GPU.
+
+Both backends take conversations (chat messages) and return, per conversation, a list of
+completion texts. Randomness comes from one seed per call, so a resumed run that regenerates
+a chunk would draw what the first run drew.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+Conversation = list[dict[str, str]]
+
+
+class Generator(Protocol):
+    """What the pipeline needs from a backend."""
+
+    generated_tokens: int
+
+    def generate(
+        self,
+        conversations: list[Conversation],
+        n: int,
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        greedy: bool,
+        seed: int,
+        progress: bool = False,
+    ) -> list[list[str]]: ...
+
+    def close(self) -> None: ...
+
+
+def check_model_folder(path: str | Path, what: str = "model.path") -> Path:
+    """A clear error, before anything loads, when a model folder is missing or incomplete."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{what}: model folder {str(folder)!r} does not exist. Point it at a transformers "
+            "folder (config.json, weights, tokenizer); `rsft prepare arithmetic` makes the "
+            "embedded default."
+        )
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{what}: {folder} has no config.json, so it is not a transformers model folder."
+        )
+    return folder
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("model.device is cuda but no GPU is visible; use auto or cpu.")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        if device == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """The model's tokenizer, left-padded for generation, with a pad token."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def render(tokenizer: Any, conversation: Conversation) -> str:
+    """The prompt text the model continues: its chat template, or the plain user turn."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt=True
+        )
+    return "\n".join(m["content"] for m in conversation) + "\n"
+
+
+def vllm_usable() -> bool:
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+class TransformersGenerator:
+    """Batched sampling with ``model.generate``: prompts sorted by length (less padding),
+    ``n`` sequences per prompt in one call, answers put back in the callers' order."""
+
+    def __init__(self, path: str | Path, *, dtype: str = "auto", device: str = "auto",
+                 batch_size: int = 64) -> None:
+        from transformers import AutoModelForCausalLM
+
+        self.device = resolve_device(device)
+        self.tokenizer = load_tokenizer(path)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=resolve_dtype(dtype, self.device)
+        ).to(self.device)
+        self.model.eval()
+        self.batch_size = batch_size
+        self.generated_tokens = 0
+
+    @torch.no_grad()
+    def generate(
+        self,
+        conversations: list[Conversation],
+        n: int,
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        greedy: bool,
+        seed: int,
+        progress: bool = False,
+    ) -> list[list[str]]:
+        tok = self.tokenizer
+        texts = [render(tok, c) for c in conversations]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        per_batch = max(1, self.batch_size // n)
+        out: list[list[str]] = [[] for _ in texts]
+        torch.manual_seed(seed)
+        sample_args: dict[str, Any] = (
+            {"do_sample": False}
+            if greedy
+            else {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+        )
+        bar = tqdm(total=len(texts) * n, desc="generate", unit="seq", disable=not progress,
+                   leave=False)
+        for start in range(0, len(order), per_batch):
+            idx = order[start : start + per_batch]
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
+                      add_special_tokens=False).to(self.device)
+            seqs = self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                num_return_sequences=n,
+                pad_token_id=tok.pad_token_id,
+                **sample_args,
+            )
+            new = seqs[:, enc["input_ids"].shape[1] :]
+            self.generated_tokens += int((new != tok.pad_token_id).sum())
+            decoded = tok.batch_decode(new, skip_special_tokens=True)
+            for j, i in enumerate(idx):
+                out[i] = [d.strip() for d in decoded[j * n : (j + 1) * n]]
+            bar.update(len(idx) * n)
+        bar.close()
+        return out
+
+    def close(self) -> None:
+        del self.model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class VLLMGenerator:
+    """vLLM's ``LLM.chat`` with ``n`` samples per prompt (GPU only; optional extra)."""
+
+    def __init__(self, path: str | Path, *, dtype: str = "auto", seed: int = 0) -> None:
+        from vllm import LLM
+
+        self.llm = LLM(model=str(path), dtype=dtype, seed=seed, gpu_memory_utilization=0.5)
+        self.generated_tokens = 0
+
+    def generate(
+        self,
+        conversations: list[Conversation],
+        n: int,
+        *,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        greedy: bool,
+        seed: int,
+        progress: bool = False,
+    ) -> list[list[str]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=n,
+            temperature=0.0 if greedy else temperature,
+            top_p=1.0 if greedy else top_p,
+            max_tokens=max_new_tokens,
+            seed=seed,
+        )
+        results = self.llm.chat(conversations, params, use_tqdm=progress)
+        self.generated_tokens += sum(len(o.token_ids) for r in results for o in r.outputs)
+        return [[o.text.strip() for o in r.outputs] for r in results]
+
+    def close(self) -> None:
+        del self.llm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def make_generator(path: str | Path, *, backend: str, dtype: str, device: str, batch_size: int,
+                   seed: int) -> Generator:
+    """The backend named by ``generation.backend`` (auto: vLLM where it can run)."""
+    if backend == "vllm" and not vllm_usable():
+        raise RuntimeError(
+            "generation.backend is vllm, but vLLM is not installed or no GPU is visible. "
+            "Install it (pip install vllm) on a GPU machine, or use backend: auto."
+        )
+    if backend == "vllm" or (backend == "auto" and vllm_usable()):
+        return VLLMGenerator(path, dtype=dtype, seed=seed)
+    return TransformersGenerator(path, dtype=dtype, device=device, batch_size=batch_size)

@@ -1,0 +1,347 @@
+"""Rejection-sampling fine-tuning of a language model, one round after another.
+
+One round: generate k completions per training prompt with the current model (the proposal
+q), score them (a verifier or reward r), accept by a rule (for ``tilted``, exact rejection
+sampling of p ∝ q·exp(r/β)), deduplicate, fine-tune with TRL's SFTTrainer, evaluate on
+held-out prompts. Every stage leaves a file behind; a killed run resumes at the first stage
+whose file is missing, and generation resumes after its last saved chunk.
+
+Layout of ``output_dir``::
+
+    config.yaml  state.json  results.json  summary.md  pass_at_1.png
+    round_0/eval.json                      the base model, before any fine-tuning
+    round_r/chunks/                        generation in progress (removed when complete)
+    round_r/candidates.jsonl               every completion
+    round_r/generations.jsonl              ... with reward, error, accepted, kept flags
+    round_r/accepted.jsonl                 the kept completions, chat messages (TRL reads it)
+    round_r/selection.json                 counts and acceptance statistics
+    round_r/sft/model                      the fine-tuned model (round r+1 samples from it)
+    round_r/eval.json, eval_generations.jsonl
+    round_r/control.jsonl, control/model, control_eval.json   (selection.control: random)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from rsft import __version__
+from rsft.atomic import atomic_write_text
+from rsft.config import ConfigError, to_dict
+from rsft.generation.config import RFTConfig
+from rsft.generation.dedup import deduplicate
+from rsft.generation.generate import check_model_folder, make_generator
+from rsft.generation.metrics import distinct_n, mean_pass_at_k
+from rsft.generation.prompts import chat_messages, load_prompts
+from rsft.generation.selection import select
+from rsft.generation.sft import sft_train
+from rsft.generation.verifiers import make_verifier, score
+
+# Options that do not change what a run computes: a resumed run may change them.
+NOT_HASHED = ("output_dir", "resume", "progress", "rounds")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _seed(*parts: int) -> int:
+    """One reproducible seed per (run seed, round, stage, chunk)."""
+    digest = hashlib.sha256(".".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class RFTPipeline:
+    """Rounds of generate → score → accept → deduplicate → fine-tune → evaluate.
+
+    Everything that can be checked is checked here, before a model is loaded: the config,
+    the prompt files and their columns, the model folder, the verifier.
+    """
+
+    def __init__(self, cfg: RFTConfig) -> None:
+        self.cfg = cfg
+        self.base = check_model_folder(cfg.model.path)
+        d = cfg.data
+        self.train_prompts = load_prompts(
+            d.train, d.prompt_column, d.answer_column, limit=d.max_train_prompts, split="train"
+        )
+        self.eval_prompts = load_prompts(
+            d.eval, d.prompt_column, d.answer_column, limit=d.max_eval_prompts, split="eval"
+        )
+        self.verifier = make_verifier(cfg.verifier.kind, **cfg.verifier.options())
+        self.out = Path(cfg.output_dir)
+        self.timings: dict[str, float] = {}
+
+    # --- bookkeeping -------------------------------------------------------------------
+
+    def _config_hash(self) -> str:
+        data = {k: v for k, v in to_dict(self.cfg).items() if k not in NOT_HASHED}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _prepare_output(self) -> None:
+        state_path = self.out / "state.json"
+        if self.cfg.resume == "never" and self.out.exists():
+            for old in self.out.glob("round_*"):
+                shutil.rmtree(old)
+        elif state_path.is_file():
+            state = json.loads(state_path.read_text())
+            if state.get("config_hash") != self._config_hash():
+                raise ConfigError(
+                    f"{self.out} holds a run with different options; resuming it would mix two "
+                    "runs. Use another output_dir, or resume=never to start over."
+                )
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(to_dict(self.cfg)))
+        write_json(state_path, {"config_hash": self._config_hash(), "rsft_version": __version__})
+
+    def _timed(self, stage: str, start: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+    def _generator(self, model: Path, batch_size: int | None = None):
+        g, m = self.cfg.generation, self.cfg.model
+        return make_generator(
+            model,
+            backend=g.backend,
+            dtype=m.dtype,
+            device=m.device,
+            batch_size=batch_size or g.batch_size,
+            seed=self.cfg.seed,
+        )
+
+    # --- stages ------------------------------------------------------------------------
+
+    def generate(self, rnd: int, model: Path) -> list[dict[str, Any]]:
+        """k completions per training prompt, saved chunk by chunk."""
+        rdir = self.out / f"round_{rnd}"
+        final = rdir / "candidates.jsonl"
+        if final.is_file():
+            return read_jsonl(final)
+        g, p = self.cfg.generation, self.train_prompts
+        chunks = rdir / "chunks"
+        chunks.mkdir(parents=True, exist_ok=True)
+        starts = range(0, len(p), g.chunk_prompts)
+        todo = [c for c, _ in enumerate(starts) if not (chunks / f"{c:05d}.jsonl").is_file()]
+        if todo:
+            t0 = time.perf_counter()
+            gen = self._generator(model)
+            bar = tqdm(total=len(p), initial=(len(starts) - len(todo)) * g.chunk_prompts,
+                       desc=f"round {rnd}: generate", unit="prompt", disable=not self.cfg.progress)
+            for c in todo:
+                lo, hi = starts[c], min(starts[c] + g.chunk_prompts, len(p))
+                convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts[lo:hi]]
+                outs = gen.generate(
+                    convs, g.k, temperature=g.temperature, top_p=g.top_p,
+                    max_new_tokens=g.max_new_tokens, greedy=False,
+                    seed=_seed(self.cfg.seed, rnd, 0, c),
+                )
+                rows = [
+                    {"prompt_id": p.ids[i], "prompt": p.texts[i], "reference": p.references[i],
+                     "sample": j, "completion": text}
+                    for i, texts in zip(range(lo, hi), outs)
+                    for j, text in enumerate(texts)
+                ]
+                write_jsonl(chunks / f"{c:05d}.jsonl", rows)
+                bar.update(hi - lo)
+            bar.close()
+            self.generated_tokens = getattr(self, "generated_tokens", 0) + gen.generated_tokens
+            gen.close()
+            self._timed("generate", t0)
+        rows = [r for c in range(len(starts)) for r in read_jsonl(chunks / f"{c:05d}.jsonl")]
+        write_jsonl(final, rows)
+        shutil.rmtree(chunks)
+        return rows
+
+    def select(self, rnd: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Score, accept, deduplicate; write generations, accepted set and statistics."""
+        rdir = self.out / f"round_{rnd}"
+        stats_path = rdir / "selection.json"
+        if stats_path.is_file():
+            return json.loads(stats_path.read_text())
+        t0 = time.perf_counter()
+        s, v = self.cfg.selection, self.cfg.verifier
+        result = score(
+            self.verifier,
+            [r["prompt"] for r in rows],
+            [r["completion"] for r in rows],
+            [r["reference"] for r in rows],
+            workers=v.workers,
+            progress=self.cfg.progress,
+        )
+        self._timed("score", t0)
+        t0 = time.perf_counter()
+        groups = [r["prompt_id"] for r in rows]
+        gen = torch.Generator().manual_seed(_seed(self.cfg.seed, rnd, 1))
+        chosen = select(
+            s.rule, result.rewards, groups, threshold=s.threshold, beta=s.beta, r_max=s.r_max,
+            fraction=s.fraction, generator=gen,
+        )
+        kept = deduplicate(
+            groups, [r["completion"] for r in rows], chosen.accepted, mode=s.dedup,
+            max_per_group=s.max_per_prompt,
+        )
+        for r, reward, err, acc, keep in zip(
+            rows, result.rewards, result.errors, chosen.accepted, kept
+        ):
+            r.update(reward=reward, error=err, accepted=acc, kept=keep)
+        n_kept = sum(kept)
+        stats = {
+            "candidates": len(rows),
+            "prompts": len(set(groups)),
+            "failed": result.n_failed,
+            "accepted": sum(chosen.accepted),
+            "kept": n_kept,
+            "prompts_kept": len({g for g, k in zip(groups, kept) if k}),
+            "distinct_n": distinct_n([r["completion"] for r in rows], self.cfg.eval.distinct_n),
+            "rule": chosen.stats,
+        }
+        if s.control == "random":
+            ctrl = select(
+                "random", result.rewards, groups, size=n_kept,
+                generator=torch.Generator().manual_seed(_seed(self.cfg.seed, rnd, 2)),
+            )
+            for r, c in zip(rows, ctrl.accepted):
+                r["control"] = c
+            write_jsonl(rdir / "control.jsonl", self._records([r for r in rows if r["control"]]))
+            stats["control"] = sum(ctrl.accepted)
+        write_jsonl(rdir / "generations.jsonl", rows)
+        write_jsonl(rdir / "accepted.jsonl", self._records([r for r in rows if r["kept"]]))
+        write_json(stats_path, stats)
+        self._timed("select", t0)
+        return stats
+
+    def _records(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chat-messages records (TRL's conversational format), with where each came from."""
+        system = self.cfg.data.system_prompt
+        return [
+            {
+                "messages": chat_messages(r["prompt"], system)
+                + [{"role": "assistant", "content": r["completion"]}],
+                "prompt_id": r["prompt_id"],
+                "reward": r.get("reward"),
+            }
+            for r in rows
+        ]
+
+    def train(self, rnd: int, start: Path, data_file: str, out: Path) -> Path:
+        """Fine-tune ``start`` on this round's (or every round's) accepted records."""
+        rounds = range(1, rnd + 1) if self.cfg.data_mode == "accumulate" else [rnd]
+        records = [rec for r in rounds for rec in read_jsonl(self.out / f"round_{r}" / data_file)]
+        if not records:
+            raise RuntimeError(
+                f"round {rnd}: no candidate was accepted, so there is nothing to fine-tune on. "
+                "Sample more (generation.k, more prompts), raise generation.temperature, or "
+                "use a looser rule (selection.rule: best_of_k or top_fraction)."
+            )
+        t0 = time.perf_counter()
+        model = sft_train(
+            start, records, out, self.cfg.sft, seed=_seed(self.cfg.seed, rnd, 3),
+            dtype=self.cfg.model.dtype, device=self.cfg.model.device, progress=self.cfg.progress,
+        )
+        self._timed("train", t0)
+        return model
+
+    def evaluate(self, model: Path, out: Path, name: str = "eval") -> dict[str, Any]:
+        """Greedy pass@1, sampled pass@k and distinct-n on the held-out prompts."""
+        path = out / f"{name}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        t0 = time.perf_counter()
+        e, g, p = self.cfg.eval, self.cfg.generation, self.eval_prompts
+        gen = self._generator(model, e.batch_size)
+        convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts]
+        max_new = e.max_new_tokens or g.max_new_tokens
+        greedy = [o[0] for o in gen.generate(
+            convs, 1, temperature=1.0, top_p=1.0, max_new_tokens=max_new, greedy=True, seed=0,
+            progress=self.cfg.progress,
+        )]
+        sampled: list[list[str]] = []
+        if e.k > 0:
+            sampled = gen.generate(
+                convs, e.k, temperature=e.temperature, top_p=g.top_p, max_new_tokens=max_new,
+                greedy=False, seed=_seed(self.cfg.seed, 0, 4), progress=self.cfg.progress,
+            )
+        gen.close()
+        self._timed("evaluate", t0)
+        flat = greedy + [t for texts in sampled for t in texts]
+        n = len(p)
+        prompts = p.texts + [t for t in p.texts for _ in range(e.k)]
+        refs = p.references + [r for r in p.references for _ in range(e.k)]
+        result = score(self.verifier, prompts, flat, refs, workers=self.cfg.verifier.workers)
+        ok = [r is not None and r >= self.cfg.selection.threshold for r in result.rewards]
+        metrics: dict[str, Any] = {
+            "prompts": n,
+            "pass@1": sum(ok[:n]) / n,
+            "failed": result.n_failed,
+            "mean_length": sum(len(t) for t in greedy) / n,
+        }
+        texts_for_diversity = greedy
+        if e.k > 0:
+            per_prompt = [ok[n + i * e.k : n + (i + 1) * e.k] for i in range(n)]
+            metrics["pass@1_sampled"] = mean_pass_at_k(per_prompt, 1)
+            metrics[f"pass@{e.k}"] = mean_pass_at_k(per_prompt, e.k)
+            texts_for_diversity = flat[n:]
+        metrics[f"distinct_{e.distinct_n}"] = distinct_n(texts_for_diversity, e.distinct_n)
+        write_jsonl(
+            out / f"{name}_generations.jsonl",
+            [
+                {"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]}
+                for i in range(n)
+            ],
+        )
+        write_json(path, metrics)
+        return metrics
+
+    # --- the run ------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self._prepare_output()
+        rows = []
+        before = self.evaluate(self.base, self.out / "round_0")
+        current = self.base
+        for rnd in range(1, cfg.rounds + 1):
+            rdir = self.out / f"round_{rnd}"
+            candidates = self.generate(rnd, current)
+            stats = self.select(rnd, candidates)
+            start = self.base if cfg.start_from == "base" else current
+            model = self.train(rnd, start, "accepted.jsonl", rdir / "sft")
+            after = self.evaluate(model, rdir)
+            row = {"round": rnd, **stats, "before": before, "after": after}
+            if cfg.selection.control == "random":
+                ctrl = self.train(rnd, start, "control.jsonl", rdir / "control")
+                row["control_eval"] = self.evaluate(ctrl, rdir, "control_eval")
+            rows.append(row)
+            before, current = after, model
+        results = {
+            "rsft_version": __version__,
+            "base_model": str(self.base),
+            "base_eval": json.loads((self.out / "round_0" / "eval.json").read_text()),
+            "rounds": rows,
+            "final_model": str(current),
+            "timings": self.timings,
+        }
+        write_json(self.out / "results.json", results)
+        from rsft.generation.report import format_rounds, plot_rounds
+
+        table = format_rounds(results)
+        atomic_write_text(self.out / "summary.md", table + "\n")
+        plot_rounds(results, self.out / "pass_at_1.png")
+        results["table"] = table
+        return results

@@ -1,0 +1,6 @@
+"""Reward functions the pipeline tests name by import path."""
+
+
+def digit_share(prompt: str, completion: str, reference: str | None) -> float:
+    """The share of digits in the completion: a graded reward an untrained LM can earn."""
+    return sum(ch.isdigit() for ch in completion) / max(1, len(completion))
