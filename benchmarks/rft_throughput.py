@@ -1,0 +1,674 @@
+"""Throughput of the LLM rejection-sampling fine-tuning pipeline (``rsft rft``).
+
+Run from the repository root:
+
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python \\
+        benchmarks/rft_throughput.py
+
+(``--n-prompts``, ``--pipeline-prompts``, ``--k``, ``--max-new-tokens``, ``--batch-size``,
+``--repeats``, ``--threads``, ``--device``, ``--backend``, ``--model``, ``--prompts``, ``--out``
+change the defaults; ``--per-sequence`` adds the one-sequence-at-a-time mode; ``--tiny`` swaps in
+a tiny random Llama for a smoke run of the script itself, whose numbers mean nothing.)
+
+Claims under test:
+
+1. Generation throughput. Accepted samples per second when the generator batches many
+   prompts into one ``generate`` call, against one prompt at a time. The same
+   :class:`rsft.generation.generate.TransformersGenerator` (``--batch-size`` sequences per
+   forward batch, loaded once; loading is not timed here) samples ``k`` completions for each of
+   the first ``--n-prompts`` training prompts in three ways:
+
+   - ``batched``: one ``generate(convs, k)`` call for every prompt, as the pipeline does
+     (``batch_size // k`` prompts per forward batch, prompts sorted by length);
+   - ``per_prompt``: one ``generate([conv], k)`` call per prompt, i.e. one forward batch of the
+     prompt's ``k`` sequences (``num_return_sequences=k``);
+   - ``per_sequence`` (only with ``--per-sequence``: about k times the cost of ``per_prompt``):
+     ``k`` calls of ``generate([conv], 1)`` per prompt, one sequence at a time.
+
+   Completions are scored by the numeric verifier and accepted by the ``correct`` rule
+   (reward >= 1); accepted/s = accepted / generation wall time. Sampling draws differ between
+   modes (different seeds per call, different padding), so the accepted counts differ a
+   little, and with few accepted samples accepted/s is noisy; sequences/s and tokens/s
+   (non-pad generated tokens) compare the work alone.
+   Modes run round-robin, the order rotating each round, after one untimed warm-up call;
+   each mode's median over ``--repeats`` rounds is reported, wall and process CPU time.
+
+2. Overhead share. One full round of :class:`rsft.generation.RFTPipeline` (base evaluation,
+   generation, scoring, selection, SFT with TRL, evaluation) on ``--pipeline-prompts``
+   training and as many held-out prompts, ``k``, ``max_new_tokens`` as above, 1 SFT epoch, no
+   random control, greedy evaluation only. From the pipeline's own stage timings
+   (``results["timings"]``) and the wall time around ``run()``:
+   ``outside share = (wall - generate - evaluate - train) / wall``. Goal: under 5%.
+   ``generate`` and ``evaluate`` are generation (evaluate times its generate calls, not its
+   scoring), ``train`` is the SFT stage. Each of the three includes loading its model from
+   disk (and ``train`` saving the fine-tuned one): that is counted as generation/training, not
+   overhead. Outside is everything else: scoring, selection and deduplication, writing the
+   JSONL files, the summary table and plot.
+
+3. vLLM against transformers: where a GPU and vLLM are both present, the batched
+   generation of part 1 with :class:`~rsft.generation.generate.VLLMGenerator` and with
+   ``TransformersGenerator`` on the GPU (each loaded once, one warm-up call, median of
+   ``--repeats``). Otherwise recorded as skipped.
+
+Torch runs on ``--threads`` (default 1) intra-op threads, like the other benchmarks: on a small
+shared machine more threads make timings erratic. On one CPU thread the forward pass is
+compute-bound, so batching saves mainly the per-call and per-step overhead; on a GPU (or with
+more threads) the gain from batching is larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from bench_common import machine_info  # noqa: E402
+
+from rsft.atomic import atomic_write_text  # noqa: E402
+from rsft.config import from_dict  # noqa: E402
+from rsft.generation import RFTConfig, RFTPipeline  # noqa: E402
+from rsft.generation.generate import (  # noqa: E402
+    TransformersGenerator,
+    resolve_device,
+    vllm_usable,
+)
+from rsft.generation.prompts import Prompts, chat_messages, load_prompts  # noqa: E402
+from rsft.generation.selection import select  # noqa: E402
+from rsft.generation.verifiers import make_verifier, score  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "rft_throughput.json"
+TINY_OUT = Path(tempfile.gettempdir()) / "rsft_rft_throughput_tiny.json"
+DEFAULT_DATA = Path("data/arithmetic")
+GOAL_SHARE = 0.05
+TEMPERATURE = 1.0
+SEED = 0
+BATCHED, PER_PROMPT, PER_SEQUENCE = "batched", "per_prompt", "per_sequence"
+
+
+# --- the model and prompts --------------------------------------------------------------
+
+
+def tiny_setup(folder: Path, n_train: int, n_eval: int) -> tuple[Path, Path, Path]:
+    """A tiny random Llama (the test suite's builder, imported by path) and addition prompts."""
+    from rsft.tasks.arithmetic import prepare_arithmetic
+
+    spec = importlib.util.spec_from_file_location(
+        "rsft_bench_tiny_lm", ROOT / "tests" / "generation" / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    model = Path(conftest.save_tiny_causal_lm(folder / "tiny_lm"))
+    paths = prepare_arithmetic(folder / "data", n_train=n_train, n_eval=n_eval, with_model=False)
+    return model, Path(paths["train"]), Path(paths["eval"])
+
+
+def real_setup(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """The embedded SmolLM2-135M-Instruct and its addition prompts (made once if missing)."""
+    model = args.model or DEFAULT_DATA / "model"
+    train = args.prompts or DEFAULT_DATA / "train.jsonl"
+    held_out = args.eval_prompts or train.parent / "eval.jsonl"
+    missing = [p for p in (model / "config.json", train, held_out) if not p.is_file()]
+    defaults = args.model is None and args.prompts is None and args.eval_prompts is None
+    if missing and defaults:
+        from rsft.tasks.arithmetic import prepare_arithmetic
+
+        print(f"preparing {DEFAULT_DATA} (converts the GGUF model once, ~1 min)", flush=True)
+        prepare_arithmetic(DEFAULT_DATA)
+    elif missing:
+        raise SystemExit(f"missing: {', '.join(map(str, missing))}")
+    return model, train, held_out
+
+
+# --- part 1: generation throughput --------------------------------------------------------
+
+
+def accepted_count(verifier: Any, prompts: Prompts, outs: list[list[str]], threshold: float):
+    """Score every completion and accept by the ``correct`` rule: (accepted, failed)."""
+    texts = [t for i, o in enumerate(outs) for t in [prompts.texts[i]] * len(o)]
+    refs = [r for i, o in enumerate(outs) for r in [prompts.references[i]] * len(o)]
+    groups = [i for i, o in enumerate(outs) for _ in o]
+    completions = [c for o in outs for c in o]
+    result = score(verifier, texts, completions, refs, workers=1)
+    chosen = select("correct", result.rewards, groups, threshold=threshold)
+    return sum(chosen.accepted), result.n_failed
+
+
+def run_mode(gen: Any, mode: str, convs: list, k: int, max_new: int, seed: int) -> list[list[str]]:
+    """One pass over every prompt in ``mode``; the completions per prompt."""
+    kw = {"temperature": TEMPERATURE, "top_p": 1.0, "max_new_tokens": max_new, "greedy": False}
+    if mode == BATCHED:
+        return gen.generate(convs, k, seed=seed, **kw)
+    if mode == PER_PROMPT:
+        return [gen.generate([c], k, seed=seed + i, **kw)[0] for i, c in enumerate(convs)]
+    return [
+        [gen.generate([c], 1, seed=seed + i * k + j, **kw)[0][0] for j in range(k)]
+        for i, c in enumerate(convs)
+    ]
+
+
+def timed_pass(gen, mode, convs, k, max_new, seed, verifier, prompts, threshold) -> dict:
+    tokens0 = gen.generated_tokens
+    w0, c0 = time.perf_counter(), time.process_time()
+    outs = run_mode(gen, mode, convs, k, max_new, seed)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    accepted, failed = accepted_count(verifier, prompts, outs, threshold)
+    return {
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "sequences": sum(len(o) for o in outs),
+        "tokens": gen.generated_tokens - tokens0,
+        "accepted": accepted,
+        "failed": failed,
+    }
+
+
+def summarize(runs: list[dict]) -> dict[str, Any]:
+    """Medians of one mode's timed rounds, and the rates they give."""
+    med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    seconds, cpu = med["seconds"], med["cpu_seconds"]
+    return {
+        "seconds_median": seconds,
+        "cpu_seconds_median": cpu,
+        "accepted_median": med["accepted"],
+        "acceptance_rate": sum(r["accepted"] for r in runs) / sum(r["sequences"] for r in runs),
+        # rates per round, then their median: robust to one slow round
+        "accepted_per_s": statistics.median(r["accepted"] / r["seconds"] for r in runs),
+        "sequences_per_s": statistics.median(r["sequences"] / r["seconds"] for r in runs),
+        "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in runs),
+        "sequences_per_cpu_s": statistics.median(r["sequences"] / r["cpu_seconds"] for r in runs),
+        "rounds": runs,
+    }
+
+
+def ratios(a: dict, b: dict) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in ("accepted_per_s", "sequences_per_s", "tokens_per_s", "sequences_per_cpu_s"):
+        out[key] = a[key] / b[key] if b[key] else None
+    return out
+
+
+def compare_modes(
+    runners: dict[str, tuple[Any, str]],
+    prompts: Prompts,
+    args: argparse.Namespace,
+    threshold: float,
+    label: str,
+) -> dict[str, dict]:
+    """Round-robin timing of ``runners`` (name -> (generator, mode)), one warm-up call each."""
+    verifier = make_verifier("numeric")
+    convs = [chat_messages(t, None) for t in prompts.texts]
+    names = list(runners)
+    for gen, _ in runners.values():  # warm-up: first-call allocations, lazy imports, caches
+        run_mode(gen, BATCHED, convs[:2], args.k, args.max_new_tokens, seed=10_000)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    t0 = time.perf_counter()
+    for r in range(args.repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
+            gen, mode = runners[name]
+            last = timed_pass(
+                gen,
+                mode,
+                convs,
+                args.k,
+                args.max_new_tokens,
+                SEED + 1000 * r,
+                verifier,
+                prompts,
+                threshold,
+            )
+            runs[name].append(last)
+            print(
+                f"  {label} round {r + 1}/{args.repeats}: {name:<12} {last['seconds']:7.2f} s, "
+                f"{last['accepted']}/{last['sequences']} accepted "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+    return {name: summarize(runs[name]) for name in names}
+
+
+def part_generation(
+    model: Path, prompts: Prompts, args: argparse.Namespace, device: str, threshold: float
+) -> dict[str, Any]:
+    print(
+        f"[1/3] generation throughput: {len(prompts)} prompts x k={args.k}, "
+        f"max_new_tokens {args.max_new_tokens}, on {device}",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    gen = TransformersGenerator(model, device=device, batch_size=args.batch_size)
+    load = time.perf_counter() - t0
+    modes = [BATCHED, PER_PROMPT] + ([PER_SEQUENCE] if args.per_sequence else [])
+    results = compare_modes({m: (gen, m) for m in modes}, prompts, args, threshold, "gen")
+    gen.close()
+    out: dict[str, Any] = {"model_load_seconds": load, "modes": results, "ratios": {}}
+    for other in modes[1:]:
+        out["ratios"][f"{BATCHED}_over_{other}"] = ratios(results[BATCHED], results[other])
+    return out
+
+
+# --- part 2: overhead share ---------------------------------------------------------------
+
+
+def pipeline_config(
+    model: Path,
+    train: Path,
+    held_out: Path,
+    out_dir: Path,
+    args: argparse.Namespace,
+    device: str,
+    threshold: float,
+) -> dict[str, Any]:
+    return {
+        "model": {"path": str(model), "device": device},
+        "data": {
+            "train": str(train),
+            "eval": str(held_out),
+            "max_train_prompts": args.pipeline_prompts,
+            "max_eval_prompts": args.pipeline_prompts,
+        },
+        "generation": {
+            "k": args.k,
+            "temperature": TEMPERATURE,
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.batch_size,
+            "backend": args.backend,
+        },
+        "verifier": {"kind": "numeric", "workers": 4},
+        "selection": {
+            "rule": "correct",
+            "threshold": threshold,
+            "dedup": "normalized",
+            "max_per_prompt": args.k,
+            "control": "none",
+        },
+        "sft": {"epochs": 1, "lr": 5e-5, "batch_size": 16},
+        "eval": {"k": 0},
+        "rounds": 1,
+        "seed": SEED,
+        "output_dir": str(out_dir),
+        "resume": "never",
+        "progress": False,
+    }
+
+
+def part_overhead(raw: dict[str, Any]) -> dict[str, Any]:
+    print(
+        f"[2/3] overhead share: one RFTPipeline round, {raw['data']['max_train_prompts']} "
+        f"train + {raw['data']['max_eval_prompts']} held-out prompts",
+        flush=True,
+    )
+    from rsft.generation import report
+
+    # Time the end-of-run table and plot (looked up on the module inside run()).
+    report_time = {"seconds": 0.0}
+    originals = report.format_rounds, report.plot_rounds
+
+    def timed(fn):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                report_time["seconds"] += time.perf_counter() - t
+
+        return wrapper
+
+    report.format_rounds, report.plot_rounds = (timed(f) for f in originals)
+    try:
+        t0 = time.perf_counter()
+        pipe = RFTPipeline(from_dict(RFTConfig, raw))
+        setup = time.perf_counter() - t0
+        w0 = time.perf_counter()
+        try:
+            result = pipe.run()
+        except RuntimeError as e:  # e.g. nothing accepted: nothing to fine-tune on
+            print(f"  pipeline failed: {e}", flush=True)
+            return {"error": str(e), "timings": pipe.timings}
+        wall = time.perf_counter() - w0
+    finally:
+        report.format_rounds, report.plot_rounds = originals
+    timings = dict(result["timings"])
+    generation = timings.get("generate", 0.0) + timings.get("evaluate", 0.0)
+    train = timings.get("train", 0.0)
+    outside = wall - generation - train
+    share = outside / wall
+    rnd = result["rounds"][0]
+    print(f"  done in {wall:.1f} s: outside share {share:.1%}", flush=True)
+    return {
+        "wall_seconds": wall,
+        "pipeline_init_seconds": setup,
+        "timings": timings,
+        "generation_seconds": generation,
+        "train_seconds": train,
+        "outside_seconds": outside,
+        "outside_share": share,
+        "goal": GOAL_SHARE,
+        "met": share < GOAL_SHARE,
+        "outside_breakdown": {
+            "score": timings.get("score", 0.0),
+            "select_dedup_write": timings.get("select", 0.0),
+            "summary_table_and_plot": report_time["seconds"],
+            "other": outside
+            - timings.get("score", 0.0)
+            - timings.get("select", 0.0)
+            - report_time["seconds"],
+        },
+        "generated_tokens": getattr(pipe, "generated_tokens", None),
+        "candidates": rnd["candidates"],
+        "accepted": rnd["accepted"],
+        "kept": rnd["kept"],
+        "pass@1_before": rnd["before"]["pass@1"],
+        "pass@1_after": rnd["after"]["pass@1"],
+    }
+
+
+# --- part 3: vLLM against transformers ----------------------------------------------------
+
+
+def part_vllm(model: Path, prompts: Prompts, args: argparse.Namespace, threshold: float):
+    if not vllm_usable():
+        missing = [
+            what
+            for what, ok in (
+                ("no GPU", torch.cuda.is_available()),
+                ("vLLM not installed", importlib.util.find_spec("vllm") is not None),
+            )
+            if not ok
+        ]
+        why = "no GPU/vLLM: " + ", ".join(missing)
+        print(f"[3/3] vLLM vs transformers: skipped ({why})", flush=True)
+        return {"skipped": why}
+    from rsft.generation.generate import VLLMGenerator
+
+    print("[3/3] vLLM vs transformers generate, batched, on the GPU", flush=True)
+    t0 = time.perf_counter()
+    hf = TransformersGenerator(model, device="cuda", batch_size=args.batch_size)
+    hf_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vl = VLLMGenerator(model, seed=SEED)
+    vl_load = time.perf_counter() - t0
+    res = compare_modes(
+        {"transformers": (hf, BATCHED), "vllm": (vl, BATCHED)}, prompts, args, threshold, "vllm"
+    )
+    vl.close()
+    hf.close()
+    return {
+        "load_seconds": {"transformers": hf_load, "vllm": vl_load},
+        "modes": res,
+        "ratios": {"vllm_over_transformers": ratios(res["vllm"], res["transformers"])},
+    }
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def print_modes(title: str, modes: dict[str, dict]) -> None:
+    print(title)
+    header = (
+        f"{'mode':<14} | {'wall s':>7} | {'cpu s':>7} | {'accepted':>8} | {'acc/s':>7} | "
+        f"{'seq/s':>7} | {'tok/s':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, m in modes.items():
+        print(
+            f"{name:<14} | {m['seconds_median']:>7.2f} | {m['cpu_seconds_median']:>7.2f} | "
+            f"{m['accepted_median']:>8g} | {m['accepted_per_s']:>7.2f} | "
+            f"{m['sequences_per_s']:>7.2f} | {m['tokens_per_s']:>8.1f}"
+        )
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    s = report["settings"]
+    gen = report["generation"]
+    print()
+    print_modes(
+        f"Generation: {s['n_prompts']} prompts x k={s['k']}, max_new_tokens "
+        f"{s['max_new_tokens']}, batch_size {s['batch_size']}, {s['device']}, "
+        f"{s['torch_threads']} torch thread(s); median of {s['repeats']} rounds "
+        f"(model load {gen['model_load_seconds']:.1f} s, not timed)",
+        gen["modes"],
+    )
+    for name, r in gen["ratios"].items():
+        print(
+            f"{name}: accepted/s {fmt_ratio(r['accepted_per_s'])}, sequences/s "
+            f"{fmt_ratio(r['sequences_per_s'])}, tokens/s {fmt_ratio(r['tokens_per_s'])}, "
+            f"sequences/cpu-s {fmt_ratio(r['sequences_per_cpu_s'])}"
+        )
+    o = report["overhead"]
+    print()
+    if "error" in o:
+        print(f"Overhead share: pipeline failed ({o['error']})")
+    else:
+        t = o["timings"]
+        b = o["outside_breakdown"]
+        print(
+            f"Overhead share of one RFTPipeline round ({s['pipeline_prompts']} train + "
+            f"{s['pipeline_prompts']} held-out prompts, k={s['k']}, 1 SFT epoch):"
+        )
+        print(
+            f"  wall {o['wall_seconds']:.2f} s = generate {t.get('generate', 0):.2f} + "
+            f"evaluate {t.get('evaluate', 0):.2f} + train {t.get('train', 0):.2f} + outside "
+            f"{o['outside_seconds']:.2f} s"
+        )
+        print(
+            f"  outside: score {b['score']:.2f}, select/dedup/write "
+            f"{b['select_dedup_write']:.2f}, table+plot {b['summary_table_and_plot']:.2f}, "
+            f"other {b['other']:.2f} s   (config/prompt checks before run(): "
+            f"{o['pipeline_init_seconds']:.2f} s, not counted)"
+        )
+        verdict = "met" if o["met"] else "MISSED"
+        print(f"  outside share {o['outside_share']:.1%} (goal < {GOAL_SHARE:.0%}): {verdict}")
+        print("  (generate/evaluate/train include loading their model; train includes saving)")
+        print(
+            f"  accepted {o['accepted']}/{o['candidates']} (kept {o['kept']}); pass@1 "
+            f"{o['pass@1_before']:.3f} -> {o['pass@1_after']:.3f}"
+        )
+    v = report["vllm"]
+    print()
+    if "skipped" in v:
+        print(f"vLLM vs transformers: skipped ({v['skipped']})")
+    else:
+        print_modes("vLLM vs transformers (batched, GPU):", v["modes"])
+        r = v["ratios"]["vllm_over_transformers"]
+        print(
+            f"vllm_over_transformers: accepted/s {fmt_ratio(r['accepted_per_s'])}, "
+            f"sequences/s {fmt_ratio(r['sequences_per_s'])}, tokens/s "
+            f"{fmt_ratio(r['tokens_per_s'])}"
+        )
+    m = report["machine"]
+    print()
+    print(
+        f"load average {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f} on "
+        f"{m['cpu_count']} CPUs; total {report['total_seconds']:.0f} s"
+    )
+    if args.tiny:
+        print(
+            "NOTE: --tiny: a random 2-layer model, every completion accepted (threshold 0); "
+            "a smoke run of the script, not a measurement."
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="transformers causal-LM folder "
+        "(default data/arithmetic/model, made by `rsft prepare arithmetic`)",
+    )
+    p.add_argument(
+        "--prompts",
+        type=Path,
+        help="training prompts JSONL with prompt/answer "
+        "columns (default data/arithmetic/train.jsonl)",
+    )
+    p.add_argument(
+        "--eval-prompts",
+        type=Path,
+        help="held-out prompts for part 2 (default: eval.jsonl beside --prompts)",
+    )
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke run on a tiny random Llama (numbers mean nothing)",
+    )
+    p.add_argument("--n-prompts", type=int, default=32, help="prompts timed in parts 1 and 3")
+    p.add_argument(
+        "--pipeline-prompts",
+        type=int,
+        default=32,
+        help="training and held-out prompts of the part-2 pipeline round",
+    )
+    p.add_argument("--k", type=int, default=4, help="samples per prompt")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per forward batch")
+    p.add_argument("--repeats", type=int, default=2, help="timed rounds per mode")
+    p.add_argument(
+        "--per-sequence",
+        action="store_true",
+        help="also time one sequence at a time (about k times the per-prompt cost)",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "transformers", "vllm"),
+        default="auto",
+        help="generation backend of the part-2 pipeline",
+    )
+    p.add_argument("--skip-pipeline", action="store_true", help="skip part 2")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="results JSON (default benchmarks/results/rft_throughput.json; "
+        "with --tiny, a file in the temp folder, so a smoke run never replaces it)",
+    )
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = TINY_OUT if args.tiny else DEFAULT_OUT
+    if (
+        min(
+            args.n_prompts,
+            args.pipeline_prompts,
+            args.k,
+            args.max_new_tokens,
+            args.batch_size,
+            args.repeats,
+            args.threads,
+        )
+        < 1
+    ):
+        p.error("counts, sizes and --threads must be >= 1")
+    return args
+
+
+def quiet_libraries() -> None:
+    """No per-load progress bars from transformers and datasets: one line per phase instead."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    quiet_libraries()
+    device = resolve_device(args.device)
+    load_before = os.getloadavg()
+    t_start = time.perf_counter()
+    # The tiny random model never answers right: accept everything so every stage has work.
+    threshold = 0.0 if args.tiny else 1.0
+    with tempfile.TemporaryDirectory(prefix="rsft-rft-throughput-") as tmp:
+        tmp_dir = Path(tmp)
+        if args.tiny:
+            n = max(args.n_prompts, args.pipeline_prompts)
+            model, train, held_out = tiny_setup(tmp_dir, n_train=n, n_eval=n)
+        else:
+            model, train, held_out = real_setup(args)
+        prompts = load_prompts(train, "prompt", "answer", limit=args.n_prompts)
+        generation = part_generation(model, prompts, args, device, threshold)
+        if args.skip_pipeline:
+            print("[2/3] overhead share: skipped (--skip-pipeline)", flush=True)
+            overhead: dict[str, Any] = {"error": "skipped (--skip-pipeline)"}
+        else:
+            raw = pipeline_config(model, train, held_out, tmp_dir / "run", args, device, threshold)
+            overhead = part_overhead(raw)
+        vllm = part_vllm(model, prompts, args, threshold)
+    load_after = os.getloadavg()
+    machine = {
+        **machine_info(),
+        "device": device,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+    }
+    if device == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(0)
+    report = {
+        "accepted_per_s_ratio": generation["ratios"][f"{BATCHED}_over_{PER_PROMPT}"][
+            "accepted_per_s"
+        ],
+        "outside_share": overhead.get("outside_share"),
+        "outside_share_goal": f"< {GOAL_SHARE}",
+        "outside_share_met": overhead.get("met"),
+        "generation": generation,
+        "overhead": overhead,
+        "vllm": vllm,
+        "settings": {
+            "model": "tiny random Llama (--tiny)" if args.tiny else str(model),
+            "prompts": "generated addition prompts (--tiny)" if args.tiny else str(train),
+            "n_prompts": len(prompts),
+            "pipeline_prompts": args.pipeline_prompts,
+            "k": args.k,
+            "max_new_tokens": args.max_new_tokens,
+            "temperature": TEMPERATURE,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "device": device,
+            "torch_threads": args.threads,
+            "verifier": "numeric",
+            "rule": f"correct (threshold {threshold})",
+            "pipeline_backend": args.backend,
+            "tiny": args.tiny,
+            "modes": list(generation["modes"]),
+            "timed": "part 1: wall (perf_counter) and process CPU time of the generate calls "
+            "only (model loaded once beforehand, one warm-up call); accepted/s etc. are the "
+            "median over rounds of per-round rates. part 2: wall around RFTPipeline.run(); "
+            "outside share = (wall - timings[generate] - timings[evaluate] - timings[train]) "
+            "/ wall, model loading counted inside those stages.",
+        },
+        "machine": machine,
+        "total_seconds": time.perf_counter() - t_start,
+        "command": " ".join(
+            ["python", "benchmarks/rft_throughput.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
+    }
+    print_report(report, args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
