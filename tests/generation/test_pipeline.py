@@ -49,6 +49,7 @@ def run(config: dict) -> dict:
 
 
 def test_one_round_writes_every_stage_and_fine_tunes(rft_config):
+    rft_config["eval"] = {"k": 3}
     result = run(rft_config)
     out = Path(rft_config["output_dir"])
     rnd = out / "round_1"
@@ -75,7 +76,9 @@ def test_one_round_writes_every_stage_and_fine_tunes(rft_config):
     assert not (rnd / "chunks").exists() and not (rnd / "sft" / "trainer").exists()
     row = result["rounds"][0]
     assert row["candidates"] == 24 and row["kept"] == len(accepted)
-    assert 0.0 <= row["after"]["pass@1"] <= 1.0
+    after = row["after"]
+    assert after["prompts"] == 6 and 0.0 <= after["pass@1"] <= 1.0
+    assert after["pass@1_sampled"] <= after["pass@3"] <= 1.0 and 0 < after["distinct_2"] <= 1
     assert "| 1 | 24 |" in result["table"]
 
 

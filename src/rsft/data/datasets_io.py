@@ -15,11 +15,16 @@ from rsft.data.validate import DataError, require_rows
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Hide datasets' per-file progress bars for the load, restoring the caller's choice."""
+def quiet() -> Iterator[None]:
+    """Hide datasets' per-file and per-map progress bars and transformers' weight-loading
+    bars for the duration, restoring the caller's choice: rsft shows its own progress."""
+    from transformers.utils import logging as tf_logging
+
     was_disabled = datasets.utils.are_progress_bars_disabled()
+    tf_was_enabled = tf_logging.is_progress_bar_enabled()
     verbosity = ds_logging.get_verbosity()
     datasets.disable_progress_bars()
+    tf_logging.disable_progress_bar()
     ds_logging.set_verbosity_error()
     try:
         yield
@@ -27,6 +32,8 @@ def _quiet() -> Iterator[None]:
         ds_logging.set_verbosity(verbosity)
         if not was_disabled:
             datasets.enable_progress_bars()
+        if tf_was_enabled:
+            tf_logging.enable_progress_bar()
 
 
 def load_builder(builder: str, *, source: str, **kwargs: Any) -> datasets.Dataset:
@@ -38,7 +45,7 @@ def load_builder(builder: str, *, source: str, **kwargs: Any) -> datasets.Datase
     (csv/json/parquet/imagefolder) need no network, so this works offline.
     """
     try:
-        with _quiet(), tempfile.TemporaryDirectory(prefix="rsft-datasets-") as cache:
+        with quiet(), tempfile.TemporaryDirectory(prefix="rsft-datasets-") as cache:
             return datasets.load_dataset(
                 builder, split="train", cache_dir=cache, keep_in_memory=True, **kwargs
             )

@@ -13,7 +13,17 @@ from rsft.generation.explicit import (
     class_conditional_sample,
     rejection_sample,
 )
-from rsft.generation.pipeline import RFTPipeline
+
+
+def __getattr__(name: str):
+    # The pipeline pulls in TRL, datasets and transformers (seconds to import): load it only
+    # when asked for, so `rejection_sample` stays a light import.
+    if name == "RFTPipeline":
+        from rsft.generation.pipeline import RFTPipeline
+
+        return RFTPipeline
+    raise AttributeError(f"module 'rsft.generation' has no attribute {name!r}")
+
 
 __all__ = [
     "RejectionBudgetError",

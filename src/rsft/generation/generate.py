@@ -103,11 +103,14 @@ class TransformersGenerator:
                  batch_size: int = 64) -> None:
         from transformers import AutoModelForCausalLM
 
+        from rsft.data.datasets_io import quiet
+
         self.device = resolve_device(device)
         self.tokenizer = load_tokenizer(path)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=resolve_dtype(dtype, self.device)
-        ).to(self.device)
+        with quiet():
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=resolve_dtype(dtype, self.device)
+            ).to(self.device)
         self.model.eval()
         self.batch_size = batch_size
         self.generated_tokens = 0

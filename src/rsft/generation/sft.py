@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from rsft.data.datasets_io import quiet
 from rsft.generation.config import SFTSection
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
 
@@ -60,7 +61,8 @@ def sft_train(
     torch_dtype = resolve_dtype(dtype, dev)
     tokenizer = load_tokenizer(base)
     tokenizer.padding_side = "right"
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
+    with quiet():
+        model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
@@ -97,13 +99,14 @@ def sft_train(
         disable_tqdm=not progress,
         dataset_num_proc=None,
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(prompt_completion(records)),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
+    with quiet():  # tokenizing a few thousand rows: not worth four progress bars
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(prompt_completion(records)),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
     last = get_last_checkpoint(str(trainer_dir)) if trainer_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     trained = trainer.model
@@ -111,7 +114,8 @@ def sft_train(
         trained = trained.merge_and_unload()
     staging = out / "model.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    trained.save_pretrained(str(staging))
+    with quiet():
+        trained.save_pretrained(str(staging))
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(str(staging))
     staging.rename(final)
