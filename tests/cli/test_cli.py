@@ -84,7 +84,7 @@ def _flat(text: str) -> str:
 
 def test_top_level_help_lists_the_commands(capsys):
     out = _help(["--help"], capsys)
-    for command in ("train", "compare", "prepare"):
+    for command in ("train", "compare", "rft", "prepare"):
         assert command in out
     assert "fine-tune one model" in out
     assert "run several methods over several seeds" in out
@@ -117,9 +117,20 @@ def test_compare_help_lists_its_options(capsys):
     assert "base and each method take the options of `rsft train`" in out
 
 
+def test_rft_help_lists_its_options(capsys):
+    from rsft.generation.config import RFTConfig
+
+    out = _help(["rft", "--help"], capsys)
+    flat = _flat(out)
+    for name, _type, _default, text in describe(RFTConfig):
+        assert f"  {name}  (" in out, f"{name} missing from rsft rft --help"
+        assert _flat(text) in flat
+    assert "selection.rule" in out and "exp(r/beta)" in flat
+
+
 def test_prepare_help(capsys):
     out = _help(["prepare", "--help"], capsys)
-    assert "digits" in out and "--out" in out and "--force" in out
+    assert "digits" in out and "arithmetic" in out and "--out" in out and "--force" in out
 
 
 def test_no_command_is_a_usage_error(capsys):

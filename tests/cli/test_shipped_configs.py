@@ -6,6 +6,7 @@ import pytest
 
 from rsft.compare.runner import CompareConfig, build_runs
 from rsft.config import from_dict, load_yaml
+from rsft.generation.config import RFTConfig
 from rsft.training import TrainConfig
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
@@ -14,12 +15,14 @@ CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_parses_and_shows_its_command(path):
     first = path.read_text().splitlines()[0]
-    kind = "compare" if "compare" in path.name else "train"
+    kind = next((k for k in ("compare", "rft") if k in path.name), "train")
     assert first.startswith(f"# rsft {kind} --config configs/{path.name}")
     data = load_yaml(path)
     if kind == "compare":
         runs = build_runs(from_dict(CompareConfig, data))
         assert len(runs) == len(data["methods"]) * len(data["seeds"])
+    elif kind == "rft":
+        assert from_dict(RFTConfig, data).model.path
     else:
         assert from_dict(TrainConfig, data).model.path
 
