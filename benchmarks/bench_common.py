@@ -72,3 +72,20 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "device": "cpu",
     }
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that reproduces a benchmark run, as recorded in its results file."""
+    import sys
+
+    return " ".join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write a benchmark's results atomically, as JSON."""
+    import json
+
+    from rsft.atomic import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")

@@ -40,7 +40,6 @@ the goal.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -56,9 +55,8 @@ import bench_common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from bench_common import machine_info, run_config  # noqa: E402
+from bench_common import command_line, machine_info, run_config, write_report  # noqa: E402
 
-from rsft.atomic import atomic_write_text  # noqa: E402
 from rsft.config import from_dict  # noqa: E402
 from rsft.training import FineTuner, TrainConfig  # noqa: E402
 
@@ -294,12 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             "plain_wall_over_cpu": contention,
         },
         "total_seconds": time.perf_counter() - t_start,
-        "command": " ".join(
-            ["python", "benchmarks/epoch_cost.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": command_line("epoch_cost.py", argv),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

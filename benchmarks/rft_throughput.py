@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import statistics
 import sys
@@ -74,12 +73,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from bench_common import machine_info  # noqa: E402
+from bench_common import command_line, machine_info, write_report  # noqa: E402
 
-from rsft.atomic import atomic_write_text  # noqa: E402
 from rsft.config import from_dict  # noqa: E402
 from rsft.generation import RFTConfig, RFTPipeline  # noqa: E402
 from rsft.generation.generate import (  # noqa: E402
+    Sampling,
     TransformersGenerator,
     resolve_device,
     vllm_usable,
@@ -149,13 +148,15 @@ def accepted_count(verifier: Any, prompts: Prompts, outs: list[list[str]], thres
 
 def run_mode(gen: Any, mode: str, convs: list, k: int, max_new: int, seed: int) -> list[list[str]]:
     """One pass over every prompt in ``mode``; the completions per prompt."""
-    kw = {"temperature": TEMPERATURE, "top_p": 1.0, "max_new_tokens": max_new, "greedy": False}
+    def sampling(n: int, seed: int) -> Sampling:
+        return Sampling(n, TEMPERATURE, 1.0, max_new, seed=seed)
+
     if mode == BATCHED:
-        return gen.generate(convs, k, seed=seed, **kw)
+        return gen.generate(convs, sampling(k, seed))
     if mode == PER_PROMPT:
-        return [gen.generate([c], k, seed=seed + i, **kw)[0] for i, c in enumerate(convs)]
+        return [gen.generate([c], sampling(k, seed + i))[0] for i, c in enumerate(convs)]
     return [
-        [gen.generate([c], 1, seed=seed + i * k + j, **kw)[0][0] for j in range(k)]
+        [gen.generate([c], sampling(1, seed + i * k + j))[0][0] for j in range(k)]
         for i, c in enumerate(convs)
     ]
 
@@ -659,13 +660,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": machine,
         "total_seconds": time.perf_counter() - t_start,
-        "command": " ".join(
-            ["python", "benchmarks/rft_throughput.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": command_line("rft_throughput.py", argv),
     }
     print_report(report, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

@@ -61,7 +61,6 @@ round-robin within a seed (the order rotated), so machine noise hits all alike.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -78,9 +77,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from bench_common import build_table, machine_info, run_config  # noqa: E402
+from bench_common import (  # noqa: E402
+    build_table,
+    command_line,
+    machine_info,
+    run_config,
+    write_report,
+)
 
-from rsft.atomic import atomic_write_text  # noqa: E402
 from rsft.config import from_dict  # noqa: E402
 from rsft.training import FineTuner, TrainConfig  # noqa: E402
 
@@ -732,13 +736,10 @@ def main(argv: list[str] | None = None) -> int:
             "digits_plain_wall_over_cpu": contention_b,
         },
         "total_seconds": time.perf_counter() - t_start,
-        "command": " ".join(
-            ["python", "benchmarks/selective_cost.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": command_line("selective_cost.py", argv),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     # Strict JSON: a never-reached target (inf) and an undefined ratio (nan) become null.
-    atomic_write_text(args.out, json.dumps(finite(report), indent=2) + "\n")
+    write_report(args.out, finite(report))
     print(f"wrote {args.out} ({report['total_seconds']:.0f} s)")
     return 0
 

@@ -1,16 +1,17 @@
 """Sampling completions: transformers' batched ``generate`` everywhere, vLLM on a GPU.
 
-Both backends take conversations (chat messages) and return, per conversation, a list of
-completion texts. Randomness comes from one seed per call, so a resumed run that regenerates
-a chunk would draw what the first run drew.
+Both backends take conversations (chat messages) and a :class:`Sampling`, and return, per
+conversation, a list of completion texts. Randomness comes from one seed per call, so a
+resumed run that regenerates a chunk draws what the first run drew.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -18,25 +19,36 @@ from tqdm.auto import tqdm
 Conversation = list[dict[str, str]]
 
 
-class Generator(Protocol):
-    """What the pipeline needs from a backend."""
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample: ``n`` completions per conversation, greedy or at a temperature."""
 
-    generated_tokens: int
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    greedy: bool = False
+    seed: int = 0
+
+
+class Generator:
+    """A backend: conversations in, ``sampling.n`` completion texts per conversation out."""
+
+    generated_tokens: int = 0
+    _model_attr = "model"
 
     def generate(
-        self,
-        conversations: list[Conversation],
-        n: int,
-        *,
-        temperature: float,
-        top_p: float,
-        max_new_tokens: int,
-        greedy: bool,
-        seed: int,
-        progress: bool = False,
-    ) -> list[list[str]]: ...
+        self, conversations: list[Conversation], sampling: Sampling, progress: bool = False
+    ) -> list[list[str]]:
+        raise NotImplementedError
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Free the model (and the GPU memory it holds) before the next stage loads one."""
+        if hasattr(self, self._model_attr):
+            delattr(self, self._model_attr)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def check_model_folder(path: str | Path, what: str = "model.path") -> Path:
@@ -95,7 +107,7 @@ def vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
-class TransformersGenerator:
+class TransformersGenerator(Generator):
     """Batched sampling with ``model.generate``: prompts sorted by length (less padding),
     ``n`` sequences per prompt in one call, answers put back in the callers' order."""
 
@@ -117,27 +129,20 @@ class TransformersGenerator:
 
     @torch.no_grad()
     def generate(
-        self,
-        conversations: list[Conversation],
-        n: int,
-        *,
-        temperature: float,
-        top_p: float,
-        max_new_tokens: int,
-        greedy: bool,
-        seed: int,
-        progress: bool = False,
+        self, conversations: list[Conversation], sampling: Sampling, progress: bool = False
     ) -> list[list[str]]:
         tok = self.tokenizer
         texts = [render(tok, c) for c in conversations]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        n = sampling.n
         per_batch = max(1, self.batch_size // n)
         out: list[list[str]] = [[] for _ in texts]
-        torch.manual_seed(seed)
+        torch.manual_seed(sampling.seed)
         sample_args: dict[str, Any] = (
             {"do_sample": False}
-            if greedy
-            else {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+            if sampling.greedy
+            else {"do_sample": True, "temperature": sampling.temperature,
+                  "top_p": sampling.top_p, "top_k": 0}  # top_k 0: sample from q itself
         )
         bar = tqdm(total=len(texts) * n, desc="generate", unit="seq", disable=not progress,
                    leave=False)
@@ -147,7 +152,7 @@ class TransformersGenerator:
                       add_special_tokens=False).to(self.device)
             seqs = self.model.generate(
                 **enc,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=sampling.max_new_tokens,
                 num_return_sequences=n,
                 pad_token_id=tok.pad_token_id,
                 **sample_args,
@@ -161,15 +166,11 @@ class TransformersGenerator:
         bar.close()
         return out
 
-    def close(self) -> None:
-        del self.model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
-
-class VLLMGenerator:
+class VLLMGenerator(Generator):
     """vLLM's ``LLM.chat`` with ``n`` samples per prompt (GPU only; optional extra)."""
+
+    _model_attr = "llm"
 
     def __init__(self, path: str | Path, *, dtype: str = "auto", seed: int = 0) -> None:
         from vllm import LLM
@@ -178,35 +179,20 @@ class VLLMGenerator:
         self.generated_tokens = 0
 
     def generate(
-        self,
-        conversations: list[Conversation],
-        n: int,
-        *,
-        temperature: float,
-        top_p: float,
-        max_new_tokens: int,
-        greedy: bool,
-        seed: int,
-        progress: bool = False,
+        self, conversations: list[Conversation], sampling: Sampling, progress: bool = False
     ) -> list[list[str]]:
         from vllm import SamplingParams
 
         params = SamplingParams(
-            n=n,
-            temperature=0.0 if greedy else temperature,
-            top_p=1.0 if greedy else top_p,
-            max_tokens=max_new_tokens,
-            seed=seed,
+            n=sampling.n,
+            temperature=0.0 if sampling.greedy else sampling.temperature,
+            top_p=1.0 if sampling.greedy else sampling.top_p,
+            max_tokens=sampling.max_new_tokens,
+            seed=sampling.seed,
         )
         results = self.llm.chat(conversations, params, use_tqdm=progress)
         self.generated_tokens += sum(len(o.token_ids) for r in results for o in r.outputs)
         return [[o.text.strip() for o in r.outputs] for r in results]
-
-    def close(self) -> None:
-        del self.llm
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 def make_generator(path: str | Path, *, backend: str, dtype: str, device: str, batch_size: int,

@@ -38,7 +38,7 @@ from rsft.atomic import atomic_write_text
 from rsft.config import ConfigError, to_dict
 from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
-from rsft.generation.generate import check_model_folder, make_generator
+from rsft.generation.generate import Sampling, check_model_folder, make_generator
 from rsft.generation.metrics import distinct_n, mean_pass_at_k
 from rsft.generation.prompts import chat_messages, load_prompts
 from rsft.generation.selection import select
@@ -146,11 +146,9 @@ class RFTPipeline:
             for c in todo:
                 lo, hi = starts[c], min(starts[c] + g.chunk_prompts, len(p))
                 convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts[lo:hi]]
-                outs = gen.generate(
-                    convs, g.k, temperature=g.temperature, top_p=g.top_p,
-                    max_new_tokens=g.max_new_tokens, greedy=False,
-                    seed=_seed(self.cfg.seed, rnd, 0, c),
-                )
+                seed = _seed(self.cfg.seed, rnd, 0, c)
+                sampling = Sampling(g.k, g.temperature, g.top_p, g.max_new_tokens, seed=seed)
+                outs = gen.generate(convs, sampling)
                 rows = [
                     {"prompt_id": p.ids[i], "prompt": p.texts[i], "reference": p.references[i],
                      "sample": j, "completion": text}
@@ -267,16 +265,15 @@ class RFTPipeline:
         gen = self._generator(model, e.batch_size)
         convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts]
         max_new = e.max_new_tokens or g.max_new_tokens
+        show = self.cfg.progress
         greedy = [o[0] for o in gen.generate(
-            convs, 1, temperature=1.0, top_p=1.0, max_new_tokens=max_new, greedy=True, seed=0,
-            progress=self.cfg.progress,
+            convs, Sampling(max_new_tokens=max_new, greedy=True), show
         )]
         sampled: list[list[str]] = []
         if e.k > 0:
-            sampled = gen.generate(
-                convs, e.k, temperature=e.temperature, top_p=g.top_p, max_new_tokens=max_new,
-                greedy=False, seed=_seed(self.cfg.seed, 0, 4), progress=self.cfg.progress,
-            )
+            seed = _seed(self.cfg.seed, 0, 4)
+            sampling = Sampling(e.k, e.temperature, g.top_p, max_new, seed=seed)
+            sampled = gen.generate(convs, sampling, show)
         gen.close()
         self._timed("evaluate", t0)
         flat = greedy + [t for texts in sampled for t in texts]
