@@ -207,7 +207,11 @@ class SFTSection:
 
 @dataclass
 class EvalConfig:
-    """Held-out evaluation after every round: greedy pass@1, sampled pass@k, distinct-n."""
+    """Held-out evaluation after every round: greedy pass@1, sampled pass@k, distinct-n.
+
+    A completion counts as correct when its reward is at least ``selection.threshold``
+    (1 for the built-in verifiers).
+    """
 
     k: int = opt(
         0,
