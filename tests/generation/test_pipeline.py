@@ -241,3 +241,20 @@ def test_cli_reports_bad_input_with_exit_code_2(rft_config, tmp_path, capsys):
     cfg_path.write_text(yaml.safe_dump(rft_config))
     assert main(["rft", "--config", str(cfg_path), "generation.k=0"]) == 2
     assert "generation.k must be >= 1" in capsys.readouterr().err
+
+
+def test_a_verifier_that_always_fails_stops_with_its_error(rft_config, tmp_path, capsys):
+    """Failures are counted and kept in generations.jsonl; with nothing accepted the CLI says
+    why and exits 1 instead of fine-tuning on nothing."""
+    from rsft.cli.main import main
+
+    rft_config["verifier"]["function"] = "pipeline_rewards:always_fails"
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(rft_config))
+    assert main(["rft", "--config", str(cfg_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no candidate was accepted" in err and "24 of 24 candidates could not be scored" in err
+    assert "KeyError" in err
+    rnd = Path(rft_config["output_dir"]) / "round_1"
+    gens = [json.loads(line) for line in (rnd / "generations.jsonl").read_text().splitlines()]
+    assert all(g["reward"] is None and "KeyError" in g["error"] for g in gens)

@@ -172,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rsft {args.command}: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
+        from rsft.generation.pipeline import NothingAcceptedError
         from rsft.training import NonFiniteLossError
 
-        if not isinstance(err, NonFiniteLossError):
+        if not isinstance(err, (NonFiniteLossError, NothingAcceptedError)):
             raise
         print(f"rsft {args.command}: training stopped: {err}", file=sys.stderr)
         return 1

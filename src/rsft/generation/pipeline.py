@@ -49,6 +49,10 @@ from rsft.generation.verifiers import make_verifier, score
 NOT_HASHED = ("output_dir", "resume", "progress", "rounds")
 
 
+class NothingAcceptedError(RuntimeError):
+    """A round accepted no candidate, so there is nothing to fine-tune on."""
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
@@ -183,6 +187,8 @@ class RFTPipeline:
             progress=self.cfg.progress,
         )
         self._timed("score", t0)
+        if result.n_failed:
+            tqdm.write(f"round {rnd}: {result.summary()}")
         t0 = time.perf_counter()
         groups = [r["prompt_id"] for r in rows]
         gen = torch.Generator().manual_seed(_seed(self.cfg.seed, rnd, 1))
@@ -203,6 +209,7 @@ class RFTPipeline:
             "candidates": len(rows),
             "prompts": len(set(groups)),
             "failed": result.n_failed,
+            "failures": result.summary(),
             "accepted": sum(chosen.accepted),
             "kept": n_kept,
             "prompts_kept": len({g for g, k in zip(groups, kept) if k}),
@@ -242,10 +249,13 @@ class RFTPipeline:
         rounds = range(1, rnd + 1) if self.cfg.data_mode == "accumulate" else [rnd]
         records = [rec for r in rounds for rec in read_jsonl(self.out / f"round_{r}" / data_file)]
         if not records:
-            raise RuntimeError(
-                f"round {rnd}: no candidate was accepted, so there is nothing to fine-tune on. "
-                "Sample more (generation.k, more prompts), raise generation.temperature, or "
-                "use a looser rule (selection.rule: best_of_k or top_fraction)."
+            stats = json.loads((self.out / f"round_{rnd}" / "selection.json").read_text())
+            failed = f" {stats['failures']}." if stats["failed"] else ""
+            raise NothingAcceptedError(
+                f"round {rnd}: no candidate was accepted, so there is nothing to fine-tune on."
+                f"{failed} Sample more (generation.k, more prompts), raise "
+                "generation.temperature, or use a looser rule (selection.rule: best_of_k or "
+                "top_fraction)."
             )
         t0 = time.perf_counter()
         model = sft_train(
