@@ -58,3 +58,10 @@ def test_a_folder_of_files_is_not_prompts(tmp_path):
 def test_chat_messages_put_the_system_prompt_first():
     assert chat_messages("hi", None) == [{"role": "user", "content": "hi"}]
     assert [m["role"] for m in chat_messages("hi", "be brief")] == ["system", "user"]
+
+
+def test_a_gap_in_a_csv_answer_column_is_a_missing_reference(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("q,a\nWhat is 1 + 2?,3\nWhat is 2 + 2?,\n")
+    with pytest.raises(DataError, match="reference answer missing.*row 1"):
+        load_prompts(path, "q", "a")

@@ -9,7 +9,7 @@ from pathlib import Path
 from rsft.data.config import DataConfig
 from rsft.data.loading import infer_format
 from rsft.data.tables import read_table
-from rsft.data.validate import DataError, require_column, require_rows
+from rsft.data.validate import DataError, label_key, require_column, require_rows
 
 
 @dataclass
@@ -23,14 +23,6 @@ class Prompts:
 
     def __len__(self) -> int:
         return len(self.texts)
-
-
-def _as_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # a CSV column of answers reads as floats: 42.0 -> "42"
-    return str(value)
 
 
 def load_prompts(
@@ -77,8 +69,9 @@ def load_prompts(
             f"{len(bad)} prompt(s) in {source} are empty or not text (first at row {bad[0]}: "
             f"{texts[bad[0]]!r}). Remove those rows or fix column {prompt_column!r}."
         )
+    # label_key: a CSV column of answers reads as floats (42.0 -> "42"), a gap as NaN (None).
     refs = (
-        [_as_text(v) for v in table[answer_column]]
+        [label_key(v) for v in table[answer_column]]
         if answer_column is not None
         else [None] * len(texts)
     )
