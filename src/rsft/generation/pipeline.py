@@ -170,7 +170,7 @@ class RFTPipeline:
         shutil.rmtree(chunks)
         return rows
 
-    def select(self, rnd: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def score_and_select(self, rnd: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Score, accept, deduplicate; write generations, accepted set and statistics."""
         rdir = self.out / f"round_{rnd}"
         stats_path = rdir / "selection.json"
@@ -326,7 +326,7 @@ class RFTPipeline:
         for rnd in range(1, cfg.rounds + 1):
             rdir = self.out / f"round_{rnd}"
             candidates = self.generate(rnd, current)
-            stats = self.select(rnd, candidates)
+            stats = self.score_and_select(rnd, candidates)
             start = self.base if cfg.start_from == "base" else current
             model = self.train(rnd, start, "accepted.jsonl", rdir / "sft")
             after = self.evaluate(model, rdir)
