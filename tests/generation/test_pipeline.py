@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -127,7 +125,7 @@ def _counting(make, calls):
     return wrapped
 
 
-def test_killed_generation_resumes_after_its_last_saved_chunk(rft_config, tmp_path):
+def test_killed_generation_resumes_after_its_last_saved_chunk(rft_config, tmp_path, killer):
     """SIGKILL a real `rsft rft` process once a chunk is saved; the rerun keeps that chunk and
     ends with exactly the candidates of an uninterrupted run."""
     rft_config["generation"].update(chunk_prompts=2, max_new_tokens=24)
@@ -140,12 +138,7 @@ def test_killed_generation_resumes_after_its_last_saved_chunk(rft_config, tmp_pa
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     chunks = killed_dir / "round_1" / "chunks"
-    deadline = time.time() + 120
-    while not (chunks.is_dir() and any(chunks.glob("*.jsonl"))) and time.time() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killer(proc, lambda: chunks.is_dir() and any(chunks.glob("*.jsonl")))
     first = sorted(chunks.glob("*.jsonl"))[0]
     saved, mtime = first.read_text(), first.stat().st_mtime_ns
     assert not (killed_dir / "round_1" / "candidates.jsonl").exists()

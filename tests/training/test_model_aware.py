@@ -12,9 +12,7 @@ import copy
 import json
 import math
 import shutil
-import signal
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -665,7 +663,9 @@ def test_crashed_model_aware_run_resumes_with_the_same_losses(
 
 
 @pytest.mark.slow
-def test_killed_model_aware_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_process):
+def test_killed_model_aware_run_resumes_with_the_same_losses(
+    tiny_config, tmp_path, train_process, killer
+):
     """The same with a real SIGKILL of an `rsft train` process (three processes: ~1 min)."""
     _launch, _checkpoint_step = train_process
     cfg = _resume_config(tiny_config, tmp_path)
@@ -673,12 +673,7 @@ def test_killed_model_aware_run_resumes_with_the_same_losses(tiny_config, tmp_pa
 
     killed = dict(cfg, output_dir=str(tmp_path / "killed"))
     proc = _launch(killed, tmp_path / "killed.yaml")
-    deadline = time.time() + 120
-    while _checkpoint_step(tmp_path / "killed") < 4 and time.time() < deadline:
-        time.sleep(0.02)
-        assert proc.poll() is None, proc.stderr.read()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killer(proc, lambda: _checkpoint_step(tmp_path / "killed") >= 4)
     at = _checkpoint_step(tmp_path / "killed")
     assert not (tmp_path / "killed" / "results.json").exists()
     state = json.loads(

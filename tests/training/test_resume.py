@@ -1,14 +1,12 @@
 """A run killed mid-epoch resumes from its last checkpoint and matches an uninterrupted run."""
 
 import json
-import signal
-import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
 
 
-def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_process):
+def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_process, killer):
     _launch, _checkpoint_step = train_process
     # Rejection with random coins (w = 0.5 everywhere below M = 1) and dropout: resuming must
     # restore the sampler's epoch, its position in the epoch and the RNG state to match.
@@ -22,12 +20,7 @@ def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_pr
 
     killed = dict(tiny_config, output_dir=str(tmp_path / "killed"))
     proc = _launch(killed, tmp_path / "killed.yaml")
-    deadline = time.time() + 120
-    while _checkpoint_step(tmp_path / "killed") < 3 and time.time() < deadline:
-        time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killer(proc, lambda: _checkpoint_step(tmp_path / "killed") >= 3)
     at = _checkpoint_step(tmp_path / "killed")
     assert 3 <= at < 8, "the run should be killed in its first epoch (8 steps)"
     assert not (tmp_path / "killed" / "results.json").exists()
