@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,27 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+
+
+def interleaved_rounds(
+    names: list[str],
+    measure: Callable[[str, int], dict[str, float]],
+    repeats: int,
+    warmup: int = 1,
+    label: str = "",
+) -> dict[str, list[dict[str, float]]]:
+    """Run ``measure(name, round)`` for every name, round after round, rotating the order so
+    no setting always runs first; the warm-up rounds are discarded. Side by side in one run,
+    machine noise hits every setting alike."""
+    import time
+
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    t0 = time.perf_counter()
+    for r in range(warmup + repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            timing = measure(name, r)
+            if r >= warmup:
+                runs[name].append(timing)
+        done = "warm-up round" if r < warmup else f"round {r - warmup + 1}"
+        print(f"  {label}{done} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return runs

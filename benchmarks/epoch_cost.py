@@ -55,7 +55,13 @@ import bench_common  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from bench_common import command_line, machine_info, run_config, write_report  # noqa: E402
+from bench_common import (  # noqa: E402
+    command_line,
+    interleaved_rounds,
+    machine_info,
+    run_config,
+    write_report,
+)
 
 from rsft.config import from_dict  # noqa: E402
 from rsft.training import FineTuner, TrainConfig  # noqa: E402
@@ -164,16 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         table = build_table(tmp_dir / "train.parquet", args.rows)
         acc = Accelerator(cpu=True)
         tuners = {name: make_tuner(name, table, tmp_dir / "runs", args, acc) for name in names}
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-        rounds = WARMUP_ROUNDS + args.repeats
-        for r in range(rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
-            for name in order:
-                timing = run_epoch(tuners[name], sampler_seed=1000 + r)
-                if r >= WARMUP_ROUNDS:
-                    runs[name].append(timing)
-            done = "warm-up round" if r < WARMUP_ROUNDS else f"round {r - WARMUP_ROUNDS + 1}"
-            print(f"  {done} done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+        runs = interleaved_rounds(
+            names,
+            lambda name, r: run_epoch(tuners[name], sampler_seed=1000 + r),
+            args.repeats,
+            WARMUP_ROUNDS,
+        )
 
     def median(name: str, key: str) -> float:
         return statistics.median(t[key] for t in runs[name])

@@ -80,6 +80,7 @@ from accelerate import Accelerator  # noqa: E402
 from bench_common import (  # noqa: E402
     build_table,
     command_line,
+    interleaved_rounds,
     machine_info,
     run_config,
     write_report,
@@ -282,16 +283,13 @@ def part_a(args: argparse.Namespace, tmp_dir: Path, acc: Accelerator) -> dict[st
     names = [PLAIN] + [const_name(a) for a in CONST_RATES] + ["selective_backprop"]
     table = build_table(tmp_dir / "train.parquet", args.rows)
     tuners = {name: make_tuner(name, table, tmp_dir / "runs", args, acc) for name in names}
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    t0 = time.perf_counter()
-    for r in range(WARMUP_ROUNDS + args.repeats):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            timing = run_epoch(tuners[name], seed=1000 + r)
-            if r >= WARMUP_ROUNDS:
-                runs[name].append(timing)
-        done = "warm-up round" if r < WARMUP_ROUNDS else f"round {r - WARMUP_ROUNDS + 1}"
-        print(f"  A: {done} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    runs = interleaved_rounds(
+        names,
+        lambda name, r: run_epoch(tuners[name], seed=1000 + r),
+        args.repeats,
+        WARMUP_ROUNDS,
+        label="A: ",
+    )
 
     def med(name: str, key: str) -> float:
         return statistics.median(t[key] for t in runs[name])
