@@ -122,7 +122,27 @@ def checkpoint_step(run) -> int:
     return int(pointer.read_text().split("-")[1]) if pointer.is_file() else 0
 
 
+def finish_both(config: dict, killed, tmp_path, at: int) -> tuple[dict, dict]:
+    """Resume the run killed at checkpoint ``at`` and make an uninterrupted one of the same
+    config (in ``tmp_path/full``); check they trained alike and return both results."""
+    import json
+    from pathlib import Path
+
+    killed = Path(killed)
+    resumed = launch_train(dict(config, output_dir=str(killed)), tmp_path / "killed.yaml")
+    full = launch_train(dict(config, output_dir=str(tmp_path / "full")), tmp_path / "full.yaml")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+    a = json.loads((killed / "results.json").read_text())
+    b = json.loads((tmp_path / "full" / "results.json").read_text())
+    assert a["resumed_from_step"] == at and b["resumed_from_step"] is None
+    assert len(a["step_losses"]) == len(b["step_losses"]) > at
+    assert a["step_losses"] == b["step_losses"]
+    assert a["test_accuracy"] == b["test_accuracy"]
+    return a, b
+
+
 @pytest.fixture
 def train_process():
-    """(launch, checkpoint_step) for tests that kill a real training process."""
-    return launch_train, checkpoint_step
+    """(launch, checkpoint_step, finish_both) for tests that kill a real training process."""
+    return launch_train, checkpoint_step, finish_both

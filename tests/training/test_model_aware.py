@@ -667,7 +667,7 @@ def test_killed_model_aware_run_resumes_with_the_same_losses(
     tiny_config, tmp_path, train_process, killer
 ):
     """The same with a real SIGKILL of an `rsft train` process (three processes: ~1 min)."""
-    _launch, _checkpoint_step = train_process
+    _launch, _checkpoint_step, _finish_both = train_process
     cfg = _resume_config(tiny_config, tmp_path)
     cfg["model"]["path"] = "rsft_test_models:SlowNet"  # sleeps in training forwards
 
@@ -681,16 +681,7 @@ def test_killed_model_aware_run_resumes_with_the_same_losses(
     )
     assert state["epoch"] == 0 and 0 < state["round"] < 16, "killed mid-epoch"
 
-    resumed = _launch(killed, tmp_path / "killed.yaml")
-    full = _launch(dict(cfg, output_dir=str(tmp_path / "full")), tmp_path / "full.yaml")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    assert full.wait(timeout=300) == 0, full.stderr.read()
-
-    a = json.loads((tmp_path / "killed" / "results.json").read_text())
-    b = json.loads((tmp_path / "full" / "results.json").read_text())
-    assert a["resumed_from_step"] == at and b["resumed_from_step"] is None
-    assert len(a["step_losses"]) == len(b["step_losses"]) > at
-    assert a["step_losses"] == b["step_losses"]
+    a, b = _finish_both(cfg, tmp_path / "killed", tmp_path, at)
     assert a["trace"] == b["trace"]
     assert a["acceptance_rate"] == b["acceptance_rate"] < 1.0
     assert a["test_accuracy"] == b["test_accuracy"]

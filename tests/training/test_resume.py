@@ -1,13 +1,12 @@
 """A run killed mid-epoch resumes from its last checkpoint and matches an uninterrupted run."""
 
-import json
 from pathlib import Path
 
 HERE = Path(__file__).parent
 
 
 def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_process, killer):
-    _launch, _checkpoint_step = train_process
+    _launch, _checkpoint_step, _finish_both = train_process
     # Rejection with random coins (w = 0.5 everywhere below M = 1) and dropout: resuming must
     # restore the sampler's epoch, its position in the epoch and the RNG state to match.
     tiny_config["model"]["path"] = "rsft_test_models:SlowNet"
@@ -25,14 +24,4 @@ def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_pr
     assert 3 <= at < 8, "the run should be killed in its first epoch (8 steps)"
     assert not (tmp_path / "killed" / "results.json").exists()
 
-    resumed = _launch(killed, tmp_path / "killed.yaml")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    full = _launch(dict(tiny_config, output_dir=str(tmp_path / "full")), tmp_path / "full.yaml")
-    assert full.wait(timeout=300) == 0, full.stderr.read()
-
-    a = json.loads((tmp_path / "killed" / "results.json").read_text())
-    b = json.loads((tmp_path / "full" / "results.json").read_text())
-    assert a["resumed_from_step"] == at and b["resumed_from_step"] is None
-    assert len(a["step_losses"]) == len(b["step_losses"]) > at
-    assert a["step_losses"] == b["step_losses"]
-    assert a["test_accuracy"] == b["test_accuracy"]
+    _finish_both(tiny_config, tmp_path / "killed", tmp_path, at)
