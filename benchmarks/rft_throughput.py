@@ -73,9 +73,15 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from bench_common import command_line, machine_info, write_report  # noqa: E402
+from bench_common import (  # noqa: E402
+    command_line,
+    interleaved_rounds,
+    machine_info,
+    write_report,
+)
 
 from rsft.config import from_dict  # noqa: E402
+from rsft.data.datasets_io import quiet  # noqa: E402
 from rsft.generation import RFTConfig, RFTPipeline  # noqa: E402
 from rsft.generation.generate import (  # noqa: E402
     Sampling,
@@ -215,29 +221,21 @@ def compare_modes(
     names = list(runners)
     for gen, _ in runners.values():  # warm-up: first-call allocations, lazy imports, caches
         run_mode(gen, BATCHED, convs[:2], args.k, args.max_new_tokens, seed=10_000)
-    runs: dict[str, list[dict]] = {name: [] for name in names}
-    t0 = time.perf_counter()
-    for r in range(args.repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
-            gen, mode = runners[name]
-            last = timed_pass(
-                gen,
-                mode,
-                convs,
-                args.k,
-                args.max_new_tokens,
-                SEED + 1000 * r,
-                verifier,
-                prompts,
-                threshold,
-            )
-            runs[name].append(last)
-            print(
-                f"  {label} round {r + 1}/{args.repeats}: {name:<12} {last['seconds']:7.2f} s, "
-                f"{last['accepted']}/{last['sequences']} accepted "
-                f"({time.perf_counter() - t0:.0f} s)",
-                flush=True,
-            )
+
+    def measure(name: str, r: int) -> dict:
+        gen, mode = runners[name]
+        last = timed_pass(
+            gen, mode, convs, args.k, args.max_new_tokens, SEED + 1000 * r, verifier, prompts,
+            threshold,
+        )
+        print(
+            f"  {label} {name:<12} {last['seconds']:7.2f} s, "
+            f"{last['accepted']}/{last['sequences']} accepted",
+            flush=True,
+        )
+        return last
+
+    runs = interleaved_rounds(names, measure, args.repeats, warmup=0, label=f"{label} ")
     return {name: summarize(runs[name]) for name in names}
 
 
@@ -582,19 +580,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def quiet_libraries() -> None:
-    """No per-load progress bars from transformers and datasets: one line per phase instead."""
-    import datasets
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-
-
 def main(argv: list[str] | None = None) -> int:
+    with quiet():  # no per-load progress bars from transformers and datasets: one line per phase
+        return run(argv)
+
+
+def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    quiet_libraries()
     device = resolve_device(args.device)
     load_before = os.getloadavg()
     t_start = time.perf_counter()
