@@ -51,18 +51,18 @@ class Generator:
             torch.cuda.empty_cache()
 
 
-def check_model_folder(path: str | Path, what: str = "model.path") -> Path:
+def check_model_folder(path: str | Path, what: str = "model.path", hint: str = "") -> Path:
     """A clear error, before anything loads, when a model folder is missing or incomplete."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"{what}: model folder {str(folder)!r} does not exist. Point it at a transformers "
-            "folder (config.json, weights, tokenizer); `rsft prepare arithmetic` makes the "
-            "embedded default."
+            f"{what}: {str(folder)!r} does not exist, so it is not a transformers model folder "
+            f"(config.json, weights, tokenizer). {hint}".rstrip()
         )
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"{what}: {folder} has no config.json, so it is not a transformers model folder."
+            f"{what}: {folder} has no config.json, so it is not a transformers model folder. "
+            f"{hint}".rstrip()
         )
     return folder
 

