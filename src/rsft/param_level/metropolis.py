@@ -1,0 +1,246 @@
+"""The Metropolis trainer (seed 001): propose Δθ, keep it with probability min(1, exp(-ΔL/T)).
+
+This is Metropolis-Hastings on p(θ) ∝ exp(-L(θ)/T) over a chosen subset of parameters. Each
+step evaluates L(θ) and L(θ + Δθ) on the same batch (the caller's closure is called twice),
+flips the rule's coin with log w = -ΔL/T and log M = 0, and undoes a rejected step in place,
+bit for bit (see :mod:`rsft.param_level.perturb`). No copy of the model is made: the
+memory is that of inference plus one byte per tuned parameter.
+
+``proposal="mala"`` adds the gradient (a Langevin step θ - (σ²/2)∇U + σz, U = L/T) and the
+Hastings correction q(θ|θ')/q(θ'|θ) that keeps the target exact; it costs two backward
+passes and a stored gradient per step.
+
+With a fixed batch (or a deterministic L) the chain samples exp(-L/T) exactly. With a new
+mini-batch every step, ΔL is a noisy estimate and the chain is an approximate, noisy MH.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import cycle
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from rsft.param_level.params import select_parameters
+from rsft.param_level.perturb import InPlaceStep, tensor_seed
+from rsft.param_level.schedules import Convergence, SigmaAdapter, TemperatureSchedule
+from rsft.rule import accept
+
+Closure = Callable[[], torch.Tensor | float]
+
+
+class SeededStepper:
+    """Shared by the parameter-level methods: the tuned tensors, the step counter, the seeds."""
+
+    def __init__(
+        self,
+        params: nn.Module | Iterable[Any],
+        patterns: Sequence[str] | str | None,
+        sigma: float,
+        seed: int,
+    ) -> None:
+        if not (sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(
+                f"sigma must be a finite number > 0, got {sigma}: it is the standard deviation "
+                "of the Gaussian perturbation (try 1e-3 to 1e-2)."
+            )
+        self.names, self.params = select_parameters(params, patterns)
+        self.sigma = float(sigma)
+        self.seed = int(seed)
+        self.t = 0  # steps taken
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def step_seed(self) -> int:
+        return tensor_seed(self.seed, self.t)
+
+
+@dataclass
+class MetropolisStep:
+    """What one proposal did."""
+
+    accepted: bool
+    loss: float  # L(θ) on the batch
+    proposed_loss: float  # L(θ + Δθ) on the same batch
+    log_alpha: float  # log of the acceptance probability's argument (before min with 0)
+    sigma: float
+    temperature: float
+
+
+class Metropolis(SeededStepper):
+    """Metropolis(-Hastings) over the parameters ``patterns`` selects (or all that require grad).
+
+    Python API::
+
+        mh = Metropolis(model, patterns=["classifier.*", "*.bias"], sigma=1e-2)
+        for batch in batches:
+            mh.step(lambda: loss_fn(model, batch))   # the same batch for both evaluations
+    """
+
+    def __init__(
+        self,
+        params: nn.Module | Iterable[Any],
+        *,
+        patterns: Sequence[str] | str | None = None,
+        sigma: float = 1e-3,
+        temperature: float | TemperatureSchedule = 1.0,
+        proposal: Literal["random_walk", "mala"] = "random_walk",
+        target_acceptance: float | None = 0.234,
+        adapt_every: int = 20,
+        adapt_gain: float = 1.0,
+        adapt_until: int | None = None,
+        restore: Literal["exact", "subtract"] = "exact",
+        seed: int = 0,
+        tol: float = 0.0,
+        patience: int = 0,
+        grad_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__(params, patterns, sigma, seed)
+        if proposal not in ("random_walk", "mala"):
+            raise ValueError(f"unknown proposal {proposal!r}: random_walk or mala.")
+        if restore not in ("exact", "subtract"):
+            raise ValueError(f"unknown restore {restore!r}: exact or subtract.")
+        self.temperature = (
+            temperature
+            if isinstance(temperature, TemperatureSchedule)
+            else TemperatureSchedule(start=temperature)
+        )
+        self.proposal = proposal
+        self.exact = restore == "exact"
+        self.adapter = SigmaAdapter(target_acceptance, adapt_every, adapt_gain, adapt_until)
+        self.convergence = Convergence(tol, patience)
+        self.grad_reduce = grad_reduce
+        self.coins = torch.Generator().manual_seed(tensor_seed(self.seed, -1))
+        self.proposed = 0
+        self.accepted = 0
+        self.converged = False
+        if proposal == "mala":
+            for p in self.params:
+                p.requires_grad_(True)
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.proposed if self.proposed else math.nan
+
+    # ------------------------------------------------------------------------------------
+    def step(self, closure: Closure) -> MetropolisStep:
+        """One proposal: evaluate, perturb in place, evaluate again, accept or undo."""
+        temp = self.temperature(self.t)
+        if self.proposal == "mala":
+            loss, proposed, log_alpha, move = self._mala(closure, temp)
+        else:
+            loss, proposed, log_alpha, move = self._random_walk(closure, temp)
+        ok = bool(accept(torch.tensor([log_alpha]), 0.0, self.coins)[0])
+        move.commit() if ok else move.undo()
+        self.proposed += 1
+        self.accepted += int(ok)
+        sigma = self.sigma
+        self.sigma = self.adapter.update(self.sigma, ok, self.t)
+        self.t += 1
+        self.converged = self.convergence.update(proposed if ok else loss)
+        return MetropolisStep(ok, loss, proposed, log_alpha, sigma, temp)
+
+    def _random_walk(self, closure: Closure, temp: float):
+        with torch.no_grad():
+            loss = _value(closure())
+            move = InPlaceStep(self.params, self.step_seed(), self.sigma, exact=self.exact)
+            move.apply()
+            proposed = _value(closure())
+        return loss, proposed, _log_ratio(loss, proposed, temp), move
+
+    def _mala(self, closure: Closure, temp: float):
+        eps = self.sigma
+        loss, g0 = self._loss_and_grad(closure)
+        # θ' = θ - (ε²/2) ∇U(θ) + ε z, with U = L/T.
+        shift = [g.mul(-0.5 * eps * eps / temp) for g in g0]
+        move = InPlaceStep(self.params, self.step_seed(), eps, shift=shift, exact=self.exact)
+        move.apply()
+        proposed, g1 = self._loss_and_grad(closure)
+        # log q(θ|θ') - log q(θ'|θ); θ - θ' + (ε²/2)∇U(θ') = -εz + (ε²/2)(∇U(θ') - ∇U(θ)).
+        fwd = rev = 0.0
+        with torch.no_grad():
+            for i, (a, b) in enumerate(zip(g0, g1)):
+                ez = move.z(i).mul_(eps)
+                fwd += float(ez.double().pow(2).sum())
+                r = (b - a).mul_(0.5 * eps * eps / temp).sub_(ez)
+                rev += float(r.double().pow(2).sum())
+        hastings = (fwd - rev) / (2 * eps * eps)
+        log_alpha = _log_ratio(loss, proposed, temp)
+        return loss, proposed, log_alpha + hastings if math.isfinite(log_alpha) else log_alpha, move
+
+    def _loss_and_grad(self, closure: Closure) -> tuple[float, list[torch.Tensor]]:
+        with torch.enable_grad():
+            out = closure()
+            if not torch.is_tensor(out) or not out.requires_grad:
+                raise ValueError(
+                    "proposal='mala' needs the closure to return a loss tensor that depends on "
+                    "the tuned parameters (do not wrap it in torch.no_grad())."
+                )
+            grads = torch.autograd.grad(out, self.params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        if self.grad_reduce is not None:
+            grads = [self.grad_reduce(g) for g in grads]
+        return float(out.detach()), grads
+
+    # ------------------------------------------------------------------------------------
+    def run(
+        self,
+        loss_fn: Callable[..., torch.Tensor | float],
+        batches: Iterable[Any] | None = None,
+        max_iter: int = 1000,
+        progress: bool = True,
+    ) -> list[MetropolisStep]:
+        """Step until ``max_iter`` or convergence; ``loss_fn(batch)`` (or ``loss_fn()``)."""
+        if max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+        source = cycle(batches) if batches is not None else None
+        steps = []
+        bar = tqdm(range(max_iter), desc="metropolis", disable=not progress)
+        for _ in bar:
+            if source is None:
+                steps.append(self.step(loss_fn))
+            else:
+                batch = next(source)
+                steps.append(self.step(lambda b=batch: loss_fn(b)))
+            bar.set_postfix(loss=f"{steps[-1].loss:.4f}", acc=f"{self.acceptance_rate:.0%}")
+            if self.converged:
+                break
+        return steps
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "sigma": self.sigma,
+            "proposed": self.proposed,
+            "accepted": self.accepted,
+            "coins": self.coins.get_state(),
+            "adapter": self.adapter.state_dict(),
+            "convergence": self.convergence.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t, self.sigma = int(state["t"]), float(state["sigma"])
+        self.proposed, self.accepted = int(state["proposed"]), int(state["accepted"])
+        self.coins.set_state(state["coins"])
+        self.adapter.load_state_dict(state["adapter"])
+        self.convergence.load_state_dict(state["convergence"])
+
+
+def _value(x: torch.Tensor | float) -> float:
+    return float(x.detach()) if torch.is_tensor(x) else float(x)
+
+
+def _log_ratio(loss: float, proposed: float, temp: float) -> float:
+    """log [exp(-L(θ')/T) / exp(-L(θ)/T)]; a non-finite proposed loss is never accepted."""
+    if not math.isfinite(proposed):
+        return -math.inf
+    if not math.isfinite(loss):  # the current state is broken: any finite proposal is better
+        return math.inf
+    return -(proposed - loss) / temp

@@ -1,0 +1,121 @@
+"""In-place parameter steps regenerated from a seed, undone bit for bit.
+
+A proposal Δθ = scale·z + shift (z ~ N(0, I)) is never stored: z is regenerated from the
+step's seed tensor by tensor, as MeZO does, so proposing costs no copy of the model.
+Floating-point addition is not invertible (``(θ + δ) - δ`` can differ from θ in the last
+bit), so an ``exact`` step also keeps, per element, the few-ulp integer difference between θ
+and ``(θ + δ) - δ`` as an int8 (1 byte per tuned parameter, a quarter of an fp32 copy);
+elements whose difference does not fit are kept whole. Undoing applies the same subtraction
+and adds the difference back to the bit pattern: θ comes back exactly.
+``restore: subtract`` skips the bookkeeping (MeZO's own choice): no memory, θ within rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+_INT_VIEW = {8: torch.int64, 4: torch.int32, 2: torch.int16}
+_MIX = 0x9E3779B97F4A7C15  # splits one step seed into independent per-tensor seeds
+
+
+def tensor_seed(seed: int, index: int) -> int:
+    """A per-tensor seed: the noise of tensor i of step s never overlaps another's."""
+    return (seed * 1_000_003 + index * _MIX) % (2**63 - 1)
+
+
+def noise(param: torch.Tensor, seed: int, index: int) -> torch.Tensor:
+    """z ~ N(0, I) shaped like ``param``, the same every time it is asked for."""
+    gen = torch.Generator(device=param.device).manual_seed(tensor_seed(seed, index))
+    return torch.randn(param.shape, generator=gen, device=param.device, dtype=param.dtype)
+
+
+@dataclass
+class _Fix:
+    small: torch.Tensor  # int8: bits(θ) - bits((θ + δ) - δ), clamped to int8
+    index: torch.Tensor  # flat positions where the difference did not fit
+    bits: torch.Tensor  # θ's bit patterns at those positions
+
+
+class InPlaceStep:
+    """θ_i ← θ_i + scale·z_i + shift_i for every tensor, applied and undone in place.
+
+    ``shift`` (e.g. a gradient step, for MALA) is a list of tensors like ``params`` or None.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        seed: int,
+        scale: float,
+        shift: Sequence[torch.Tensor] | None = None,
+        exact: bool = True,
+    ) -> None:
+        self.params = list(params)
+        self.seed, self.scale, self.shift, self.exact = seed, scale, shift, exact
+        self._fixes: list[_Fix] | None = None
+        self.applied = False
+
+    def delta(self, i: int) -> torch.Tensor:
+        """Δθ of tensor i, regenerated from the seed."""
+        d = noise(self.params[i], self.seed, i).mul_(self.scale)
+        if self.shift is not None:
+            d.add_(self.shift[i])
+        return d
+
+    def z(self, i: int) -> torch.Tensor:
+        return noise(self.params[i], self.seed, i)
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        if self.applied:
+            raise RuntimeError("this step is already applied.")
+        fixes = []
+        for i, p in enumerate(self.params):
+            d = self.delta(i)
+            if not self.exact:
+                p.add_(d)
+                continue
+            view = _INT_VIEW[p.element_size()]
+            old = p.detach().view(view).clone()
+            p.add_(d)
+            back = torch.sub(p, d).view(view)  # exactly what undo() will compute
+            diff = old - back  # wraps for huge differences; those fail the check below
+            small = diff.clamp(-127, 127).to(torch.int8)
+            bad = (back + small.to(view)) != old
+            index = bad.flatten().nonzero().flatten()
+            fixes.append(_Fix(small, index, old.flatten()[index]))
+            del old, back, diff, bad
+        self._fixes = fixes if self.exact else None
+        self.applied = True
+
+    @torch.no_grad()
+    def undo(self) -> None:
+        """Restore θ: bit for bit when exact, within rounding otherwise."""
+        if not self.applied:
+            raise RuntimeError("undo() before apply().")
+        for i, p in enumerate(self.params):
+            p.sub_(self.delta(i))
+            if self._fixes is not None:
+                fix = self._fixes[i]
+                bits = p.view(_INT_VIEW[p.element_size()])
+                bits.add_(fix.small.to(bits.dtype))
+                bits.view(-1)[fix.index] = fix.bits
+        self._fixes = None
+        self.applied = False
+
+    def commit(self) -> None:
+        """Keep the step: drop what undo() would have needed."""
+        self._fixes = None
+        self.applied = False
+
+    def fix_bytes(self) -> int:
+        """Bytes held to undo exactly (0 after commit or undo, or when not exact)."""
+        if not self._fixes:
+            return 0
+        return sum(
+            f.small.numel() + f.index.numel() * 8 + f.bits.numel() * f.bits.element_size()
+            for f in self._fixes
+        )
