@@ -6,7 +6,10 @@ intervals over seeds, and the *paired* difference to a baseline (same seed, same
 budget), which removes the seed-to-seed variation that both methods share.
 
 Failed runs (NaN accuracy) are never dropped: they make the affected means NaN so that the
-failure shows in the table instead of silently flattering a method.
+failure shows in the table instead of silently flattering a method. A field that a record does
+not carry (missing or None, e.g. ``step_acceptance`` for a gradient method, or memory in a record
+written before it was measured) is *absent*, not failed: other metrics are averaged over the
+seeds that report them, and a method none of whose seeds reports one gets NaN for it.
 """
 
 from __future__ import annotations
@@ -47,8 +50,17 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "forwarded",
     "backpropagated",
     "wall_time",
+    "step_acceptance",
+    "peak_memory",
+    "inference_memory",
+    "memory_vs_inference",
 )
-"""Record fields averaged over seeds (mean only) in each summary row, as ``<name>_mean``."""
+"""Record fields averaged over seeds (mean only) in each summary row, as ``<name>_mean``.
+
+``step_acceptance`` (fraction of proposed parameter updates kept) exists only for the
+Metropolis/MALA methods; ``peak_memory`` / ``inference_memory`` are bytes (weights included)
+of a training step and of one inference forward, ``memory_vs_inference`` their ratio.
+"""
 
 _NAN = float("nan")
 
@@ -112,6 +124,17 @@ def _group_by_method(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Map
     return groups
 
 
+def _metric_mean(values: Iterable[Any]) -> float:
+    """Mean of a (non-accuracy) metric over the seeds that report it.
+
+    None (the record lacks the field) is skipped, so a method that has no such metric gets NaN
+    and one old record without it does not blank its method's mean. A reported NaN still makes
+    the mean NaN: a value that is there but broken is shown, not averaged away.
+    """
+    present = [_as_float(v) for v in values if v is not None]
+    return float(np.mean(present)) if present else _NAN
+
+
 def summarize(
     records: Sequence[Mapping[str, Any]],
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -122,8 +145,9 @@ def summarize(
 
     Keys of each row: ``method``, ``n_seeds``, ``seeds``, ``n_failed`` (NaN accuracies),
     ``confidence``, ``test_accuracy_mean`` / ``_ci_low`` / ``_ci_high``, ``<metric>_mean`` for
-    each of ``metrics``, ``baseline`` (its name, or None when absent from the records) and
-    ``delta_vs_baseline_mean`` / ``_ci_low`` / ``_ci_high`` with ``delta_n_pairs``.
+    each of ``metrics`` (over the seeds whose record has the field, NaN when none has it; only
+    a NaN *accuracy* counts as a failed run), ``baseline`` (its name, or None when absent from
+    the records) and ``delta_vs_baseline_mean`` / ``_ci_low`` / ``_ci_high`` with ``delta_n_pairs``.
 
     The delta is the mean over the seeds both methods ran of ``acc(method) - acc(baseline)``,
     with a t-interval on those paired differences: pairing cancels the luck of a seed that
@@ -151,8 +175,7 @@ def summarize(
             f"{ACCURACY_KEY}_ci_high": high,
         }
         for metric in metrics:
-            vals = [_as_float(r.get(metric)) for r in recs]
-            row[f"{metric}_mean"] = float(np.mean(vals)) if vals else _NAN
+            row[f"{metric}_mean"] = _metric_mean(r.get(metric) for r in recs)
 
         row["baseline"] = base_name
         d_mean = d_low = d_high = _NAN
@@ -211,27 +234,64 @@ def _violations(x: Any) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
 
 
+_ABSENT = "–"
+"""Cell of a metric the method does not have (e.g. step acceptance of a gradient method)."""
+
+_MB = 1e6
+"""Bytes per MB in the table (SI megabytes, as the legend says)."""
+
+
+def _step_accept(x: Any) -> str:
+    """Mean fraction of proposed parameter updates kept, in % with one decimal; '–' if none."""
+    x = _as_float(x)
+    return _ABSENT if math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def _memory(peak: Any, ratio: Any) -> str:
+    """Peak training-step memory in MB with its multiple of one inference pass, ``1.2 MB (1.8×)``.
+
+    '–' without a peak; the multiplier is left off when the ratio is unknown.
+    """
+    peak = _as_float(peak)
+    if math.isnan(peak):
+        return _ABSENT
+    cell = f"{peak / _MB:,.1f} MB"
+    ratio = _as_float(ratio)
+    return cell if math.isnan(ratio) else f"{cell} ({ratio:.1f}×)"
+
+
+def _has(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
+    return any(not math.isnan(_as_float(r.get(key))) for r in rows)
+
+
 def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
     """Fixed-width markdown pipe table of ``summarize`` rows, readable as-is and in a README.
 
     Accuracy and the paired delta are in percent (points) with one decimal; a single seed
-    shows ``(n=1)`` instead of an interval, a failed run makes the cell ``nan``. With
-    ``notes``, a blank line and a short legend follow the table (the blank line keeps
-    markdown from reading the legend as a row).
+    shows ``(n=1)`` instead of an interval, a failed run makes the cell ``nan``. Two columns
+    appear only when some row has the data: ``step accept`` (mean fraction of proposed
+    parameter updates kept, Metropolis/MALA; ``–`` for other methods) and ``peak mem`` (peak
+    tensor memory of a training step in MB, with its multiple of one inference forward,
+    ``–`` when not measured). With ``notes``, a blank line and a short legend follow the
+    table (the blank line keeps markdown from reading the legend as a row).
     """
     rows = list(rows)
     level = rows[0].get("confidence", 0.95) if rows else 0.95
     pct_level = f"{100 * level:g}%"
     base = next((r.get("baseline") for r in rows if r.get("baseline")), None)
+    show_step = _has(rows, "step_acceptance_mean")
+    show_mem = _has(rows, "peak_memory_mean")
     header = [
         "method",
         f"target acc (mean [{pct_level} CI])",
         f"Δ vs {base or 'baseline'} [{pct_level} CI]",
         "accept rate",
+        *(["step accept"] if show_step else []),
         "ESS",
         "violations",
         "fwd samples",
         "bwd samples",
+        *(["peak mem"] if show_mem else []),
         "wall s",
     ]
     body: list[list[str]] = []
@@ -267,10 +327,16 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
                 acc,
                 delta,
                 "nan" if math.isnan(accept) else f"{100 * accept:.1f}%",
+                *([_step_accept(r.get("step_acceptance_mean"))] if show_step else []),
                 _num(r.get("ess_fraction_mean"), ".2f"),
                 _violations(r.get("violations_mean")),
                 _count(r.get("forwarded_mean")),
                 _count(r.get("backpropagated_mean")),
+                *(
+                    [_memory(r.get("peak_memory_mean"), r.get("memory_vs_inference_mean"))]
+                    if show_mem
+                    else []
+                ),
                 _num(r.get("wall_time_mean"), ".1f"),
             ]
         )
@@ -299,7 +365,20 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
                 if base
                 else "No baseline method in these runs, so no Δ. "
             )
-            + "accept rate / ESS / violations / samples / wall s: means over seeds.",
+            + "accept rate / ESS / violations / samples / wall s: means over seeds."
+            + (
+                " step accept: fraction of proposed parameter updates kept (Metropolis/MALA; "
+                f"{_ABSENT} for methods that do not propose updates), mean over seeds."
+                if show_step
+                else ""
+            )
+            + (
+                " peak mem: peak tensor memory of a training step (weights included), "
+                "MB = 10^6 bytes, mean over seeds, with (×) its ratio to one inference "
+                f"forward pass of a training batch; {_ABSENT} where not measured."
+                if show_mem
+                else ""
+            ),
         ]
     return "\n".join(lines)
 
@@ -383,19 +462,65 @@ def write_results(
 # plot
 
 
-def _epoch_curve(history: Sequence[Mapping[str, Any]]) -> dict[float, tuple[float, float]]:
-    """Per epoch: (optimizer steps so far, eval accuracy at the end of that epoch).
+_X_LABEL = {
+    "forwarded": "forwarded samples (mean over seeds at each epoch end)",
+    "step": "optimizer steps (mean over seeds at each epoch end)",
+}
+_LINE_STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D")
 
-    Steps, not epochs, go on the x axis: a rejection epoch is shorter than a plain one, so
-    methods are compared at the same number of updates.
+
+def _epoch_curve(
+    history: Sequence[Mapping[str, Any]],
+    y_key: str = "eval_accuracy",
+    x_key: str = "step",
+) -> dict[float, tuple[float, float]]:
+    """Per epoch: (``x_key`` so far, ``y_key`` at the end of that epoch).
+
+    Optimizer steps or forwarded samples, not epochs, go on the x axis: a rejection epoch is
+    shorter than a plain one and a gradient-free step costs other forwards than a gradient
+    step, so methods are compared at the same number of updates or of forward passes.
+    Entries without an epoch or a ``y_key`` value are skipped; a missing ``step`` falls back
+    to the epoch, any other missing x is NaN.
     """
     curve: dict[float, tuple[float, float]] = {}
     for entry in history or ():
-        epoch, acc = entry.get("epoch"), entry.get("eval_accuracy")
-        if epoch is None or acc is None:
+        epoch, y = entry.get("epoch"), entry.get(y_key)
+        if epoch is None or y is None:
             continue
-        curve[float(epoch)] = (_as_float(entry.get("step", epoch)), _as_float(acc))
+        x = entry.get(x_key, epoch if x_key == "step" else None)
+        curve[float(epoch)] = (_as_float(x), _as_float(y))
     return curve
+
+
+def _x_key(histories: Iterable[Sequence[Mapping[str, Any]]]) -> str:
+    """``forwarded`` when every plotted history entry carries it, else ``step``.
+
+    One axis for all methods: a figure mixing forwarded samples and steps would be unreadable.
+    """
+    entries = [
+        e
+        for h in histories
+        for e in (h or ())
+        if e.get("epoch") is not None
+        and (e.get("eval_accuracy") is not None or e.get("eval_loss") is not None)
+    ]
+    if entries and all(e.get("forwarded") is not None for e in entries):
+        return "forwarded"
+    return "step"
+
+
+def _mean_band(
+    runs: Sequence[Mapping[float, tuple[float, float]]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x (mean over seeds), y mean, y min, y max at every epoch any of ``runs`` has."""
+    epochs = sorted({e for c in runs for e in c})
+    points = [np.array([c[e] for c in runs if e in c], dtype=float) for e in epochs]
+    x = np.array([p[:, 0].mean() for p in points])
+    mean = np.array([p[:, 1].mean() for p in points])
+    lo = np.array([p[:, 1].min() for p in points])
+    hi = np.array([p[:, 1].max() for p in points])
+    return x, mean, lo, hi
 
 
 def plot_results(
@@ -403,13 +528,18 @@ def plot_results(
     rows: Sequence[Mapping[str, Any]],
     out_path_png: str | os.PathLike[str],
 ) -> Path:
-    """Save a PNG: (a) target accuracy per method with CI and seeds, (b) eval accuracy by epoch.
+    """Save a PNG: (a) target accuracy per method with CI and seeds, (b) eval accuracy and
+    (c) eval loss against forward passes.
 
     Panel (a) shows every seed as a dot next to the mean and its interval, so a reader sees
-    at once whether a difference is bigger than the seed noise. Panel (b) (omitted when no
-    record has a history) shows the mean over seeds of the per-epoch eval accuracy, with the
-    min-max band across seeds. Uses the Agg canvas directly, without pyplot, so no global
-    backend or figure state is touched. Saved atomically; returns the path.
+    at once whether a difference is bigger than the seed noise. Panels (b) and (c) (each
+    omitted when no history has its field) show the mean over seeds of the per-epoch eval
+    accuracy and eval loss, with the min-max band across seeds, against forwarded samples when
+    the histories carry ``forwarded`` (so gradient-free and gradient methods are compared at
+    equal forward passes) and against optimizer steps otherwise. One legend below the figure
+    names the curves; past 10 methods, colours repeat with other line styles and markers.
+    Uses the Agg canvas directly, without pyplot, so no global backend or figure state is
+    touched. Saved atomically; returns the path.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -417,26 +547,57 @@ def plot_results(
 
     groups = _group_by_method(records)
     methods = [str(r["method"]) for r in rows] or list(groups)
-    curves = {
-        m: [c for c in (_epoch_curve(r.get("history", ())) for r in groups.get(m, ())) if c]
-        for m in methods
-    }
-    has_history = any(curves.values())
+    x_key = _x_key(r.get("history") or () for r in records)
+
+    def curves_of(y_key: str) -> dict[str, list[dict[float, tuple[float, float]]]]:
+        return {
+            m: [
+                c
+                for c in (_epoch_curve(r.get("history") or (), y_key, x_key) for r in groups[m])
+                if c
+            ]
+            for m in methods
+            if m in groups
+        }
+
+    acc_curves, loss_curves = curves_of("eval_accuracy"), curves_of("eval_loss")
+    panels = [
+        (key, curves)
+        for key, curves in (("b", acc_curves), ("c", loss_curves))
+        if any(curves.values())
+    ]
     level = rows[0].get("confidence", 0.95) if rows else 0.95
     base = next((r.get("baseline") for r in rows if r.get("baseline")), None)
     row_of = {str(r["method"]): r for r in rows}
     ci_label = f"{100 * level:g}% CI (error bar)"
 
-    fig = Figure(figsize=(12.5 if has_history else 7.0, 4.8), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2 if has_history else 1, squeeze=False)[0]
-    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    many = len(methods) > 10
+    style = {
+        m: (
+            f"C{i % 10}",
+            _LINE_STYLES[(i // 10) % len(_LINE_STYLES)] if many else "-",
+            _MARKERS[(i // 10) % len(_MARKERS)] if many else "o",
+        )
+        for i, m in enumerate(methods)
+    }
+    colors = {m: st[0] for m, st in style.items()}
 
-    ax = axes[0]
+    width = max(7.0, 3.0 + 0.6 * len(methods))
+    if panels:
+        mosaic = [["a"] * len(panels), [key for key, _ in panels]]
+        fig = Figure(figsize=(max(12.5, width), 9.5), dpi=120, layout="constrained")
+    else:
+        mosaic = [["a"]]
+        fig = Figure(figsize=(width, 4.8), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplot_mosaic(mosaic)
+
+    ax = axes["a"]
     rng = np.random.default_rng(0)  # fixed jitter: the same data always gives the same image
     any_failed = False
     for i, m in enumerate(methods):
         row = row_of.get(m, {})
+        marker = style[m][2]
         seeds_acc = np.array([_as_float(r.get(ACCURACY_KEY)) for r in groups.get(m, ())])
         ok = seeds_acc[~np.isnan(seeds_acc)]
         jitter = rng.uniform(-0.12, 0.12, size=ok.size)
@@ -445,6 +606,7 @@ def plot_results(
             100 * ok,
             s=18,
             color=colors[m],
+            marker=marker,
             alpha=0.55,
             edgecolors="none",
         )
@@ -456,7 +618,13 @@ def plot_results(
             # and say so, so the failure is visible on the plot as in the table.
             mean, low, high = float(np.mean(ok)), _NAN, _NAN
             ax.scatter(
-                [i], [100 * mean], s=60, facecolors="none", edgecolors=colors[m], linewidths=1.5
+                [i],
+                [100 * mean],
+                s=60,
+                marker=marker,
+                facecolors="none",
+                edgecolors=colors[m],
+                linewidths=1.5,
             )
             ax.annotate(
                 f"{int(np.isnan(seeds_acc).sum())} failed",
@@ -478,7 +646,7 @@ def plot_results(
             [i],
             [100 * mean],
             yerr=yerr,
-            fmt="o",
+            fmt=marker,
             markersize=8,
             capsize=6,
             elinewidth=2,
@@ -510,41 +678,73 @@ def plot_results(
                     100 * base_mean, color="grey", ls="--", lw=1, label=f"{base} mean (baseline)"
                 )
             )
+    tilt = 30 if len(methods) > 8 else 20 if len(methods) > 4 else 0
     ax.set_xticks(range(len(methods)))
     ax.set_xticklabels(
         methods,
-        rotation=20 if len(methods) > 4 else 0,
-        ha="right" if len(methods) > 4 else "center",
+        rotation=tilt,
+        ha="right" if tilt else "center",
+        fontsize=8 if many else None,
     )
     ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_xlabel("method")
     ax.set_ylabel("target test accuracy (%)")
     ax.set_title(f"(a) Target test accuracy (mean, {100 * level:g}% CI over seeds)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(handles=handles, loc="best", fontsize=8)
+    ax.legend(handles=handles, loc="best", fontsize=7 if many else 8)
 
-    if has_history:
-        ax = axes[1]
+    against = "forward passes" if x_key == "forwarded" else "optimizer steps"
+    titles = {
+        "b": f"(b) Eval accuracy vs {against} (mean over seeds; band: min-max)",
+        "c": f"(c) Eval loss vs {against} (mean over seeds; band: min-max)",
+    }
+    curve_handles: dict[str, Any] = {}
+    for key, curves in panels:
+        ax = axes[key]
+        scale = 100.0 if key == "b" else 1.0
+        ys: list[np.ndarray] = []
         for m in methods:
-            runs = curves[m]
+            runs = curves.get(m, [])
             if not runs:
                 continue
-            epochs = sorted({e for c in runs for e in c})
-            points = [np.array([c[e] for c in runs if e in c], dtype=float) for e in epochs]
-            steps = np.array([p[:, 0].mean() for p in points])
-            mean = np.array([p[:, 1].mean() for p in points])
-            lo = np.array([p[:, 1].min() for p in points])
-            hi = np.array([p[:, 1].max() for p in points])
-            ax.plot(
-                steps, 100 * mean, marker="o", ms=3, color=colors[m], label=f"{m} (n={len(runs)})"
-            )
+            color, ls, marker = style[m]
+            x, mean, lo, hi = _mean_band(runs)
+            ax.plot(x, scale * mean, ls=ls, marker=marker, ms=3, lw=1.3, color=color)
             if len(runs) > 1:
-                ax.fill_between(steps, 100 * lo, 100 * hi, color=colors[m], alpha=0.15, lw=0)
-        ax.set_xlabel("optimizer steps (mean over seeds at each epoch end)")
-        ax.set_ylabel("eval accuracy (%)")
-        ax.set_title("(b) Eval accuracy during training (mean over seeds; band: min-max)")
+                ax.fill_between(x, scale * lo, scale * hi, color=color, alpha=0.12, lw=0)
+            ys += [lo, hi]
+            curve_handles.setdefault(
+                m,
+                Line2D(
+                    [],
+                    [],
+                    ls=ls,
+                    marker=marker,
+                    ms=3,
+                    lw=1.3,
+                    color=color,
+                    label=f"{m} (n={len(runs)})",
+                ),
+            )
+        ax.set_xlabel(_X_LABEL[x_key])
+        ax.set_ylabel("eval accuracy (%)" if key == "b" else "eval loss")
+        ax.set_title(titles[key], fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
+        if key == "c":
+            y = np.concatenate(ys) if ys else np.array([])
+            y = y[np.isfinite(y)]
+            # A diverging run (loss in the thousands) would flatten every other curve.
+            if y.size and y.min() > 0 and y.max() / y.min() > 100:
+                ax.set_yscale("log")
+    if curve_handles:
+        fig.legend(
+            handles=[curve_handles[m] for m in methods if m in curve_handles],
+            loc="outside lower center",
+            ncol=min(len(curve_handles), 5),
+            fontsize=7 if many else 8,
+            title="curves (b, c): method (seeds with a history)",
+            title_fontsize=8,
+        )
 
     fig.suptitle("rsft compare: methods on the same data and budget")
     target = Path(out_path_png)
