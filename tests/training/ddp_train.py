@@ -23,6 +23,8 @@ record = {
     "step_losses": result["step_losses"],
     "test_accuracy": result["test_accuracy"],
     "backpropagated": result["backpropagated"],
+    "step_acceptance": result.get("step_acceptance"),
+    "param_sum": float(sum(p.double().sum() for p in tuner.clf.model.parameters())),
 }
 with open(f"{out_path}.{acc.process_index}.json", "w") as f:
     json.dump(record, f)

@@ -12,3 +12,11 @@ class SlowNet(DigitsNet):
         if self.training:
             time.sleep(0.08)
         return super().forward(features)
+
+
+class SlowEvalNet(DigitsNet):
+    """DigitsNet that sleeps in every forward, eval mode too (gradient-free steps run there)."""
+
+    def forward(self, features):
+        time.sleep(0.04)
+        return super().forward(features)

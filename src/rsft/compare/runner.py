@@ -31,6 +31,10 @@ RECORD_KEYS = (
     "forwarded",
     "backpropagated",
     "wall_time",
+    "step_acceptance",
+    "peak_memory",
+    "inference_memory",
+    "memory_vs_inference",
     "history",
 )
 

@@ -58,7 +58,8 @@ def write_training_state(
     save_model(model, str(tmp / "model.safetensors"))
     # Optimizer and scheduler state are tensors and numbers only: weights_only loading works.
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    if scheduler is not None:  # gradient-free methods have none
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(state))
 
 
@@ -83,7 +84,8 @@ def load_training_state(
 ) -> dict:
     load_model(model, str(path / "model.safetensors"))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    if scheduler is not None:
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     rng_file = path / f"rng-{rank}.safetensors"
     if rng_file.is_file():
         rng = load_file(str(rng_file))

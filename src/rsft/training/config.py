@@ -6,11 +6,13 @@ top-level run options. Bad combinations fail in ``__post_init__`` with a message
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from rsft.config import ConfigError, opt
 from rsft.data import DataConfig
+from rsft.param_level import SigmaAdapter, TemperatureSchedule
 from rsft.rule import Envelope
 
 
@@ -79,9 +81,18 @@ class DataSection(DataConfig):
             raise ConfigError("data.train is required: a folder or a table of labelled samples.")
 
 
+PARAM_LEVEL = ("metropolis", "mala", "zo_sgd")
+
+
 @dataclass
 class OptimConfig:
-    name: Literal["sgd", "adam", "adamw"] = opt("sgd", help="The optimizer.")
+    name: Literal["sgd", "adam", "adamw", "metropolis", "mala", "zo_sgd"] = opt(
+        "sgd",
+        help="The optimizer. Gradient-free, forward passes only (settings under param_level): "
+        "metropolis (accept a random step with probability min(1, exp(-ΔL/T))), zo_sgd "
+        "(MeZO's two-point estimate, lr = optim.lr); mala (a gradient step plus noise, "
+        "with the Hastings correction).",
+    )
     lr: float = opt(0.01, help="Learning rate.")
     momentum: float = opt(0.9, help="SGD momentum.")
     nesterov: bool = opt(False, help="Nesterov momentum (SGD).")
@@ -117,6 +128,66 @@ class EnvelopeConfig:
             Envelope(self.policy, self.quantile, self.value, self.on_violation)
         except ValueError as err:
             raise ConfigError(f"rejection.envelope: {err}") from err
+
+
+@dataclass
+class ParamLevelConfig:
+    """Parameter-level methods (optim.name: metropolis, mala, zo_sgd): seed 001."""
+
+    patterns: list[str] = opt(
+        factory=list,
+        help="Glob patterns of the parameters the method moves (e.g. 'classifier.*', '*.bias', "
+        "'*norm*', '*lora_*'); default: every parameter model.freeze leaves trainable.",
+    )
+    sigma: float = opt(
+        1e-3,
+        help="Standard deviation of the Gaussian proposal (metropolis, mala: the starting "
+        "value when adapted) or the finite-difference step ε (zo_sgd).",
+    )
+    temperature: float = opt(1.0, help="T of the target exp(-L/T) (seed 001: T = 1).")
+    temperature_end: float | None = opt(
+        None, help="The temperature at the end of the run, for an annealing schedule."
+    )
+    temperature_schedule: Literal["constant", "linear", "geometric", "cosine"] = opt(
+        "constant", help="How T goes from temperature to temperature_end."
+    )
+    target_acceptance: float | None = opt(
+        0.234,
+        help="σ is adapted towards this acceptance rate (0.234: random walk; ~0.57: mala); "
+        "null keeps σ fixed.",
+    )
+    adapt_every: int = opt(20, help="Adapt σ after every window of this many proposals.")
+    adapt_gain: float = opt(1.0, help="Step of the log-σ adaptation (it shrinks as 1/sqrt(k)).")
+    adapt_until: int | None = opt(
+        None,
+        help="Stop adapting σ after this many proposals (a burn-in: the chain is then exact); "
+        "null adapts throughout.",
+    )
+    restore: Literal["exact", "subtract"] = opt(
+        "exact",
+        help="Undo a rejected step bit for bit (1 byte per tuned parameter) or by "
+        "subtracting it again (MeZO: no memory, exact within rounding).",
+    )
+    tol: float = opt(0.0, help="Convergence: the smallest relative improvement of the loss.")
+    patience: int = opt(
+        0, help="Stop when the smoothed loss has not improved by tol in this many steps (0: off)."
+    )
+
+    def __post_init__(self) -> None:
+        if not (self.sigma > 0 and math.isfinite(self.sigma)):
+            raise ConfigError(f"param_level.sigma must be > 0, got {self.sigma} (try 1e-3).")
+        try:
+            TemperatureSchedule(self.temperature, self.temperature_end, "constant")
+            SigmaAdapter(self.target_acceptance, self.adapt_every, self.adapt_gain)
+        except ValueError as err:
+            raise ConfigError(f"param_level: {err}") from err
+        if self.temperature_schedule != "constant" and self.temperature_end is None:
+            raise ConfigError(
+                f"param_level.temperature_schedule: {self.temperature_schedule} needs "
+                "param_level.temperature_end."
+            )
+        if self.patience < 0:
+            raise ConfigError("param_level.patience must be >= 0.")
 
 
 MODEL_AWARE = ("confidence", "loss_percentile", "model_function")
@@ -218,12 +289,17 @@ class TrainConfig:
     data: DataSection = opt(help="The data.")
     optim: OptimConfig = opt(factory=OptimConfig, help="Optimizer and schedule.")
     rejection: RejectionConfig = opt(factory=RejectionConfig, help="Rejection sampling.")
+    param_level: ParamLevelConfig = opt(
+        factory=ParamLevelConfig, help="Parameter-level methods (metropolis, mala, zo_sgd)."
+    )
     epochs: int = opt(3, help="Passes over the (accepted) training data.")
-    budget: Literal["epochs", "samples"] = opt(
+    budget: Literal["epochs", "samples", "forwards"] = opt(
         "epochs",
         help="epochs: run `epochs` passes over the accepted data (rejection makes each "
         "cheaper); samples: run as many passes as it takes to backpropagate as many samples "
-        "as `epochs` plain epochs (the same compute as plain fine-tuning).",
+        "as `epochs` plain epochs (the same compute as plain fine-tuning); forwards: stop at "
+        "as many forwarded samples as `epochs` plain epochs (the budget of gradient-free "
+        "methods, which forward every sample twice).",
     )
     gradient_accumulation_steps: int = opt(
         1, help="Micro-batches of batch_size per optimizer step (per process)."
@@ -249,3 +325,16 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0.")
+        if self.optim.name in PARAM_LEVEL:
+            if self.optim.scheduler != "constant":
+                raise ConfigError(
+                    f"optim.scheduler: {self.optim.scheduler} does not apply to "
+                    f"optim.name: {self.optim.name}; use param_level.temperature_schedule "
+                    "(and σ adaptation) instead, or scheduler: constant."
+                )
+            if self.rejection.model_aware:
+                raise ConfigError(
+                    f"optim.name: {self.optim.name} moves the parameters with forward passes "
+                    "only and cannot be combined with model-aware rejection.weights "
+                    f"({self.rejection.weights})."
+                )

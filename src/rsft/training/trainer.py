@@ -31,11 +31,17 @@ from rsft.config import ConfigError, to_dict
 from rsft.data import Split, load_split
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
+from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
+from rsft.param_level import Metropolis
 from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
-from rsft.training.config import TrainConfig
+from rsft.training.config import PARAM_LEVEL, TrainConfig
+from rsft.training.gradient_free import PASSES, batch_loss, build_stepper
 from rsft.training.model_aware import ModelAwareRejection
+
+# Optimizer steps profiled for peak memory (the first creates the optimizer state).
+MEMORY_STEPS = 2
 
 # Options that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "eval_batch_size", "output_dir")
@@ -124,9 +130,18 @@ class FineTuner:
 
         # budget: samples trains as many sampler epochs as it takes to backpropagate as many
         # samples as `epochs` plain epochs would: RSFT at the same compute, not the same epochs.
+        # budget: forwards does the same with forwarded samples (gradient-free methods forward
+        # each sample twice per step).
+        self.gradient_free = cfg.optim.name in PARAM_LEVEL
+        self.passes = PASSES.get(cfg.optim.name, (1, 1))
         self.epochs = cfg.epochs
         self.sample_budget: int | None = None
-        if cfg.budget == "samples" and self.online is not None:
+        self.budget_key = "forwarded" if cfg.budget == "forwards" else "backpropagated"
+        if cfg.budget == "forwards":
+            self.sample_budget = cfg.epochs * len(self.train_split)
+            per_epoch = self.passes[0] * self.sampler.expected_acceptance
+            self.epochs = cfg.epochs * 100 if self.online else math.ceil(cfg.epochs / per_epoch)
+        elif cfg.budget == "samples" and self.online is not None:
             # The acceptance rate is only known as training goes: stop at the sample count.
             self.sample_budget = cfg.epochs * len(self.train_split)
             self.epochs = cfg.epochs * 100  # a cap: below 1% acceptance the run ends there
@@ -134,8 +149,6 @@ class FineTuner:
             self.epochs = max(1, round(cfg.epochs / self.sampler.expected_acceptance))
 
         # 4. Optimizer and schedule over the trainable parameters only.
-        params = [p for p in self.clf.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(cfg.optim, params)
         per_rank = math.ceil(
             self.sampler.expected_acceptance * len(self.train_split) / acc.num_processes
         )
@@ -144,15 +157,43 @@ class FineTuner:
         if self.online is not None:  # at most every sample, or the sample budget
             samples = self.sample_budget or cfg.epochs * len(self.train_split)
             total_steps = max(1, math.ceil(samples / self.online.round_size))
-        self.scheduler = get_scheduler(
-            cfg.optim.scheduler,
-            self.optimizer,
-            num_warmup_steps=cfg.optim.warmup_steps,
-            num_training_steps=total_steps,
-        )
-        self.model, self.optimizer = acc.prepare(self.clf.model, self.optimizer)
+        if self.sample_budget is not None and self.online is None:
+            per_step = micro * acc.num_processes * self.passes[0]
+            total_steps = max(1, math.ceil(self.sample_budget / per_step))
+        self.scheduler: Any = None
+        if self.gradient_free:
+            # Parameter level (seed 001): no optimizer, the method moves the parameters itself.
+            self.optimizer: Any = build_stepper(cfg, self.clf.model, total_steps, acc.num_processes)
+            self.param_counts["trainable"] = self.optimizer.num_parameters
+            # No DDP wrapper: nothing is backpropagated across processes; the processes stay
+            # identical because they start identical and draw the same seeds.
+            self.model = self.clf.model
+        else:
+            params = [p for p in self.clf.model.parameters() if p.requires_grad]
+            self.optimizer = build_optimizer(cfg.optim, params)
+            self.scheduler = get_scheduler(
+                cfg.optim.scheduler,
+                self.optimizer,
+                num_warmup_steps=cfg.optim.warmup_steps,
+                num_training_steps=total_steps,
+            )
+            self.model, self.optimizer = acc.prepare(self.clf.model, self.optimizer)
+        self.memory = {"parameters": parameter_bytes(self.clf.model)}
+        self.memory["inference_peak"] = self._inference_peak()
         self.setup_time = time.perf_counter() - t0
         self.output_dir = Path(cfg.output_dir)
+
+    @torch.no_grad()
+    def _inference_peak(self) -> int | None:
+        """Peak memory of one eval-mode forward of a training batch: the reference."""
+        model = self.accelerator.unwrap_model(self.model)
+        batch = self._to_device(next(iter(self._loader(self.train_split, self.config.batch_size))))
+        was = model.training
+        model.eval()
+        with PeakMemory(self.accelerator.device) as peak:
+            self.clf.logits(batch, model)
+        model.train(was)
+        return peak.peak_bytes
 
     def _load_eval(self, path: str | None, processor: Any) -> Split | None:
         if not path:
@@ -266,6 +307,8 @@ class FineTuner:
         self.model.train()
         for epoch in range(state["epoch"], self.epochs):
             self.sampler.set_epoch(epoch)
+            if state["step_in_epoch"] == 0 and isinstance(self.optimizer, Metropolis):
+                state["epoch_proposals"] = [self.optimizer.proposed, self.optimizer.accepted]
             t_epoch = time.perf_counter()
             run = self._model_aware_epoch if self.online else self._epoch
             losses = run(epoch, state)
@@ -301,11 +344,11 @@ class FineTuner:
                 None if self.loss_weights is None else self.loss_weights[b["index"]] for b in micro
             ]
             n = sum(len(b["labels"]) for b in micro) * self.accelerator.num_processes
-            losses.append(self._optimizer_step(list(zip(micro, weights)), state, n))
-            state["forwarded"] += n
-            state["backpropagated"] += n
+            losses.append(self._step(list(zip(micro, weights)), state, n))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             self._after_step(state)
+            if self._budget_spent(state):
+                break
         return losses
 
     def _model_aware_epoch(self, epoch: int, state: dict) -> list[float]:
@@ -334,20 +377,61 @@ class FineTuner:
         losses = []
         while not self._budget_spent(state) and (micro := online.next_step(final)):
             batches = [(online.batch(idx), w.to(self.accelerator.device)) for idx, w in micro]
-            losses.append(self._optimizer_step(batches, state, online.last_step_size))
-            state["forwarded"] += online.last_step_size
-            state["backpropagated"] += online.last_step_size
+            losses.append(self._step(batches, state, online.last_step_size))
             self._after_step(state)
         return losses
 
     def _budget_spent(self, state: dict) -> bool:
-        return self.sample_budget is not None and state["backpropagated"] >= self.sample_budget
+        if self.gradient_free and getattr(self.optimizer, "converged", False):
+            return True
+        return self.sample_budget is not None and state[self.budget_key] >= self.sample_budget
 
     def _after_step(self, state: dict) -> None:
         state["step_in_epoch"] += 1
         every = self.config.checkpoint_every
         if every and state["global_step"] % every == 0:
             self._save(state)
+
+    def _step(self, micro: list[tuple[dict, torch.Tensor | None]], state: dict, n: int) -> float:
+        """One step of the run's method; counts its passes; profiles the first few steps."""
+        step = self._gradient_free_step if self.gradient_free else self._optimizer_step
+        if state["global_step"] < MEMORY_STEPS:
+            with PeakMemory(self.accelerator.device) as peak:
+                loss = step(micro, state, n)
+            if peak.peak_bytes is not None:
+                state["train_peak"] = max(state.get("train_peak") or 0, peak.peak_bytes)
+        else:
+            loss = step(micro, state, n)
+        state["forwarded"] += n * self.passes[0]
+        state["backpropagated"] += n * self.passes[1]
+        return loss
+
+    def _gradient_free_step(
+        self, micro: list[tuple[dict, torch.Tensor | None]], state: dict, n_step: int
+    ) -> float:
+        """Metropolis, MALA or zeroth-order SGD on the step's batch; the loss at θ."""
+        acc = self.accelerator
+        model = acc.unwrap_model(self.model)
+        reduce = (lambda t: acc.reduce(t, "sum")) if acc.num_processes > 1 else None
+        closure = batch_loss(micro, lambda b: self.clf.logits(b, model), n_step, reduce)
+        model.eval()  # L must be a function of θ alone: no dropout, frozen norm statistics
+        out = self.optimizer.step(closure)
+        model.train()
+        loss = out if isinstance(out, float) else out.loss
+        self._check_finite(loss, state)
+        state["global_step"] += 1
+        state["step_losses"].append(loss)
+        return loss
+
+    def _check_finite(self, loss: float, state: dict) -> None:
+        if not math.isfinite(loss):
+            last = ckpt.latest_checkpoint(self.output_dir)
+            raise NonFiniteLossError(
+                f"the training loss is {loss} at epoch {state['epoch'] + 1}, step "
+                f"{state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}). Lower "
+                "optim.lr (or param_level.sigma), set optim.max_grad_norm, or check the inputs "
+                f"for extreme values. Last checkpoint: {last or 'none'}."
+            )
 
     def _optimizer_step(
         self, micro: list[tuple[dict, torch.Tensor | None]], state: dict, n_step: int
@@ -373,14 +457,7 @@ class FineTuner:
                 acc.backward(loss)
             total += loss.detach()
         mean_loss = float(acc.reduce(total, "mean"))
-        if not math.isfinite(mean_loss):
-            last = ckpt.latest_checkpoint(self.output_dir)
-            raise NonFiniteLossError(
-                f"the training loss is {mean_loss} at epoch {state['epoch'] + 1}, step "
-                f"{state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}). Lower "
-                "optim.lr, set optim.max_grad_norm, or check the inputs for extreme values. "
-                f"Last checkpoint: {last or 'none'}."
-            )
+        self._check_finite(mean_loss, state)
         if cfg.optim.max_grad_norm:
             acc.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
         self.optimizer.step()
@@ -401,7 +478,17 @@ class FineTuner:
             "train_loss": sum(losses) / len(losses) if losses else math.nan,
             "accepted": stats.accepted,
             "acceptance_rate": stats.acceptance_rate,
+            "forwarded": state["forwarded"],
         }
+        if isinstance(self.optimizer, Metropolis):
+            mh = self.optimizer
+            p0, a0 = state.get("epoch_proposals", [0, 0])
+            proposed = mh.proposed - p0
+            record.update(
+                step_acceptance=(mh.accepted - a0) / proposed if proposed else math.nan,
+                sigma=mh.sigma,
+                temperature=mh.temperature(mh.t),
+            )
         if self.eval_split is not None:
             ev = self.evaluate(self.eval_split)
             record.update(eval_accuracy=ev["accuracy"], eval_loss=ev["loss"])
@@ -432,6 +519,13 @@ class FineTuner:
             "step_losses": state["step_losses"],
             "history": state["history"],
         }
+        result.update(self._memory_record(state))
+        if isinstance(self.optimizer, Metropolis):
+            result.update(
+                step_acceptance=self.optimizer.acceptance_rate,
+                proposals=self.optimizer.proposed,
+                sigma=self.optimizer.sigma,
+            )
         if self.weights is not None:
             w = torch.as_tensor(self.weights, dtype=torch.float64)
             result["ess_fraction"] = float(w.sum() ** 2 / (w * w).sum() / len(w))
@@ -456,6 +550,19 @@ class FineTuner:
         acc.wait_for_everyone()
         return result
 
+    def _memory_record(self, state: dict) -> dict[str, Any]:
+        """Peak tensor memory of a training step and of one inference pass, weights included."""
+        weights = self.memory["parameters"]
+        inference, train = self.memory["inference_peak"], state.get("train_peak")
+        out: dict[str, Any] = {"parameter_bytes": weights}
+        if inference is not None and train is not None:
+            out.update(
+                peak_memory=weights + train,
+                inference_memory=weights + inference,
+                memory_vs_inference=(weights + train) / (weights + inference),
+            )
+        return out
+
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
@@ -467,6 +574,8 @@ def _format_record(r: dict[str, Any]) -> str:
         f"train loss {r['train_loss']:.4f}",
         f"accepted {r['accepted']} ({r['acceptance_rate']:.0%})",
     ]
+    if "step_acceptance" in r:
+        parts.append(f"steps kept {r['step_acceptance']:.0%} (σ {r['sigma']:.2g})")
     if "eval_accuracy" in r:
         parts.append(f"eval acc {r['eval_accuracy']:.2%}")
     return " | ".join(parts)

@@ -1,0 +1,81 @@
+"""The parameter-level methods inside a fine-tuning run: Metropolis, MALA and zeroth-order SGD.
+
+They replace the optimizer step: the loss of a step's batch is a closure that the method
+calls twice (at θ and at θ + Δθ, or θ ± εz), in eval mode, so that L is a deterministic
+function of θ (no dropout, frozen norm statistics) as Metropolis-Hastings needs. With several
+processes the closure returns the loss over all of them, and every process, holding the same
+seeds, makes the same decision: the parameters stay identical without any communication.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsft.config import ConfigError
+from rsft.param_level import Metropolis, TemperatureSchedule, ZerothOrderSGD
+from rsft.training.config import TrainConfig
+
+# (forward passes, backward passes) per sample and step, for the forward-pass budget.
+PASSES = {"metropolis": (2, 0), "zo_sgd": (2, 0), "mala": (2, 2)}
+
+
+def build_stepper(
+    cfg: TrainConfig, model: nn.Module, total_steps: int, num_processes: int
+) -> Metropolis | ZerothOrderSGD:
+    """The method, on the parameters param_level.patterns (or model.freeze) selects."""
+    pl, name = cfg.param_level, cfg.optim.name
+    if name == "mala" and num_processes > 1:
+        raise ConfigError("optim.name: mala runs in one process; launch it without DDP.")
+    patterns = pl.patterns or None
+    if name == "zo_sgd":
+        stepper: Metropolis | ZerothOrderSGD = ZerothOrderSGD(
+            model, patterns=patterns, lr=cfg.optim.lr, eps=pl.sigma, seed=cfg.seed
+        )
+    else:
+        temperature = TemperatureSchedule(
+            pl.temperature, pl.temperature_end, pl.temperature_schedule, total_steps
+        )
+        stepper = Metropolis(
+            model,
+            patterns=patterns,
+            sigma=pl.sigma,
+            temperature=temperature,
+            proposal="mala" if name == "mala" else "random_walk",
+            target_acceptance=pl.target_acceptance,
+            adapt_every=pl.adapt_every,
+            adapt_gain=pl.adapt_gain,
+            adapt_until=pl.adapt_until,
+            restore=pl.restore,
+            seed=cfg.seed,
+            tol=pl.tol,
+            patience=pl.patience,
+        )
+    tuned = {id(p) for p in stepper.params}
+    for p in model.parameters():  # no graph for what does not move
+        p.requires_grad_(name == "mala" and id(p) in tuned)
+    return stepper
+
+
+def batch_loss(
+    micro: list[tuple[dict, torch.Tensor | None]],
+    logits_fn: Callable[[dict], torch.Tensor],
+    n_step: int,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> Callable[[], torch.Tensor]:
+    """The closure: the step's mean (optionally weighted) cross-entropy over all processes."""
+
+    def closure() -> torch.Tensor:
+        total = torch.zeros(())
+        for batch, weights in micro:
+            per_sample = F.cross_entropy(logits_fn(batch), batch["labels"], reduction="none")
+            if weights is not None:
+                per_sample = per_sample * weights
+            total = total.to(per_sample.device) + per_sample.sum()
+        loss = total / n_step
+        return reduce(loss) if reduce is not None else loss
+
+    return closure
