@@ -5,7 +5,10 @@ CPU: torch has no allocator statistics, so the block runs under the profiler wit
 recording, and the peak is the largest running sum of the bytes every op allocated and freed,
 in time order. Both give the peak *above* what was allocated on entry (weights and anything
 already held are excluded), so a training step and an inference pass on the same model can
-be compared. The profiler costs time: measure a step or two, not a whole run.
+be compared. The profiler costs time: measure a step or two, not a whole run. On CPU, freeing
+inside the block a tensor that was allocated before it (outside any profiling) does not
+lower the count, so the figure is then an upper bound; a training step frees only what it
+allocated itself, and is measured exactly.
 """
 
 from __future__ import annotations

@@ -298,6 +298,8 @@ def test_compare_end_to_end_then_reuses_finished_runs(tables, tmp_path, capsys, 
     with pytest.raises(_Retrained):
         main(["compare", "-c", config, "seeds=[0,1]", "base.optim.lr=0.02"])
     assert len(calls) == 1
+    # ... and it starts over: the old run's checkpoints belong to another config.
+    assert calls[0].resume == "never"
 
 
 # --------------------------------------------------------------------------- console script

@@ -84,13 +84,19 @@ def build_runs(cfg: CompareConfig) -> list[tuple[str, int, TrainConfig]]:
 
 
 def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
+    """The run's results if it already finished with this config on this rsft version.
+
+    A run that finished with another config or version is stale: it is run again from the
+    start (its old checkpoints would otherwise be refused as belonging to another config).
+    """
     path = Path(run_cfg.output_dir) / "results.json"
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    # Reuse a finished run only if the same config ran on the same rsft version.
-    same = result.get("config") == to_dict(run_cfg) and result.get("rsft_version") == __version__
-    return result if same else None
+    if result.get("config") == to_dict(run_cfg) and result.get("rsft_version") == __version__:
+        return result
+    run_cfg.resume = "never"
+    return None
 
 
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:

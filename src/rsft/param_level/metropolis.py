@@ -133,10 +133,8 @@ class Metropolis(SeededStepper):
     def step(self, closure: Closure) -> MetropolisStep:
         """One proposal: evaluate, perturb in place, evaluate again, accept or undo."""
         temp = self.temperature(self.t)
-        if self.proposal == "mala":
-            loss, proposed, log_alpha, move = self._mala(closure, temp)
-        else:
-            loss, proposed, log_alpha, move = self._random_walk(closure, temp)
+        propose = self._mala if self.proposal == "mala" else self._random_walk
+        loss, proposed, log_alpha, move = propose(closure, temp)
         ok = bool(accept(torch.tensor([log_alpha]), 0.0, self.coins)[0])
         move.commit() if ok else move.undo()
         self.proposed += 1
@@ -152,7 +150,7 @@ class Metropolis(SeededStepper):
             loss = _value(closure())
             move = InPlaceStep(self.params, self.step_seed(), self.sigma, exact=self.exact)
             move.apply()
-            proposed = _value(closure())
+            proposed = _value(_undo_on_error(move, closure))
         return loss, proposed, _log_ratio(loss, proposed, temp), move
 
     def _mala(self, closure: Closure, temp: float):
@@ -162,14 +160,14 @@ class Metropolis(SeededStepper):
         shift = [g.mul(-0.5 * eps * eps / temp) for g in g0]
         move = InPlaceStep(self.params, self.step_seed(), eps, shift=shift, exact=self.exact)
         move.apply()
-        proposed, g1 = self._loss_and_grad(closure)
-        # log q(θ|θ') - log q(θ'|θ); θ - θ' + (ε²/2)∇U(θ') = -εz + (ε²/2)(∇U(θ') - ∇U(θ)).
+        proposed, g1 = _undo_on_error(move, lambda: self._loss_and_grad(closure))
+        # log q(θ|θ') - log q(θ'|θ); θ - θ' + (ε²/2)∇U(θ') = -εz + (ε²/2)(∇U(θ) + ∇U(θ')).
         fwd = rev = 0.0
         with torch.no_grad():
             for i, (a, b) in enumerate(zip(g0, g1)):
                 ez = move.z(i).mul_(eps)
                 fwd += float(ez.double().pow(2).sum())
-                r = (b - a).mul_(0.5 * eps * eps / temp).sub_(ez)
+                r = (a + b).mul_(0.5 * eps * eps / temp).sub_(ez)
                 rev += float(r.double().pow(2).sum())
         hastings = (fwd - rev) / (2 * eps * eps)
         log_alpha = _log_ratio(loss, proposed, temp)
@@ -200,6 +198,10 @@ class Metropolis(SeededStepper):
         """Step until ``max_iter`` or convergence; ``loss_fn(batch)`` (or ``loss_fn()``)."""
         if max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+        if batches is not None:
+            batches = list(batches) if not isinstance(batches, Sequence) else batches
+            if len(batches) == 0:
+                raise ValueError("batches is empty: give at least one batch (or None).")
         source = cycle(batches) if batches is not None else None
         steps = []
         bar = tqdm(range(max_iter), desc="metropolis", disable=not progress)
@@ -216,6 +218,7 @@ class Metropolis(SeededStepper):
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            "seed": self.seed,
             "t": self.t,
             "sigma": self.sigma,
             "proposed": self.proposed,
@@ -226,11 +229,25 @@ class Metropolis(SeededStepper):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(
+                f"this state comes from a chain with seed {state['seed']}, not {self.seed}: "
+                "build the Metropolis with the same seed to continue it."
+            )
         self.t, self.sigma = int(state["t"]), float(state["sigma"])
         self.proposed, self.accepted = int(state["proposed"]), int(state["accepted"])
         self.coins.set_state(state["coins"])
         self.adapter.load_state_dict(state["adapter"])
         self.convergence.load_state_dict(state["convergence"])
+
+
+def _undo_on_error(move: InPlaceStep, evaluate: Callable[[], Any]) -> Any:
+    """Evaluate at θ + Δθ; if that raises (out of memory, a bad batch), put θ back first."""
+    try:
+        return evaluate()
+    except BaseException:
+        move.undo()
+        raise
 
 
 def _value(x: torch.Tensor | float) -> float:

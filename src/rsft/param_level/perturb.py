@@ -102,7 +102,8 @@ class InPlaceStep:
                 fix = self._fixes[i]
                 bits = p.view(_INT_VIEW[p.element_size()])
                 bits.add_(fix.small.to(bits.dtype))
-                bits.view(-1)[fix.index] = fix.bits
+                # index is in logical (row-major) order: right for any memory layout.
+                bits[torch.unravel_index(fix.index, bits.shape)] = fix.bits
         self._fixes = None
         self.applied = False
 

@@ -51,7 +51,9 @@ class ZerothOrderSGD(SeededStepper):
         return (plus + minus) / 2
 
     def state_dict(self) -> dict[str, Any]:
-        return {"t": self.t}
+        return {"seed": self.seed, "t": self.t}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(f"this state comes from seed {state['seed']}, not {self.seed}.")
         self.t = int(state["t"])
