@@ -161,9 +161,12 @@ def _grad_u(theta: torch.Tensor, temperature: float) -> torch.Tensor:
     return (theta - MU) / S**2 / temperature
 
 
+@pytest.mark.parametrize("chunk", [None, 5], ids=["whole", "chunked"])
 @pytest.mark.parametrize("temperature", [1.0, 0.3])
-def test_mala_log_alpha_is_metropolis_hastings(temperature):
+def test_mala_log_alpha_is_metropolis_hastings(temperature, chunk, monkeypatch):
     """log α = -ΔL/T + log q(θ|θ') - log q(θ'|θ), q(·|x) = N(x - (ε²/2)∇U(x), ε²I)."""
+    if chunk:  # a 12-element tensor in pieces of 5, as a large tensor would be
+        monkeypatch.setattr("rsft.param_level.perturb.CHUNK", chunk)
     eps = 0.4
     for seed in range(5):
         th0, th1, rec = _theta_log_alpha("mala", temperature, eps, seed)

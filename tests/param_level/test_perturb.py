@@ -229,3 +229,28 @@ def test_non_contiguous_parameter_is_restored():
     step.apply()
     step.undo()
     assert torch.equal(bits(w), before)
+
+
+def test_large_tensors_are_stepped_in_chunks_and_restored_exactly(monkeypatch):
+    monkeypatch.setattr("rsft.param_level.perturb.CHUNK", 7)
+    g = torch.Generator().manual_seed(0)
+    params = [
+        torch.randn(20, generator=g) * 1e-3,  # 3 pieces
+        torch.randn(5, generator=g),  # one piece
+        torch.randn(4, 6, generator=g).t(),  # non-contiguous: one piece
+        torch.randn(3, 9, generator=g),  # 27 elements: 4 pieces
+    ]
+    shift = [torch.randn(p.shape, generator=g) for p in params]
+    before = [p.clone() for p in params]
+    step = InPlaceStep(params, seed=11, scale=0.5, shift=shift, shift_scale=-0.1)
+    # The noise of a chunked tensor is its pieces' noise, in order.
+    zs = [z for z, _ in step.z_pieces(0)]
+    assert len(zs) == 3 and torch.equal(torch.cat(zs), step.z(0))
+    assert torch.equal(step.z(0), noise(params[0], 11, 0))
+    step.apply()
+    for i, (p, b) in enumerate(zip(params, before)):
+        assert torch.equal(p, b + step.delta(i)), i
+        assert torch.allclose(step.delta(i), step.z(i) * 0.5 - 0.1 * shift[i])
+    step.undo()
+    for p, b in zip(params, before):
+        assert same_bits(p, b)

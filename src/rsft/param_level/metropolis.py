@@ -157,18 +157,27 @@ class Metropolis(SeededStepper):
         eps = self.sigma
         loss, g0 = self._loss_and_grad(closure)
         # θ' = θ - (ε²/2) ∇U(θ) + ε z, with U = L/T.
-        shift = [g.mul(-0.5 * eps * eps / temp) for g in g0]
-        move = InPlaceStep(self.params, self.step_seed(), eps, shift=shift, exact=self.exact)
+        move = InPlaceStep(
+            self.params,
+            self.step_seed(),
+            eps,
+            shift=g0,
+            shift_scale=-0.5 * eps * eps / temp,
+            exact=self.exact,
+        )
         move.apply()
         proposed, g1 = _undo_on_error(move, lambda: self._loss_and_grad(closure))
         # log q(θ|θ') - log q(θ'|θ); θ - θ' + (ε²/2)∇U(θ') = -εz + (ε²/2)(∇U(θ) + ∇U(θ')).
         fwd = rev = 0.0
         with torch.no_grad():
             for i, (a, b) in enumerate(zip(g0, g1)):
-                ez = move.z(i).mul_(eps)
-                fwd += float(ez.double().pow(2).sum())
-                r = (a + b).mul_(0.5 * eps * eps / temp).sub_(ez)
-                rev += float(r.double().pow(2).sum())
+                for z, span in move.z_pieces(i):
+                    ga = a if span is None else a.reshape(-1)[span]
+                    gb = b if span is None else b.reshape(-1)[span]
+                    ez = z.mul_(eps)
+                    fwd += float(ez.double().pow(2).sum())
+                    r = (ga + gb).mul_(0.5 * eps * eps / temp).sub_(ez)
+                    rev += float(r.double().pow(2).sum())
         hastings = (fwd - rev) / (2 * eps * eps)
         log_alpha = _log_ratio(loss, proposed, temp)
         return loss, proposed, log_alpha + hastings if math.isfinite(log_alpha) else log_alpha, move

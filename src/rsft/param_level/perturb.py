@@ -8,17 +8,20 @@ and ``(θ + δ) - δ`` as an int8 (1 byte per tuned parameter, a quarter of an f
 elements whose difference does not fit are kept whole. Undoing applies the same subtraction
 and adds the difference back to the bit pattern: θ comes back exactly.
 ``restore: subtract`` skips the bookkeeping (MeZO's own choice): no memory, θ within rounding.
+Large tensors are worked on in chunks of :data:`CHUNK` elements, so a step's temporaries (the
+noise, the bit patterns) stay a few MB even for a 30k x 384 embedding matrix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
 _INT_VIEW = {8: torch.int64, 4: torch.int32, 2: torch.int16}
 _MIX = 0x9E3779B97F4A7C15  # splits one step seed into independent per-tensor seeds
+CHUNK = 1 << 18  # elements per piece of a large tensor (1 MB of fp32)
 
 
 def tensor_seed(seed: int, index: int) -> int:
@@ -26,10 +29,28 @@ def tensor_seed(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index * _MIX) % (2**63 - 1)
 
 
+def _piece_noise(n: int, seed: int, index: int, c: int, like: torch.Tensor) -> torch.Tensor:
+    s = tensor_seed(seed, index) if c == 0 else tensor_seed(tensor_seed(seed, index), c)
+    gen = torch.Generator(device=like.device).manual_seed(s)
+    return torch.randn(n, generator=gen, device=like.device, dtype=like.dtype)
+
+
+def _spans(param: torch.Tensor) -> list[slice] | None:
+    """Chunks of the flat tensor, or None: the tensor is one piece."""
+    n = param.numel()
+    if n <= CHUNK or not param.is_contiguous():
+        return None
+    return [slice(a, min(a + CHUNK, n)) for a in range(0, n, CHUNK)]
+
+
 def noise(param: torch.Tensor, seed: int, index: int) -> torch.Tensor:
     """z ~ N(0, I) shaped like ``param``, the same every time it is asked for."""
-    gen = torch.Generator(device=param.device).manual_seed(tensor_seed(seed, index))
-    return torch.randn(param.shape, generator=gen, device=param.device, dtype=param.dtype)
+    n = param.numel()
+    pieces = [
+        _piece_noise(min(CHUNK, n - a), seed, index, c, param)
+        for c, a in enumerate(range(0, max(n, 1), CHUNK))
+    ]
+    return (pieces[0] if len(pieces) == 1 else torch.cat(pieces))[:n].view(param.shape)
 
 
 @dataclass
@@ -40,9 +61,9 @@ class _Fix:
 
 
 class InPlaceStep:
-    """θ_i ← θ_i + scale·z_i + shift_i for every tensor, applied and undone in place.
+    """θ_i ← θ_i + scale·z_i + shift_scale·shift_i for every tensor, applied and undone in place.
 
-    ``shift`` (e.g. a gradient step, for MALA) is a list of tensors like ``params`` or None.
+    ``shift`` (e.g. the gradient, for MALA) is a list of tensors like ``params`` or None.
     """
 
     def __init__(
@@ -52,9 +73,11 @@ class InPlaceStep:
         scale: float,
         shift: Sequence[torch.Tensor] | None = None,
         exact: bool = True,
+        shift_scale: float = 1.0,
     ) -> None:
         self.params = list(params)
         self.seed, self.scale, self.shift, self.exact = seed, scale, shift, exact
+        self.shift_scale = shift_scale
         self._fixes: list[_Fix] | None = None
         self.applied = False
 
@@ -62,32 +85,53 @@ class InPlaceStep:
         """Δθ of tensor i, regenerated from the seed."""
         d = noise(self.params[i], self.seed, i).mul_(self.scale)
         if self.shift is not None:
-            d.add_(self.shift[i])
+            d.add_(self.shift[i], alpha=self.shift_scale)
         return d
 
     def z(self, i: int) -> torch.Tensor:
         return noise(self.params[i], self.seed, i)
+
+    def z_pieces(self, i: int) -> Iterator[tuple[torch.Tensor, slice | None]]:
+        """(z, span) for each chunk of tensor i; span None: the tensor is one piece."""
+        p = self.params[i]
+        spans = _spans(p)
+        if spans is None:
+            yield self.z(i), None
+            return
+        for c, span in enumerate(spans):
+            yield _piece_noise(span.stop - span.start, self.seed, i, c, p), span
+
+    def pieces(self, i: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(piece of θ_i, its Δθ) for each chunk of tensor i: a view that is changed in place."""
+        p = self.params[i]
+        for z, span in self.z_pieces(i):
+            d = z.mul_(self.scale)
+            target = p if span is None else p.view(-1)[span]
+            if self.shift is not None:
+                g = self.shift[i] if span is None else self.shift[i].reshape(-1)[span]
+                d.add_(g, alpha=self.shift_scale)
+            yield target, d
 
     @torch.no_grad()
     def apply(self) -> None:
         if self.applied:
             raise RuntimeError("this step is already applied.")
         fixes = []
-        for i, p in enumerate(self.params):
-            d = self.delta(i)
-            if not self.exact:
-                p.add_(d)
-                continue
-            view = _INT_VIEW[p.element_size()]
-            old = p.detach().view(view).clone()
-            p.add_(d)
-            back = torch.sub(p, d).view(view)  # exactly what undo() will compute
-            diff = old - back  # wraps for huge differences; those fail the check below
-            small = diff.clamp(-127, 127).to(torch.int8)
-            bad = (back + small.to(view)) != old
-            index = bad.flatten().nonzero().flatten()
-            fixes.append(_Fix(small, index, old.flatten()[index]))
-            del old, back, diff, bad
+        for i in range(len(self.params)):
+            for piece, d in self.pieces(i):
+                if not self.exact:
+                    piece.add_(d)
+                    continue
+                view = _INT_VIEW[piece.element_size()]
+                old = piece.detach().view(view).clone()
+                piece.add_(d)
+                back = torch.sub(piece, d).view(view)  # exactly what undo() will compute
+                diff = old - back  # wraps for huge differences; those fail the check below
+                small = diff.clamp(-127, 127).to(torch.int8)
+                bad = (back + small.to(view)) != old
+                index = bad.flatten().nonzero().flatten()
+                fixes.append(_Fix(small, index, old.flatten()[index]))
+                del old, back, diff, bad
         self._fixes = fixes if self.exact else None
         self.applied = True
 
@@ -96,14 +140,17 @@ class InPlaceStep:
         """Restore θ: bit for bit when exact, within rounding otherwise."""
         if not self.applied:
             raise RuntimeError("undo() before apply().")
-        for i, p in enumerate(self.params):
-            p.sub_(self.delta(i))
-            if self._fixes is not None:
-                fix = self._fixes[i]
-                bits = p.view(_INT_VIEW[p.element_size()])
-                bits.add_(fix.small.to(bits.dtype))
-                # index is in logical (row-major) order: right for any memory layout.
-                bits[torch.unravel_index(fix.index, bits.shape)] = fix.bits
+        k = 0
+        for i in range(len(self.params)):
+            for piece, d in self.pieces(i):
+                piece.sub_(d)
+                if self._fixes is not None:
+                    fix = self._fixes[k]
+                    k += 1
+                    bits = piece.view(_INT_VIEW[piece.element_size()])
+                    bits.add_(fix.small.to(bits.dtype))
+                    # index is in logical (row-major) order: right for any memory layout.
+                    bits[torch.unravel_index(fix.index, bits.shape)] = fix.bits
         self._fixes = None
         self.applied = False
 
