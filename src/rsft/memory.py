@@ -39,11 +39,13 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 class PeakMemory:
-    """``with PeakMemory(device) as m: ...``, then ``m.peak_bytes``: the peak above the start."""
+    """``with PeakMemory(device) as m: ...``, then ``m.peak_bytes``: the peak above the start,
+    and ``m.net_bytes``: what the block still holds at its end (e.g. optimizer state)."""
 
     def __init__(self, device: torch.device | str | None = None) -> None:
         self.device = torch.device(device or "cpu")
         self.peak_bytes: int | None = None
+        self.net_bytes: int | None = None
         self._start = 0
         self._prof: profile | None = None
 
@@ -62,6 +64,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._start
+            self.net_bytes = torch.cuda.memory_allocated(self.device) - self._start
             return
         assert self._prof is not None
         with _quiet_stderr():
@@ -77,7 +80,7 @@ class PeakMemory:
         for _, change in changes:
             running += change
             peak = max(peak, running)
-        self.peak_bytes = peak
+        self.peak_bytes, self.net_bytes = peak, running
         self._prof = None
 
 

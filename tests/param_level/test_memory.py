@@ -83,3 +83,16 @@ def test_parameter_bytes_counts_a_tied_weight_once():
     head.weight = emb.weight
     model = nn.ModuleDict({"emb": emb, "head": head})
     assert parameter_bytes(model) == 100 * 16 * 4
+
+
+def test_net_bytes_is_what_the_block_still_holds():
+    kept = []
+    with PeakMemory() as m:
+        kept.append(torch.ones(10_000_000))  # 40 MB kept
+        tmp = torch.ones(5_000_000)  # 20 MB freed
+        del tmp
+    assert 39 * MB <= m.net_bytes <= 41 * MB
+    assert 59 * MB <= m.peak_bytes <= 61 * MB
+    with PeakMemory() as m:
+        kept.clear()
+    assert m.net_bytes <= 0

@@ -398,8 +398,11 @@ class FineTuner:
         if state["global_step"] < MEMORY_STEPS:
             with PeakMemory(self.accelerator.device) as peak:
                 loss = step(micro, state, n)
-            if peak.peak_bytes is not None:
-                state["train_peak"] = max(state.get("train_peak") or 0, peak.peak_bytes)
+            if peak.peak_bytes is not None and peak.net_bytes is not None:
+                # What earlier steps left allocated (optimizer state) counts in later peaks.
+                held = state.get("train_held", 0)
+                state["train_peak"] = max(state.get("train_peak") or 0, held + peak.peak_bytes)
+                state["train_held"] = held + peak.net_bytes
         else:
             loss = step(micro, state, n)
         state["forwarded"] += n * self.passes[0]
