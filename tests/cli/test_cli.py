@@ -274,6 +274,7 @@ def test_compare_end_to_end_then_reuses_finished_runs(tables, tmp_path, capsys, 
     table = (out / "table.md").read_text()
     assert "plain" in table and "balanced" in table
     assert table.strip() in printed  # the printed table is the one written
+    assert "Before fine-tuning, the pretrained model's target accuracy:" in table
     assert f"plot: {out / 'compare.png'}" in printed
     summary_csv = (out / "summary.csv").read_text()
     assert "plain" in summary_csv and "balanced" in summary_csv

@@ -161,3 +161,4 @@ def test_two_processes_make_the_same_decisions(tiny_config, tmp_path, two_proces
     assert ranks[0]["param_sum"] == ranks[1]["param_sum"]
     assert ranks[0]["step_acceptance"] == ranks[1]["step_acceptance"]
     assert 0 < ranks[0]["step_acceptance"] < 1
+

@@ -104,3 +104,10 @@ def test_samples_budget_matches_plain_compute(tiny_config):
     assert result["epochs_run"] == 4
     assert result["backpropagated"] == 2 * 64
     assert len(result["history"]) == 4
+
+
+def test_results_record_the_pretrained_score(tiny_config):
+    tuner = FineTuner(from_dict(TrainConfig, tiny_config))
+    before = tuner.evaluate(tuner.test_split)["accuracy"]
+    result = tuner.train()
+    assert result["initial_test_accuracy"] == before

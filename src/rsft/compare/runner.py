@@ -24,6 +24,7 @@ from rsft.training import FineTuner, TrainConfig
 RECORD_KEYS = (
     "test_accuracy",
     "test_loss",
+    "initial_test_accuracy",
     "acceptance_rate",
     "ess_fraction",
     "violations",
@@ -114,6 +115,12 @@ def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> d
     out = Path(cfg.output_dir)
     files: dict[str, Any] = {}
     table = format_table(rows)
+    before = [r["initial_test_accuracy"] for r in records if r.get("initial_test_accuracy")]
+    if before:
+        table += (
+            f"\nBefore fine-tuning, the pretrained model's target accuracy: "
+            f"{100 * sum(before) / len(before):.1f}% (mean over runs)."
+        )
     if accelerator.is_main_process:
         meta = {"config": to_dict(cfg), "seeds": cfg.seeds}
         files = write_results(records, rows, out, meta=meta)

@@ -302,6 +302,9 @@ class FineTuner:
             "history": [],
         }
         resumed_from = state["global_step"] if state["global_step"] else None
+        if resumed_from is None and self.test_split is not None:
+            # The pretrained model's score: what fine-tuning is measured against.
+            state["initial_test"] = self.evaluate(self.test_split)
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
@@ -545,6 +548,8 @@ class FineTuner:
         if self.test_split is not None:
             ev = self.evaluate(self.test_split)
             result.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
+            if "initial_test" in state:
+                result["initial_test_accuracy"] = state["initial_test"]["accuracy"]
         if acc.is_main_process:
             save_classifier(self.clf, self.output_dir / "model", self.classes)
             atomic_write_text(self.output_dir / "results.json", json.dumps(result, indent=2))
