@@ -152,7 +152,15 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key.sub=value.")
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({problem}). Quote strings "
+                "that start with * & ! or contain ': ', e.g. "
+                "'param_level.patterns=[\"classifier.*\", \"*.bias\"]'."
+            ) from err
         node = out
         parts = key.split(".")
         for part in parts[:-1]:

@@ -219,6 +219,14 @@ def test_train_malformed_override(tables, tmp_path, capsys):
     assert "'optim.lr'" in err and "key.sub=value" in err
 
 
+def test_train_override_that_is_not_yaml(tables, tmp_path, capsys):
+    config = _write_yaml(tmp_path / "cfg.yaml", _train_options(tables))
+    assert main(["train", "-c", config, "param_level.patterns=[classifier.*,*.bias]"]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "Quote strings" in err
+    assert "Traceback" not in err
+
+
 def test_train_config_file_that_is_not_a_mapping(tmp_path, capsys):
     config = tmp_path / "cfg.yaml"
     config.write_text("- just\n- a list\n")

@@ -118,7 +118,7 @@ def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> d
     before = [r["initial_test_accuracy"] for r in records if r.get("initial_test_accuracy")]
     if before:
         table += (
-            f"\nBefore fine-tuning, the pretrained model's target accuracy: "
+            f"\n\nBefore fine-tuning, the pretrained model's target accuracy: "
             f"{100 * sum(before) / len(before):.1f}% (mean over runs)."
         )
     if accelerator.is_main_process:
