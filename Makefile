@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/epoch_cost.py
 	$(PY) benchmarks/selective_cost.py
 	$(PY) benchmarks/rft_throughput.py
+	$(PY) benchmarks/param_level.py
 
 clean:
 	rm -rf $(VENV) data/digits data/arithmetic runs
