@@ -1,4 +1,4 @@
-"""The embedded demo end to end: prepare the digits task, compare two methods (slow)."""
+"""The embedded demo end to end: prepare the digits task, compare three methods (slow)."""
 
 import pytest
 
@@ -24,9 +24,17 @@ def test_prepare_and_compare_on_digits(tmp_path, monkeypatch):
         load_yaml("configs/digits_compare.yaml"), "data/digits", str(tmp_path / "digits")
     )
     config.update(seeds=[0], output_dir=str(tmp_path / "cmp"))
-    config["methods"] = {k: config["methods"][k] for k in ("plain", "rsft-density")}
+    kept = ("plain", "rsft-density", "metropolis")
+    config["methods"] = {k: config["methods"][k] for k in kept}
     out = run_compare(from_dict(CompareConfig, config))
     rows = {r["method"]: r for r in out["summary"]}
     assert rows["plain"]["test_accuracy_mean"] > 0.7
     assert 0.05 < rows["rsft-density"]["acceptance_rate_mean"] < 0.5
+    # Metropolis learns from forward passes only: above the pretrained model, at plain's
+    # number of forwarded samples, with no backward pass.
+    mh = rows["metropolis"]
+    before = out["records"][0]["initial_test_accuracy"]
+    assert mh["test_accuracy_mean"] > before + 0.05
+    assert 0 < mh["step_acceptance_mean"] < 1 and mh["backpropagated_mean"] == 0
+    assert mh["forwarded_mean"] == rows["plain"]["forwarded_mean"]
     assert (tmp_path / "cmp" / "compare.png").is_file()
