@@ -162,3 +162,11 @@ def test_two_processes_make_the_same_decisions(tiny_config, tmp_path, two_proces
     assert ranks[0]["step_acceptance"] == ranks[1]["step_acceptance"]
     assert 0 < ranks[0]["step_acceptance"] < 1
 
+
+
+def test_a_run_stops_on_convergence(tiny_config):
+    # An improvement of 50% is never reached: the run stops `patience` steps after the first.
+    tuner = _tuner(_metropolis(tiny_config, tol=0.5, patience=3))
+    result = tuner.train()
+    assert result["global_step"] == 1 + 3 < 16
+    assert len(result["history"]) == 1
