@@ -629,3 +629,22 @@ def test_state_of_another_seed_is_refused():
     b = Metropolis(small_model(), sigma=0.1, seed=2)
     with pytest.raises(ValueError, match="seed 1, not 2"):
         b.load_state_dict(a.state_dict())
+
+
+def test_run_goes_through_an_iterable_again_and_stops_when_an_iterator_runs_out():
+    model = small_model()
+    seen = []
+
+    class Passes:  # re-iterable, like a DataLoader, and not a Sequence
+        def __iter__(self):
+            return iter([DATA[:8], DATA[8:16]])
+
+    def loss(batch):
+        seen.append(batch)
+        return ((model(batch) - TARGET[: len(batch)]) ** 2).mean()
+
+    mh = Metropolis(model, sigma=0.01, seed=0)
+    assert len(mh.run(loss, Passes(), max_iter=5, progress=False)) == 5
+    assert [torch.equal(b, DATA[:8]) for b in seen[::2]] == [True, False, True, False, True]
+    one_shot = iter([DATA[:8], DATA[8:16], DATA[16:24]])
+    assert len(mh.run(loss, one_shot, max_iter=10, progress=False)) == 3

@@ -17,9 +17,8 @@ mini-batch every step, ΔL is a noisy estimate and the chain is an approximate, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import cycle
 from typing import Any, Literal
 
 import torch
@@ -204,21 +203,23 @@ class Metropolis(SeededStepper):
         max_iter: int = 1000,
         progress: bool = True,
     ) -> list[MetropolisStep]:
-        """Step until ``max_iter`` or convergence; ``loss_fn(batch)`` (or ``loss_fn()``)."""
+        """Step until ``max_iter`` or convergence; ``loss_fn(batch)`` (or ``loss_fn()``).
+
+        ``batches`` is gone through again and again (a list, a DataLoader: nothing is kept in
+        memory); a one-shot iterator ends the run when it runs out.
+        """
         if max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
-        if batches is not None:
-            batches = list(batches) if not isinstance(batches, Sequence) else batches
-            if len(batches) == 0:
-                raise ValueError("batches is empty: give at least one batch (or None).")
-        source = cycle(batches) if batches is not None else None
-        steps = []
+        source = _passes(batches) if batches is not None else None
+        steps: list[MetropolisStep] = []
         bar = tqdm(range(max_iter), desc="metropolis", disable=not progress)
         for _ in bar:
             if source is None:
                 steps.append(self.step(loss_fn))
             else:
-                batch = next(source)
+                batch = next(source, _DONE)
+                if batch is _DONE:
+                    break
                 steps.append(self.step(lambda b=batch: loss_fn(b)))
             bar.set_postfix(loss=f"{steps[-1].loss:.4f}", acc=f"{self.acceptance_rate:.0%}")
             if self.converged:
@@ -248,6 +249,24 @@ class Metropolis(SeededStepper):
         self.coins.set_state(state["coins"])
         self.adapter.load_state_dict(state["adapter"])
         self.convergence.load_state_dict(state["convergence"])
+
+
+_DONE = object()
+
+
+def _passes(batches: Iterable[Any]) -> Iterator[Any]:
+    """Every batch, pass after pass, without keeping them; an empty first pass is an error."""
+    first = True
+    while True:
+        seen = False
+        for batch in batches:
+            seen = True
+            yield batch
+        if not seen:
+            if first:
+                raise ValueError("batches is empty: give at least one batch (or None).")
+            return  # a one-shot iterator has run out
+        first = False
 
 
 def _undo_on_error(move: InPlaceStep, evaluate: Callable[[], Any]) -> Any:
