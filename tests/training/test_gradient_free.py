@@ -163,10 +163,24 @@ def test_two_processes_make_the_same_decisions(tiny_config, tmp_path, two_proces
     assert 0 < ranks[0]["step_acceptance"] < 1
 
 
-
 def test_a_run_stops_on_convergence(tiny_config):
     # An improvement of 50% is never reached: the run stops `patience` steps after the first.
     tuner = _tuner(_metropolis(tiny_config, tol=0.5, patience=3))
     result = tuner.train()
     assert result["global_step"] == 1 + 3 < 16
     assert len(result["history"]) == 1
+
+
+@pytest.mark.parametrize("name", ["metropolis", "zo_sgd"])
+def test_max_iter_stops_the_run(tiny_config, name):
+    tiny_config["optim"] = {"name": name}
+    tiny_config["param_level"] = {"max_iter": 5}
+    result = _tuner(tiny_config).train()
+    assert result["global_step"] == 5 and result["forwarded"] == 5 * 2 * 8
+
+
+def test_max_iter_must_be_positive(tiny_config):
+    tiny_config["optim"] = {"name": "metropolis"}
+    tiny_config["param_level"] = {"max_iter": 0}
+    with pytest.raises(ConfigError, match="max_iter must be >= 1"):
+        from_dict(TrainConfig, tiny_config)

@@ -168,6 +168,11 @@ class ParamLevelConfig:
         help="Undo a rejected step bit for bit (1 byte per tuned parameter) or by "
         "subtracting it again (MeZO: no memory, exact within rounding).",
     )
+    max_iter: int | None = opt(
+        None,
+        help="Stop after this many steps (proposals), or at the run's budget (epochs, "
+        "budget), whichever comes first.",
+    )
     tol: float = opt(0.0, help="Convergence: the smallest relative improvement of the loss.")
     patience: int = opt(
         0, help="Stop when the smoothed loss has not improved by tol in this many steps (0: off)."
@@ -188,6 +193,8 @@ class ParamLevelConfig:
             )
         if self.patience < 0:
             raise ConfigError("param_level.patience must be >= 0.")
+        if self.max_iter is not None and self.max_iter < 1:
+            raise ConfigError(f"param_level.max_iter must be >= 1, got {self.max_iter}.")
 
 
 MODEL_AWARE = ("confidence", "loss_percentile", "model_function")

@@ -28,6 +28,8 @@ def build_stepper(
 ) -> Metropolis | ZerothOrderSGD:
     """The method, on the parameters param_level.patterns (or model.freeze) selects."""
     pl, name = cfg.param_level, cfg.optim.name
+    if pl.max_iter:
+        total_steps = min(total_steps, pl.max_iter)
     if name == "mala" and num_processes > 1:
         raise ConfigError("optim.name: mala runs in one process; launch it without DDP.")
     patterns = pl.patterns or None

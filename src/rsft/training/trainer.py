@@ -385,8 +385,12 @@ class FineTuner:
         return losses
 
     def _budget_spent(self, state: dict) -> bool:
-        if self.gradient_free and getattr(self.optimizer, "converged", False):
-            return True
+        if self.gradient_free:
+            max_iter = self.config.param_level.max_iter
+            if getattr(self.optimizer, "converged", False) or (
+                max_iter and self.optimizer.t >= max_iter
+            ):
+                return True
         return self.sample_budget is not None and state[self.budget_key] >= self.sample_budget
 
     def _after_step(self, state: dict) -> None:
