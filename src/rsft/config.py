@@ -159,7 +159,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(
                 f"override {item!r}: the value is not valid YAML ({problem}). Quote strings "
                 "that start with * & ! or contain ': ', e.g. "
-                "'param_level.patterns=[\"classifier.*\", \"*.bias\"]'."
+                '\'param_level.patterns=["classifier.*", "*.bias"]\'.'
             ) from err
         node = out
         parts = key.split(".")

@@ -68,8 +68,15 @@ def test_one_round_writes_every_stage_and_fine_tunes(rft_config):
     changed = [k for k in base if not torch.equal(base[k], tuned[k])]
     assert len(changed) == len(base), "full fine-tuning trains every weight"
 
-    for name in ("round_0/eval.json", "round_1/eval.json", "results.json", "summary.md",
-                 "pass_at_1.png", "config.yaml", "state.json"):
+    for name in (
+        "round_0/eval.json",
+        "round_1/eval.json",
+        "results.json",
+        "summary.md",
+        "pass_at_1.png",
+        "config.yaml",
+        "state.json",
+    ):
         assert (out / name).is_file(), name
     assert not (rnd / "chunks").exists() and not (rnd / "sft" / "trainer").exists()
     row = result["rounds"][0]
@@ -132,11 +139,16 @@ def test_killed_generation_resumes_after_its_last_saved_chunk(rft_config, tmp_pa
     killed_dir = tmp_path / "killed"
     cfg_path = tmp_path / "killed.yaml"
     cfg_path.write_text(yaml.safe_dump(dict(rft_config, output_dir=str(killed_dir))))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     cmd = [sys.executable, "-m", "rsft.cli.main", "rft", "--config", str(cfg_path)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     chunks = killed_dir / "round_1" / "chunks"
     killer(proc, lambda: chunks.is_dir() and any(chunks.glob("*.jsonl")))
     first = sorted(chunks.glob("*.jsonl"))[0]

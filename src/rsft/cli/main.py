@@ -71,8 +71,10 @@ def cmd_rft(args: argparse.Namespace) -> int:
     print()
     print(result["table"])
     out = cfg.output_dir
-    print(f"\nresults: {out}/results.json   plot: {out}/pass_at_1.png   "
-          f"final model: {result['final_model']}")
+    print(
+        f"\nresults: {out}/results.json   plot: {out}/pass_at_1.png   "
+        f"final model: {result['final_model']}"
+    )
     return 0
 
 

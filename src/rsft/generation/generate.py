@@ -111,8 +111,9 @@ class TransformersGenerator(Generator):
     """Batched sampling with ``model.generate``: prompts sorted by length (less padding),
     ``n`` sequences per prompt in one call, answers put back in the callers' order."""
 
-    def __init__(self, path: str | Path, *, dtype: str = "auto", device: str = "auto",
-                 batch_size: int = 64) -> None:
+    def __init__(
+        self, path: str | Path, *, dtype: str = "auto", device: str = "auto", batch_size: int = 64
+    ) -> None:
         from transformers import AutoModelForCausalLM
 
         from rsft.data.datasets_io import quiet
@@ -141,15 +142,21 @@ class TransformersGenerator(Generator):
         sample_args: dict[str, Any] = (
             {"do_sample": False}
             if sampling.greedy
-            else {"do_sample": True, "temperature": sampling.temperature,
-                  "top_p": sampling.top_p, "top_k": 0}  # top_k 0: sample from q itself
+            else {
+                "do_sample": True,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": 0,
+            }  # top_k 0: sample from q itself
         )
-        bar = tqdm(total=len(texts) * n, desc="generate", unit="seq", disable=not progress,
-                   leave=False)
+        bar = tqdm(
+            total=len(texts) * n, desc="generate", unit="seq", disable=not progress, leave=False
+        )
         for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
-            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(self.device)
+            enc = tok(
+                [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.device)
             seqs = self.model.generate(
                 **enc,
                 max_new_tokens=sampling.max_new_tokens,
@@ -195,8 +202,9 @@ class VLLMGenerator(Generator):
         return [[o.text.strip() for o in r.outputs] for r in results]
 
 
-def make_generator(path: str | Path, *, backend: str, dtype: str, device: str, batch_size: int,
-                   seed: int) -> Generator:
+def make_generator(
+    path: str | Path, *, backend: str, dtype: str, device: str, batch_size: int, seed: int
+) -> Generator:
     """The backend named by ``generation.backend`` (auto: vLLM where it can run)."""
     if backend == "vllm" and not vllm_usable():
         raise RuntimeError(

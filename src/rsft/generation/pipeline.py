@@ -143,8 +143,13 @@ class RFTPipeline:
         if todo:
             t0 = time.perf_counter()
             gen = self._generator(model)
-            bar = tqdm(total=len(p), initial=(len(starts) - len(todo)) * g.chunk_prompts,
-                       desc=f"round {rnd}: generate", unit="prompt", disable=not self.cfg.progress)
+            bar = tqdm(
+                total=len(p),
+                initial=(len(starts) - len(todo)) * g.chunk_prompts,
+                desc=f"round {rnd}: generate",
+                unit="prompt",
+                disable=not self.cfg.progress,
+            )
             for c in todo:
                 lo, hi = starts[c], min(starts[c] + g.chunk_prompts, len(p))
                 convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts[lo:hi]]
@@ -152,8 +157,13 @@ class RFTPipeline:
                 sampling = Sampling(g.k, g.temperature, g.top_p, g.max_new_tokens, seed=seed)
                 outs = gen.generate(convs, sampling)
                 rows = [
-                    {"prompt_id": p.ids[i], "prompt": p.texts[i], "reference": p.references[i],
-                     "sample": j, "completion": text}
+                    {
+                        "prompt_id": p.ids[i],
+                        "prompt": p.texts[i],
+                        "reference": p.references[i],
+                        "sample": j,
+                        "completion": text,
+                    }
                     for i, texts in zip(range(lo, hi), outs)
                     for j, text in enumerate(texts)
                 ]
@@ -191,11 +201,20 @@ class RFTPipeline:
         groups = [r["prompt_id"] for r in rows]
         gen = torch.Generator().manual_seed(_seed(self.cfg.seed, rnd, 1))
         chosen = select(
-            s.rule, result.rewards, groups, threshold=s.threshold, beta=s.beta, r_max=s.r_max,
-            fraction=s.fraction, generator=gen,
+            s.rule,
+            result.rewards,
+            groups,
+            threshold=s.threshold,
+            beta=s.beta,
+            r_max=s.r_max,
+            fraction=s.fraction,
+            generator=gen,
         )
         kept = deduplicate(
-            groups, [r["completion"] for r in rows], chosen.accepted, mode=s.dedup,
+            groups,
+            [r["completion"] for r in rows],
+            chosen.accepted,
+            mode=s.dedup,
             max_per_group=s.max_per_prompt,
         )
         for r, reward, err, acc, keep in zip(
@@ -216,7 +235,10 @@ class RFTPipeline:
         }
         if s.control == "random":
             ctrl = select(
-                "random", result.rewards, groups, size=n_kept,
+                "random",
+                result.rewards,
+                groups,
+                size=n_kept,
                 generator=torch.Generator().manual_seed(_seed(self.cfg.seed, rnd, 2)),
             )
             for r, c in zip(rows, ctrl.accepted):
@@ -258,8 +280,14 @@ class RFTPipeline:
             )
         t0 = time.perf_counter()
         model = sft_train(
-            start, records, out, self.cfg.sft, seed=_seed(self.cfg.seed, rnd, 3),
-            dtype=self.cfg.model.dtype, device=self.cfg.model.device, progress=self.cfg.progress,
+            start,
+            records,
+            out,
+            self.cfg.sft,
+            seed=_seed(self.cfg.seed, rnd, 3),
+            dtype=self.cfg.model.dtype,
+            device=self.cfg.model.device,
+            progress=self.cfg.progress,
         )
         self._timed("train", t0)
         return model
@@ -275,9 +303,9 @@ class RFTPipeline:
         convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts]
         max_new = e.max_new_tokens or g.max_new_tokens
         show = self.cfg.progress
-        greedy = [o[0] for o in gen.generate(
-            convs, Sampling(max_new_tokens=max_new, greedy=True), show
-        )]
+        greedy = [
+            o[0] for o in gen.generate(convs, Sampling(max_new_tokens=max_new, greedy=True), show)
+        ]
         sampled: list[list[str]] = []
         if e.k > 0:
             seed = _seed(self.cfg.seed, 0, 4)
@@ -306,10 +334,7 @@ class RFTPipeline:
         metrics[f"distinct_{e.distinct_n}"] = distinct_n(texts_for_diversity, e.distinct_n)
         atomic_write_jsonl(
             out / f"{name}_generations.jsonl",
-            [
-                {"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]}
-                for i in range(n)
-            ],
+            [{"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]} for i in range(n)],
         )
         write_json(path, metrics)
         return metrics

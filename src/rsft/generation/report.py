@@ -17,12 +17,19 @@ def format_rounds(results: Mapping[str, Any]) -> str:
     distinct-n of the held-out answers, and the random control's pass@1 when it ran."""
     rounds = results["rounds"]
     base = results["base_eval"]
-    k_key = next((k for k in base if k.startswith("pass@") and k[5:].isdigit() and k != "pass@1"),
-                 None)
+    k_key = next(
+        (k for k in base if k.startswith("pass@") and k[5:].isdigit() and k != "pass@1"), None
+    )
     d_key = next(k for k in base if k.startswith("distinct_"))
     control = any("control_eval" in r for r in rounds)
-    head = ["round", "candidates", "accepted", "kept (unique)", "prompts kept",
-            "pass@1 before → after"]
+    head = [
+        "round",
+        "candidates",
+        "accepted",
+        "kept (unique)",
+        "prompts kept",
+        "pass@1 before → after",
+    ]
     if k_key:
         head.append(f"{k_key} after")
     head.append(f"{d_key.replace('_', '-')} after")
@@ -73,8 +80,12 @@ def plot_rounds(results: Mapping[str, Any], out_png: str | os.PathLike[str]) -> 
     ax.plot(xs, [100 * y for y in ys], "o-", label="rejection-sampled")
     ctrl = [(r["round"], r["control_eval"]["pass@1"]) for r in rounds if "control_eval" in r]
     if ctrl:
-        ax.plot([c[0] for c in ctrl], [100 * c[1] for c in ctrl], "s--",
-                label="random control (same size)")
+        ax.plot(
+            [c[0] for c in ctrl],
+            [100 * c[1] for c in ctrl],
+            "s--",
+            label="random control (same size)",
+        )
     ax.set_xlabel("round")
     ax.set_ylabel("held-out pass@1 (%)")
     ax.set_xticks(xs)
