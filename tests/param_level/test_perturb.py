@@ -254,3 +254,51 @@ def test_large_tensors_are_stepped_in_chunks_and_restored_exactly(monkeypatch):
     step.undo()
     for p, b in zip(params, before):
         assert same_bits(p, b)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_scalar_parameter_is_stepped_and_restored(exact):
+    params = [torch.tensor(2.6592), torch.randn(4), torch.tensor(-0.0)]
+    before = [p.clone() for p in params]
+    step = InPlaceStep(params, seed=3, scale=1e-2, exact=exact)
+    step.apply()
+    assert not torch.equal(params[0], before[0])
+    step.undo()
+    if exact:
+        assert all(same_bits(p, b) for p, b in zip(params, before))
+    else:
+        assert all(torch.allclose(p, b, atol=1e-6) for p, b in zip(params, before))
+
+
+def test_a_scalar_that_needs_its_whole_value_kept_is_restored():
+    p = torch.tensor(1e-30)  # a step of 1.0 swamps it: (p + 1) - 1 is 0, not 1e-30
+    step = InPlaceStep([p], seed=0, scale=1.0)
+    step.apply()
+    assert step._fixes[0].index.numel() == 1
+    step.undo()
+    assert same_bits(p, torch.tensor(1e-30))
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_failure_during_apply_leaves_every_tensor_as_it_was(exact, monkeypatch):
+    import rsft.param_level.perturb as perturb
+
+    params = [torch.randn(10), torch.randn(10), torch.randn(10)]
+    before = [p.clone() for p in params]
+    real = perturb.noise
+    calls = []
+
+    def failing_noise(param, seed, index):
+        calls.append(index)
+        if len(calls) == 3:  # the third tensor's noise: out of memory
+            raise MemoryError("out of memory")
+        return real(param, seed, index)
+
+    monkeypatch.setattr(perturb, "noise", failing_noise)
+    step = InPlaceStep(params, seed=1, scale=0.1, exact=exact)
+    with pytest.raises(MemoryError):
+        step.apply()
+    monkeypatch.setattr(perturb, "noise", real)
+    assert not step.applied
+    for p, b in zip(params, before):
+        assert same_bits(p, b) if exact else torch.allclose(p, b, atol=1e-6)

@@ -8,7 +8,7 @@ memory is that of inference plus one byte per tuned parameter.
 
 ``proposal="mala"`` adds the gradient (a Langevin step θ - (σ²/2)∇U + σz, U = L/T) and the
 Hastings correction q(θ|θ')/q(θ'|θ) that keeps the target exact; it costs two backward
-passes and a stored gradient per step.
+passes per step and holds two gradients at its peak (at θ, to undo the step, and at θ').
 
 With a fixed batch (or a deterministic L) the chain samples exp(-L/T) exactly. With a new
 mini-batch every step, ΔL is a noisy estimate and the chain is an approximate, noisy MH.
@@ -134,7 +134,7 @@ class Metropolis(SeededStepper):
         temp = self.temperature(self.t)
         propose = self._mala if self.proposal == "mala" else self._random_walk
         loss, proposed, log_alpha, move = propose(closure, temp)
-        ok = bool(accept(torch.tensor([log_alpha]), 0.0, self.coins)[0])
+        ok = bool(accept(torch.tensor([log_alpha], dtype=torch.float64), 0.0, self.coins)[0])
         move.commit() if ok else move.undo()
         self.proposed += 1
         self.accepted += int(ok)
@@ -167,17 +167,18 @@ class Metropolis(SeededStepper):
         move.apply()
         proposed, g1 = _undo_on_error(move, lambda: self._loss_and_grad(closure))
         # log q(θ|θ') - log q(θ'|θ); θ - θ' + (ε²/2)∇U(θ') = -εz + (ε²/2)(∇U(θ) + ∇U(θ')).
-        fwd = rev = 0.0
+        diff = 0.0
         with torch.no_grad():
             for i, (a, b) in enumerate(zip(g0, g1)):
                 for z, span in move.z_pieces(i):
-                    ga = a if span is None else a.reshape(-1)[span]
-                    gb = b if span is None else b.reshape(-1)[span]
-                    ez = z.mul_(eps)
-                    fwd += float(ez.double().pow(2).sum())
-                    r = (ga + gb).mul_(0.5 * eps * eps / temp).sub_(ez)
-                    rev += float(r.double().pow(2).sum())
-        hastings = (fwd - rev) / (2 * eps * eps)
+                    # In float64: in bf16 the gradient term would vanish below εz's last bit.
+                    ga = (a if span is None else a.reshape(-1)[span]).double()
+                    gb = (b if span is None else b.reshape(-1)[span]).double()
+                    ez = z.double().mul_(eps)
+                    shift = (ga + gb).mul_(0.5 * eps * eps / temp)
+                    # ‖εz‖² - ‖shift - εz‖² = shift·(2εz - shift), without the cancellation.
+                    diff += float((shift * (2 * ez - shift)).sum())
+        hastings = diff / (2 * eps * eps)
         log_alpha = _log_ratio(loss, proposed, temp)
         return loss, proposed, log_alpha + hastings if math.isfinite(log_alpha) else log_alpha, move
 
@@ -236,6 +237,7 @@ class Metropolis(SeededStepper):
             "coins": self.coins.get_state(),
             "adapter": self.adapter.state_dict(),
             "convergence": self.convergence.state_dict(),
+            "converged": self.converged,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -249,6 +251,7 @@ class Metropolis(SeededStepper):
         self.coins.set_state(state["coins"])
         self.adapter.load_state_dict(state["adapter"])
         self.convergence.load_state_dict(state["convergence"])
+        self.converged = bool(state.get("converged", False))
 
 
 _DONE = object()

@@ -116,41 +116,62 @@ class InPlaceStep:
     def apply(self) -> None:
         if self.applied:
             raise RuntimeError("this step is already applied.")
-        fixes = []
-        for i in range(len(self.params)):
-            for piece, d in self.pieces(i):
-                if not self.exact:
-                    piece.add_(d)
-                    continue
-                view = _INT_VIEW[piece.element_size()]
-                old = piece.detach().view(view).clone()
-                piece.add_(d)
-                back = torch.sub(piece, d).view(view)  # exactly what undo() will compute
-                diff = old - back  # wraps for huge differences; those fail the check below
-                small = diff.clamp(-127, 127).to(torch.int8)
-                bad = (back + small.to(view)) != old
-                index = bad.flatten().nonzero().flatten()
-                fixes.append(_Fix(small, index, old.flatten()[index]))
-                del old, back, diff, bad
+        fixes: list[_Fix] = []
+        done = [0]  # pieces stepped so far
+        try:
+            self._apply(fixes, done)
+        except BaseException:
+            # Out of memory mid-way: put back the pieces already stepped, then re-raise.
+            self._fixes, self.applied = (fixes if self.exact else None), True
+            self.undo(pieces=done[0])
+            raise
         self._fixes = fixes if self.exact else None
         self.applied = True
 
+    def _apply(self, fixes: list[_Fix], done: list[int]) -> None:
+        for i in range(len(self.params)):
+            for piece, d in self.pieces(i):
+                if self.exact:
+                    # Everything is computed before the piece changes, so a failure (out of
+                    # memory) leaves each piece either stepped with its record, or untouched.
+                    view = _INT_VIEW[piece.element_size()]
+                    new = piece + d
+                    back = torch.sub(new, d).view(view)  # exactly what undo() will compute
+                    old = piece.detach().view(view)
+                    diff = old - back  # wraps for huge differences; they fail the check below
+                    small = diff.clamp(-127, 127).to(torch.int8)
+                    index = ((back + small.to(view)) != old).flatten().nonzero().flatten()
+                    fix = _Fix(small, index, old.flatten()[index])
+                    del back, diff
+                    piece.copy_(new)
+                    fixes.append(fix)
+                else:
+                    piece.add_(d)
+                done[0] += 1
+
     @torch.no_grad()
-    def undo(self) -> None:
-        """Restore θ: bit for bit when exact, within rounding otherwise."""
+    def undo(self, pieces: int | None = None) -> None:
+        """Restore θ: bit for bit when exact, within rounding otherwise (``pieces``: only the
+        first so many, after a failed apply)."""
         if not self.applied:
             raise RuntimeError("undo() before apply().")
         k = 0
         for i in range(len(self.params)):
             for piece, d in self.pieces(i):
+                if pieces is not None and k >= pieces:
+                    break
                 piece.sub_(d)
+                k += 1
                 if self._fixes is not None:
-                    fix = self._fixes[k]
-                    k += 1
+                    fix = self._fixes[k - 1]
                     bits = piece.view(_INT_VIEW[piece.element_size()])
                     bits.add_(fix.small.to(bits.dtype))
-                    # index is in logical (row-major) order: right for any memory layout.
-                    bits[torch.unravel_index(fix.index, bits.shape)] = fix.bits
+                    if fix.index.numel() == 0:
+                        continue
+                    if bits.dim() == 0:  # a scalar parameter (a logit scale, a gate)
+                        bits.copy_(fix.bits.reshape(()))
+                    else:  # index is in logical (row-major) order: any memory layout works
+                        bits[torch.unravel_index(fix.index, bits.shape)] = fix.bits
         self._fixes = None
         self.applied = False
 

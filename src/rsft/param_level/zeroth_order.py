@@ -8,6 +8,7 @@ both move the parameters with forward passes only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from rsft.param_level.metropolis import Closure, SeededStepper, _value
 from rsft.param_level.perturb import InPlaceStep
+from rsft.param_level.schedules import Convergence
 
 
 class ZerothOrderSGD(SeededStepper):
@@ -27,11 +29,15 @@ class ZerothOrderSGD(SeededStepper):
         lr: float = 1e-3,
         eps: float = 1e-3,
         seed: int = 0,
+        tol: float = 0.0,
+        patience: int = 0,
     ) -> None:
         super().__init__(params, patterns, eps, seed)
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}.")
         self.lr = float(lr)
+        self.convergence = Convergence(tol, patience)
+        self.converged = False
 
     @torch.no_grad()
     def step(self, closure: Closure) -> float:
@@ -46,14 +52,25 @@ class ZerothOrderSGD(SeededStepper):
         move(-2 * eps)
         minus = _value(closure())
         g = (plus - minus) / (2 * eps)
-        move(eps - self.lr * g)  # back to θ, and the step, in one pass
+        # Back to θ and the step in one pass; a non-finite estimate only goes back.
+        move(eps - self.lr * g if math.isfinite(g) else eps)
         self.t += 1
-        return (plus + minus) / 2
+        loss = (plus + minus) / 2
+        self.converged = self.convergence.update(loss)
+        return loss
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "t": self.t}
+        return {
+            "seed": self.seed,
+            "t": self.t,
+            "converged": self.converged,
+            "convergence": self.convergence.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state.get("seed", self.seed)) != self.seed:
             raise ValueError(f"this state comes from seed {state['seed']}, not {self.seed}.")
         self.t = int(state["t"])
+        self.converged = bool(state.get("converged", False))
+        if "convergence" in state:
+            self.convergence.load_state_dict(state["convergence"])
