@@ -67,7 +67,8 @@ def test_gradient_free_methods_lower_the_training_loss(
     tiny_config, name, param_level, epochs, drop
 ):
     tiny_config["optim"] = {"name": name, "lr": 0.02}
-    tiny_config["param_level"] = {"temperature": 1e-4, **param_level}  # T ~ 1/N: greedy
+    greedy = {} if name == "zo_sgd" else {"temperature": 1e-4}  # T ~ 1/N: greedy
+    tiny_config["param_level"] = {**greedy, **param_level}
     tiny_config.update(epochs=epochs, batch_size=16)
     result = _tuner(tiny_config).train()
     losses = result["step_losses"]
@@ -184,3 +185,56 @@ def test_max_iter_must_be_positive(tiny_config):
     tiny_config["param_level"] = {"max_iter": 0}
     with pytest.raises(ConfigError, match="max_iter must be >= 1"):
         from_dict(TrainConfig, tiny_config)
+
+
+@pytest.mark.parametrize(
+    ("name", "param_level"),
+    [("zo_sgd", {"max_iter": 5}), ("metropolis", {"tol": 0.5, "patience": 3})],
+)
+def test_a_run_that_stopped_early_is_not_extended_when_run_again(tiny_config, name, param_level):
+    # The rerun resumes from the last checkpoint, which already holds the stopped run.
+    tiny_config["optim"] = {"name": name}
+    tiny_config["param_level"] = param_level
+    first = _tuner(tiny_config).train()
+    again = _tuner(tiny_config).train()
+    assert again["global_step"] == first["global_step"] < 16
+    assert again["step_losses"] == first["step_losses"]
+    assert again["epochs_run"] == len(again["history"]) == 1
+
+
+def test_zo_sgd_stops_on_convergence(tiny_config):
+    tiny_config["optim"] = {"name": "zo_sgd"}
+    tiny_config["param_level"] = {"tol": 0.5, "patience": 3}
+    assert _tuner(tiny_config).train()["global_step"] == 1 + 3
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        ({"optim": {"name": "zo_sgd"}, "param_level": {"temperature": 0.1}}, "temperature"),
+        ({"optim": {"name": "zo_sgd"}, "param_level": {"restore": "subtract"}}, "restore"),
+        ({"optim": {"name": "sgd"}, "param_level": {"sigma": 0.1}}, "param_level.sigma"),
+        ({"optim": {"name": "metropolis", "weight_decay": 0.1}}, "optim.weight_decay"),
+        ({"optim": {"name": "zo_sgd", "max_grad_norm": 1.0}}, "optim.max_grad_norm"),
+        (
+            {"optim": {"name": "metropolis"}, "param_level": {"temperature_end": 0.1}},
+            "needs a param_level.temperature_schedule",
+        ),
+    ],
+)
+def test_options_the_method_would_ignore_are_refused(tiny_config, over, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(TrainConfig, {**tiny_config, **over})
+
+
+def test_mala_refuses_several_processes_before_any_work(tiny_config, monkeypatch):
+    import rsft.training.trainer as trainer
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights were computed before the check")
+
+    monkeypatch.setattr(trainer, "compute_weights", no_weights)
+    monkeypatch.setattr("accelerate.Accelerator.num_processes", property(lambda self: 2))
+    tiny_config["optim"] = {"name": "mala"}
+    with pytest.raises(ConfigError, match="mala runs in one process"):
+        _tuner(tiny_config)

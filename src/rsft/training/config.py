@@ -6,6 +6,7 @@ top-level run options. Bad combinations fail in ``__post_init__`` with a message
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -186,6 +187,11 @@ class ParamLevelConfig:
             SigmaAdapter(self.target_acceptance, self.adapt_every, self.adapt_gain)
         except ValueError as err:
             raise ConfigError(f"param_level: {err}") from err
+        if self.temperature_schedule == "constant" and self.temperature_end is not None:
+            raise ConfigError(
+                "param_level.temperature_end needs a param_level.temperature_schedule "
+                "(linear, geometric or cosine) to anneal towards it."
+            )
         if self.temperature_schedule != "constant" and self.temperature_end is None:
             raise ConfigError(
                 f"param_level.temperature_schedule: {self.temperature_schedule} needs "
@@ -326,12 +332,48 @@ class TrainConfig:
     num_workers: int = opt(0, help="DataLoader worker processes.")
     progress: bool = opt(True, help="Show progress bars and per-epoch lines.")
 
+    def _check_param_level(self) -> None:
+        """Options that the chosen method would silently ignore are an error, not a no-op."""
+        name, pl = self.optim.name, self.param_level
+        changed = {
+            f.name
+            for f in dataclasses.fields(ParamLevelConfig)
+            if getattr(pl, f.name) != getattr(ParamLevelConfig(), f.name)
+        }
+        applies = {
+            "metropolis": changed,
+            "mala": changed,
+            "zo_sgd": {"patterns", "sigma", "max_iter", "tol", "patience"},
+        }.get(name, set())
+        ignored = sorted(changed - applies)
+        if ignored:
+            which = "zo_sgd" if name == "zo_sgd" else f"optim.name: {name}"
+            raise ConfigError(
+                f"{', '.join('param_level.' + k for k in ignored)} do(es) not apply to {which}: "
+                "param_level sets metropolis and mala (all of it) and zo_sgd (patterns, sigma, "
+                "max_iter, tol, patience). Remove it, or choose the method it belongs to."
+            )
+        if name in PARAM_LEVEL:
+            o, default = self.optim, OptimConfig()
+            unused = [
+                k
+                for k in ("weight_decay", "max_grad_norm", "nesterov", "warmup_steps")
+                if getattr(o, k) != getattr(default, k)
+            ]
+            if unused:
+                raise ConfigError(
+                    f"{', '.join('optim.' + k for k in unused)} do(es) not apply to "
+                    f"optim.name: {name}, which takes no gradient step with an optimizer "
+                    "(optim.lr is zo_sgd's step size; the rest are ignored). Remove it."
+                )
+
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0.")
+        self._check_param_level()
         if self.optim.name in PARAM_LEVEL:
             if self.optim.scheduler != "constant":
                 raise ConfigError(

@@ -16,11 +16,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsft.config import ConfigError
-from rsft.param_level import Metropolis, TemperatureSchedule, ZerothOrderSGD
+from rsft.param_level import (
+    Metropolis,
+    TemperatureSchedule,
+    ZerothOrderSGD,
+    select_parameters,
+)
 from rsft.training.config import TrainConfig
 
 # (forward passes, backward passes) per sample and step, for the forward-pass budget.
 PASSES = {"metropolis": (2, 0), "zo_sgd": (2, 0), "mala": (2, 2)}
+
+
+def check_method(cfg: TrainConfig, model: nn.Module, num_processes: int) -> None:
+    """What can only be checked with the model and the launch: fails before any work."""
+    if cfg.optim.name == "mala" and num_processes > 1:
+        raise ConfigError("optim.name: mala runs in one process; launch it without DDP.")
+    select_parameters(model, cfg.param_level.patterns or None)
 
 
 def build_stepper(
@@ -30,12 +42,16 @@ def build_stepper(
     pl, name = cfg.param_level, cfg.optim.name
     if pl.max_iter:
         total_steps = min(total_steps, pl.max_iter)
-    if name == "mala" and num_processes > 1:
-        raise ConfigError("optim.name: mala runs in one process; launch it without DDP.")
     patterns = pl.patterns or None
     if name == "zo_sgd":
         stepper: Metropolis | ZerothOrderSGD = ZerothOrderSGD(
-            model, patterns=patterns, lr=cfg.optim.lr, eps=pl.sigma, seed=cfg.seed
+            model,
+            patterns=patterns,
+            lr=cfg.optim.lr,
+            eps=pl.sigma,
+            seed=cfg.seed,
+            tol=pl.tol,
+            patience=pl.patience,
         )
     else:
         temperature = TemperatureSchedule(

@@ -37,7 +37,7 @@ from rsft.param_level import Metropolis
 from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
 from rsft.training.config import PARAM_LEVEL, TrainConfig
-from rsft.training.gradient_free import PASSES, batch_loss, build_stepper
+from rsft.training.gradient_free import PASSES, batch_loss, build_stepper, check_method
 from rsft.training.model_aware import ModelAwareRejection
 
 # Optimizer steps profiled for peak memory (the first creates the optimizer state).
@@ -101,6 +101,8 @@ class FineTuner:
             trainable_patterns=cfg.model.trainable_patterns,
         )
         self.clf.model.to(acc.device)
+        if cfg.optim.name in PARAM_LEVEL:  # before the weights: a bad pattern fails now
+            check_method(cfg, self.clf.model, acc.num_processes)
 
         # 3. Per-sample weights (known before training) and the sampler that uses them.
         self.weights, self.weight_info = compute_weights(
@@ -309,6 +311,8 @@ class FineTuner:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
         for epoch in range(state["epoch"], self.epochs):
+            if self._budget_spent(state):  # a resumed run that had already stopped early
+                break
             self.sampler.set_epoch(epoch)
             if state["step_in_epoch"] == 0 and isinstance(self.optimizer, Metropolis):
                 state["epoch_proposals"] = [self.optimizer.proposed, self.optimizer.accepted]
@@ -340,6 +344,8 @@ class FineTuner:
         losses: list[float] = []
         bar = self._bar(range(math.ceil(len(self.sampler) / (cfg.batch_size * k))), epoch)
         for _ in bar:
+            if self._budget_spent(state):
+                break
             micro = [self._to_device(b) for b in islice(batches, k)]
             if not micro:
                 break
@@ -350,8 +356,6 @@ class FineTuner:
             losses.append(self._step(list(zip(micro, weights)), state, n))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             self._after_step(state)
-            if self._budget_spent(state):
-                break
         return losses
 
     def _model_aware_epoch(self, epoch: int, state: dict) -> list[float]:
@@ -438,9 +442,9 @@ class FineTuner:
             last = ckpt.latest_checkpoint(self.output_dir)
             raise NonFiniteLossError(
                 f"the training loss is {loss} at epoch {state['epoch'] + 1}, step "
-                f"{state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}). Lower "
-                "optim.lr (or param_level.sigma), set optim.max_grad_norm, or check the inputs "
-                f"for extreme values. Last checkpoint: {last or 'none'}."
+                f"{state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}). "
+                f"{_NON_FINITE_FIX.get(self.config.optim.name, _NON_FINITE_FIX['sgd'])} "
+                f"Last checkpoint: {last or 'none'}."
             )
 
     def _optimizer_step(
@@ -488,7 +492,8 @@ class FineTuner:
             "train_loss": sum(losses) / len(losses) if losses else math.nan,
             "accepted": stats.accepted,
             "acceptance_rate": stats.acceptance_rate,
-            "forwarded": state["forwarded"],
+            # With the forwards that computed the weights, as the run's total counts them.
+            "forwarded": state["forwarded"] + self.weight_info.get("scoring_forwarded", 0),
         }
         if isinstance(self.optimizer, Metropolis):
             mh = self.optimizer
@@ -524,7 +529,7 @@ class FineTuner:
             "train_time": state["train_time"],
             "wall_time": self.setup_time + state["train_time"],
             "global_step": state["global_step"],
-            "epochs_run": self.epochs,
+            "epochs_run": len(state["history"]),
             "resumed_from_step": resumed_from,
             "step_losses": state["step_losses"],
             "history": state["history"],
@@ -574,6 +579,17 @@ class FineTuner:
                 memory_vs_inference=(weights + train) / (weights + inference),
             )
         return out
+
+
+_NON_FINITE_FIX = {
+    "sgd": "Lower optim.lr, set optim.max_grad_norm, or check the inputs for extreme values.",
+    "metropolis": "The loss at the current parameters is not finite: check the inputs for "
+    "extreme values, or lower param_level.sigma (and keep param_level.target_acceptance set).",
+    "mala": "Lower param_level.sigma or raise param_level.temperature (the gradient step is "
+    "sigma²/(2T) times the gradient), or check the inputs for extreme values.",
+    "zo_sgd": "Lower optim.lr (the step is lr times the estimate times a noise vector of norm "
+    "sqrt(d)) or param_level.sigma, or check the inputs for extreme values.",
+}
 
 
 def _mean(values: list[float]) -> float:
