@@ -648,3 +648,27 @@ def test_run_goes_through_an_iterable_again_and_stops_when_an_iterator_runs_out(
     assert [torch.equal(b, DATA[:8]) for b in seen[::2]] == [True, False, True, False, True]
     one_shot = iter([DATA[:8], DATA[8:16], DATA[16:24]])
     assert len(mh.run(loss, one_shot, max_iter=10, progress=False)) == 3
+
+
+def test_mala_hastings_term_survives_bfloat16():
+    """The gradient part of the reverse proposal is far below εz's last bf16 bit here; it must
+    still count (it is computed in float32 and summed in float64)."""
+    d, eps, temp = 20_000, 0.05, 1.0
+    theta = nn.Parameter(torch.full((d,), 0.5, dtype=torch.bfloat16))
+    seen = []
+
+    def closure():
+        seen.append(theta.detach().double().clone())
+        return 0.5 * (theta.float() ** 2).sum()
+
+    mh = Metropolis([theta], sigma=eps, temperature=temp, proposal="mala", seed=0)
+    rec = mh.step(closure)
+    th0, th1 = seen
+    g0 = th0.to(torch.bfloat16).double()  # the gradients, as bf16 gives them
+    g1 = th1.to(torch.bfloat16).double()
+    z = (th1 - th0 + 0.5 * eps**2 * g0) / eps
+    shift = 0.5 * eps**2 * (g0 + g1)
+    want_hastings = float((shift * (2 * eps * z - shift)).sum()) / (2 * eps**2)
+    got_hastings = rec.log_alpha + (rec.proposed_loss - rec.loss) / temp
+    assert abs(want_hastings) > 5  # a term that matters
+    assert got_hastings == pytest.approx(want_hastings, rel=0.05)

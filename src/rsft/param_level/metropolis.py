@@ -170,14 +170,16 @@ class Metropolis(SeededStepper):
         diff = 0.0
         with torch.no_grad():
             for i, (a, b) in enumerate(zip(g0, g1)):
+                # At least float32 (in bf16 the gradient term would vanish below εz's last
+                # bit), summed in float64.
+                dtype = torch.promote_types(a.dtype, torch.float32)
                 for z, span in move.z_pieces(i):
-                    # In float64: in bf16 the gradient term would vanish below εz's last bit.
-                    ga = (a if span is None else a.reshape(-1)[span]).double()
-                    gb = (b if span is None else b.reshape(-1)[span]).double()
-                    ez = z.double().mul_(eps)
+                    ga = (a if span is None else a.reshape(-1)[span]).to(dtype)
+                    gb = (b if span is None else b.reshape(-1)[span]).to(dtype)
+                    ez = z.to(dtype).mul_(eps)
                     shift = (ga + gb).mul_(0.5 * eps * eps / temp)
                     # ‖εz‖² - ‖shift - εz‖² = shift·(2εz - shift), without the cancellation.
-                    diff += float((shift * (2 * ez - shift)).sum())
+                    diff += float(ez.mul_(2).sub_(shift).mul_(shift).sum(dtype=torch.float64))
         hastings = diff / (2 * eps * eps)
         log_alpha = _log_ratio(loss, proposed, temp)
         return loss, proposed, log_alpha + hastings if math.isfinite(log_alpha) else log_alpha, move
