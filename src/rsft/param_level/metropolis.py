@@ -60,6 +60,14 @@ class SeededStepper:
     def step_seed(self) -> int:
         return tensor_seed(self.seed, self.t)
 
+    def check_seed(self, state: dict[str, Any]) -> None:
+        """A saved state continues only the chain of the same seed."""
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(
+                f"this state comes from a chain with seed {state['seed']}, not {self.seed}: "
+                f"build the {type(self).__name__} with the same seed to continue it."
+            )
+
 
 @dataclass
 class MetropolisStep:
@@ -243,11 +251,7 @@ class Metropolis(SeededStepper):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state.get("seed", self.seed)) != self.seed:
-            raise ValueError(
-                f"this state comes from a chain with seed {state['seed']}, not {self.seed}: "
-                "build the Metropolis with the same seed to continue it."
-            )
+        self.check_seed(state)
         self.t, self.sigma = int(state["t"]), float(state["sigma"])
         self.proposed, self.accepted = int(state["proposed"]), int(state["accepted"])
         self.coins.set_state(state["coins"])

@@ -68,8 +68,7 @@ class ZerothOrderSGD(SeededStepper):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state.get("seed", self.seed)) != self.seed:
-            raise ValueError(f"this state comes from seed {state['seed']}, not {self.seed}.")
+        self.check_seed(state)
         self.t = int(state["t"])
         self.converged = bool(state.get("converged", False))
         if "convergence" in state:
