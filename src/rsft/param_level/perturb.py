@@ -82,11 +82,9 @@ class InPlaceStep:
         self.applied = False
 
     def delta(self, i: int) -> torch.Tensor:
-        """Δθ of tensor i, regenerated from the seed."""
-        d = noise(self.params[i], self.seed, i).mul_(self.scale)
-        if self.shift is not None:
-            d.add_(self.shift[i], alpha=self.shift_scale)
-        return d
+        """Δθ of tensor i, regenerated from the seed: the pieces that apply() adds, joined."""
+        ds = [d.reshape(-1) for _, d in self.pieces(i)]
+        return (ds[0] if len(ds) == 1 else torch.cat(ds)).view(self.params[i].shape)
 
     def z(self, i: int) -> torch.Tensor:
         return noise(self.params[i], self.seed, i)
