@@ -139,14 +139,15 @@ class FineTuner:
         self.epochs = cfg.epochs
         self.sample_budget: int | None = None
         self.budget_key = "forwarded" if cfg.budget == "forwards" else "backpropagated"
-        if cfg.budget == "forwards":
+        if cfg.budget == "forwards" or (cfg.budget == "samples" and self.online is not None):
+            # Stop at the sample count, mid-epoch if need be.
             self.sample_budget = cfg.epochs * len(self.train_split)
-            per_epoch = self.passes[0] * self.sampler.expected_acceptance
-            self.epochs = cfg.epochs * 100 if self.online else math.ceil(cfg.epochs / per_epoch)
-        elif cfg.budget == "samples" and self.online is not None:
-            # The acceptance rate is only known as training goes: stop at the sample count.
-            self.sample_budget = cfg.epochs * len(self.train_split)
-            self.epochs = cfg.epochs * 100  # a cap: below 1% acceptance the run ends there
+            if self.online is not None:
+                # The acceptance rate is only known as training goes: below 1% the cap ends it.
+                self.epochs = cfg.epochs * 100
+            else:
+                per_epoch = self.passes[0] * self.sampler.expected_acceptance
+                self.epochs = math.ceil(cfg.epochs / per_epoch)
         elif cfg.budget == "samples":
             self.epochs = max(1, round(cfg.epochs / self.sampler.expected_acceptance))
 
@@ -391,9 +392,7 @@ class FineTuner:
     def _budget_spent(self, state: dict) -> bool:
         if self.gradient_free:
             max_iter = self.config.param_level.max_iter
-            if getattr(self.optimizer, "converged", False) or (
-                max_iter and self.optimizer.t >= max_iter
-            ):
+            if self.optimizer.converged or (max_iter and self.optimizer.t >= max_iter):
                 return True
         return self.sample_budget is not None and state[self.budget_key] >= self.sample_budget
 
