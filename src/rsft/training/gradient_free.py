@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rsft.config import ConfigError
@@ -80,19 +79,15 @@ def build_stepper(
 
 def batch_loss(
     micro: list[tuple[dict, torch.Tensor | None]],
-    logits_fn: Callable[[dict], torch.Tensor],
+    loss_sum: Callable[[dict, torch.Tensor | None], torch.Tensor],
     n_step: int,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> Callable[[], torch.Tensor]:
-    """The closure: the step's mean (optionally weighted) cross-entropy over all processes."""
+    """The closure: the step's mean loss over all processes. ``loss_sum(batch, weights)`` is
+    the run's own loss of a micro-batch (the trainer's, so both kinds of step share it)."""
 
     def closure() -> torch.Tensor:
-        total = torch.zeros(())
-        for batch, weights in micro:
-            per_sample = F.cross_entropy(logits_fn(batch), batch["labels"], reduction="none")
-            if weights is not None:
-                per_sample = per_sample * weights
-            total = total.to(per_sample.device) + per_sample.sum()
+        total = sum(loss_sum(batch, weights) for batch, weights in micro)
         loss = total / n_step
         return reduce(loss) if reduce is not None else loss
 

@@ -426,7 +426,7 @@ class FineTuner:
         acc = self.accelerator
         model = acc.unwrap_model(self.model)
         reduce = (lambda t: acc.reduce(t, "sum")) if acc.num_processes > 1 else None
-        closure = batch_loss(micro, lambda b: self.clf.logits(b, model), n_step, reduce)
+        closure = batch_loss(micro, lambda b, w: self._loss_sum(b, w, model), n_step, reduce)
         model.eval()  # L must be a function of θ alone: no dropout, frozen norm statistics
         out = self.optimizer.step(closure)
         model.train()
@@ -435,6 +435,12 @@ class FineTuner:
         state["global_step"] += 1
         state["step_losses"].append(loss)
         return loss
+
+    def _loss_sum(self, batch: dict, weights: torch.Tensor | None, model: Any) -> torch.Tensor:
+        """The run's loss of a micro-batch: cross-entropy per sample, times its loss weight."""
+        logits = self.clf.logits(batch, model)
+        per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
+        return (per_sample if weights is None else per_sample * weights).sum()
 
     def _check_finite(self, loss: float, state: dict) -> None:
         if not math.isfinite(loss):
@@ -462,11 +468,7 @@ class FineTuner:
             # Only the last micro-batch synchronises gradients across processes.
             sync = acc.no_sync(self.model) if j < len(micro) - 1 else nullcontext()
             with sync:
-                logits = self.clf.logits(batch, self.model)
-                per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
-                if weights is not None:
-                    per_sample = per_sample * weights
-                loss = per_sample.sum() * scale
+                loss = self._loss_sum(batch, weights, self.model) * scale
                 acc.backward(loss)
             total += loss.detach()
         mean_loss = float(acc.reduce(total, "mean"))
