@@ -46,7 +46,7 @@ one ``InPlaceStep(exact=True, scale=1e-3)`` applied to all parameters, ``fix_byt
 then undone (and the weights checked bit for bit against a copy).
 
 Part B (acceptance rate against d). The embedded digits task (``data/digits``, built with
-``rsft.tasks.digits.build_digits_task`` when missing): the pretrained ``data/digits/pretrained``
+``rsft.tasks.embedded.prepare_digits`` when missing): the pretrained ``data/digits/pretrained``
 model in eval mode, the 697-row ``pool.parquet``; loss = mean cross-entropy of a batch of 64
 rows drawn without replacement from the pool, a new batch each step (the same batch for L(θ)
 and L(θ + Δθ)), T = 1e-3 (about 1/N). Subsets by name pattern, sorted by size: biases
@@ -91,7 +91,7 @@ from bench_common import command_line, machine_info, write_report  # noqa: E402
 from torch import nn  # noqa: E402
 
 from rsft.memory import PeakMemory, parameter_bytes  # noqa: E402
-from rsft.param_level import InPlaceStep, Metropolis, ZerothOrderSGD  # noqa: E402
+from rsft.param_level import InPlaceStep, Metropolis, ZerothOrderSGD, select_parameters  # noqa: E402
 from rsft.param_level.perturb import CHUNK
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -404,18 +404,11 @@ def print_part_a(res: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- part B
 
 
-def ensure_digits() -> None:
-    if not (DIGITS / "pretrained").is_dir() or not (DIGITS / "pool.parquet").is_file():
-        from rsft.tasks.digits import build_digits_task
-
-        print(f"building the digits task in {DIGITS} ...", flush=True)
-        build_digits_task(str(DIGITS))
-
-
 def load_digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     from rsft.models import load_classifier
+    from rsft.tasks.embedded import prepare_digits
 
-    ensure_digits()
+    prepare_digits(DIGITS)  # the splits and the pretrained model, as `rsft prepare digits`
     clf = load_classifier(str(DIGITS / "pretrained"), 10, classes=[str(i) for i in range(10)])
     table = pq.read_table(DIGITS / "pool.parquet")
     x = torch.tensor(np.stack(table.column("pixels").to_numpy(zero_copy_only=False)))
@@ -424,10 +417,6 @@ def load_digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     for p in model.parameters():
         p.requires_grad_(False)
     return model, x.float(), y
-
-
-def tuned_count(model: nn.Module, patterns: list[str]) -> int:
-    return Metropolis(model, patterns=patterns, sigma=1.0, target_acceptance=None).num_parameters
 
 
 def chain(
@@ -488,7 +477,10 @@ def part_b(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     model, x, y = load_digits()
     initial = copy.deepcopy(model.state_dict())
-    sizes = {name: tuned_count(model, pats) for name, pats in SUBSETS.items()}
+    sizes = {
+        name: sum(p.numel() for p in select_parameters(model, pats)[1])
+        for name, pats in SUBSETS.items()
+    }
     order = sorted(SUBSETS, key=lambda name: sizes[name])
     rows = []
     for name in order:
