@@ -115,7 +115,9 @@ def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> d
     out = Path(cfg.output_dir)
     files: dict[str, Any] = {}
     table = format_table(rows)
-    before = [r["initial_test_accuracy"] for r in records if r.get("initial_test_accuracy")]
+    before = [
+        r["initial_test_accuracy"] for r in records if r.get("initial_test_accuracy") is not None
+    ]
     if before:
         table += (
             f"\n\nBefore fine-tuning, the pretrained model's target accuracy: "
