@@ -26,6 +26,11 @@ class LMConfig:
         "auto", help="Weights dtype: auto is float32 on CPU, bfloat16 on a GPU that has it."
     )
     device: Literal["auto", "cpu", "cuda"] = opt("auto", help="auto: cuda when available.")
+    trust_remote_code: bool = opt(
+        False,
+        help="Let the model folder run its own code (a config.json with auto_map), in "
+        "generation and fine-tuning. Only for folders you trust (docs/security.md).",
+    )
 
     def __post_init__(self) -> None:
         if not self.path:

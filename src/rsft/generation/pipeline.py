@@ -125,6 +125,7 @@ class RFTPipeline:
             device=m.device,
             batch_size=batch_size or g.batch_size,
             seed=self.cfg.seed,
+            trust_remote_code=m.trust_remote_code,
         )
 
     # --- stages ------------------------------------------------------------------------
@@ -288,6 +289,7 @@ class RFTPipeline:
             dtype=self.cfg.model.dtype,
             device=self.cfg.model.device,
             progress=self.cfg.progress,
+            trust_remote_code=self.cfg.model.trust_remote_code,
         )
         self._timed("train", t0)
         return model

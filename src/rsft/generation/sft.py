@@ -40,6 +40,7 @@ def sft_train(
     dtype: str = "auto",
     device: str = "auto",
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Fine-tune ``base`` on ``records``; the merged model lands in ``out/model``.
 
@@ -59,10 +60,12 @@ def sft_train(
         raise ValueError("no accepted samples to fine-tune on.")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, trust_remote_code)
     tokenizer.padding_side = "right"
     with quiet():
-        model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(base), dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig

@@ -235,9 +235,12 @@ class RewardModelVerifier:
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = torch.device(resolve_device(device or "auto"))
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        # A reward model folder runs no code of its own (docs/security.md).
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         extra = {"dtype": getattr(torch, dtype)} if dtype else {}
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, **extra)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            folder, trust_remote_code=False, **extra
+        )
         self.model.to(self.device).eval()
         n_out = self.model.config.num_labels
         if n_out not in (1, 2):

@@ -1,0 +1,296 @@
+"""Security cases: what a model folder, a config and a hostile answer can and cannot make rsft do.
+
+Each table row reads: input -> expected refusal or behaviour. docs/security.md explains why.
+
+Model folders (``rsft_model.json`` beside ``model.safetensors``; a folder is data, it is shared):
+
+| id                     | the folder names              | trust | expected                       |
+|------------------------|-------------------------------|-------|--------------------------------|
+| exploit                | subprocess:run + shell kwargs | no    | refused before import, no shell|
+| exploit-opted-in       | subprocess:run + shell kwargs | yes   | refused: not an nn.Module class|
+| rsft-class             | rsft.tasks.digits:DigitsNet   | no    | loads                          |
+| rsft-non-module        | rsft.imports:import_object    | no    | refused: not an nn.Module class|
+| torch-class-via-rsft   | rsft.models.loading:nn.Linear | no    | refused: defined outside rsft  |
+| outside-class          | security_models:OutsideNet    | no    | refused, module never imported |
+| outside-class-opted-in | security_models:OutsideNet    | yes   | loads                          |
+| not-a-config           | "num_labels": "ten"           | no    | refused, names the field       |
+
+Transformers folders (``config.json`` with ``auto_map``, code beside it that marks a file):
+
+| id                   | config.json                   | trust | expected                         |
+|----------------------|-------------------------------|-------|----------------------------------|
+| custom-type          | model_type unknown + auto_map | no    | refused, names the option; no run|
+| custom-type-opted-in | model_type unknown + auto_map | yes   | the folder's code builds it      |
+| known-type           | model_type bert + auto_map    | no    | transformers' BERT; no code run  |
+
+End to end: ``rsft train model.path=<exploit folder>`` exits 2 naming the option, and the
+shell command never runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from rsft.cli.main import main
+from rsft.models import load_classifier, save_classifier
+
+HERE = Path(__file__).parent
+CLASSES = [str(i) for i in range(10)]
+
+
+@dataclass(frozen=True)
+class FolderCase:
+    id: str
+    names: str  # the "class" that rsft_model.json names
+    trust: bool  # trust_remote_code
+    error: str | None  # a regex the refusal matches; None: the folder loads
+    kwargs: dict | None = None  # the file's kwargs; None: {"width": 8}
+
+
+SHELL = {"args": "touch {marker}", "shell": True}
+
+MODEL_FOLDER_CASES = [
+    FolderCase(
+        "exploit",
+        "subprocess:run",
+        False,
+        r"'subprocess:run' as its model class, which is not part of rsft.*"
+        r"model\.trust_remote_code: true",
+        SHELL,
+    ),
+    FolderCase(
+        "exploit-opted-in", "subprocess:run", True, r"not a torch\.nn\.Module subclass", SHELL
+    ),
+    FolderCase("rsft-class", "rsft.tasks.digits:DigitsNet", False, None),
+    FolderCase(
+        "rsft-non-module",
+        "rsft.imports:import_object",
+        False,
+        r"'rsft.imports:import_object', a function, not a torch\.nn\.Module subclass",
+    ),
+    FolderCase(
+        "torch-class-via-rsft",
+        "rsft.models.loading:nn.Linear",
+        False,
+        r"defined in 'torch\.nn\.modules\.linear', outside rsft.*model\.trust_remote_code",
+    ),
+    FolderCase(
+        "outside-class",
+        "security_models:OutsideNet",
+        False,
+        r"'security_models:OutsideNet' as its model class, which is not part of rsft",
+    ),
+    FolderCase("outside-class-opted-in", "security_models:OutsideNet", True, None),
+]
+
+
+@pytest.fixture
+def digits_folder(tmp_path):
+    """A saved rsft checkpoint of DigitsNet (width 8): the pretrained weights of the exploit."""
+    clf = load_classifier("rsft.tasks.digits:DigitsNet", 10, kwargs={"width": 8})
+    return save_classifier(clf, tmp_path / "model", CLASSES)
+
+
+def rewrite_config(folder: Path, **changes) -> Path:
+    file = folder / "rsft_model.json"
+    meta = json.loads(file.read_text())
+    meta.update(changes)
+    file.write_text(json.dumps(meta))
+    return folder
+
+
+def hostile(kwargs: dict | None, marker: Path) -> dict:
+    kwargs = {"width": 8} if kwargs is None else kwargs
+    return {k: v.format(marker=marker) if isinstance(v, str) else v for k, v in kwargs.items()}
+
+
+@pytest.mark.parametrize("case", MODEL_FOLDER_CASES, ids=lambda c: c.id)
+def test_model_folder_names_only_trusted_module_classes(case, digits_folder, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+    monkeypatch.delitem(sys.modules, "security_models", raising=False)
+    marker = tmp_path / "pwned"
+    rewrite_config(digits_folder, **{"class": case.names, "kwargs": hostile(case.kwargs, marker)})
+
+    if case.error is None:
+        clf = load_classifier(str(digits_folder), 10, trust_remote_code=case.trust)
+        assert clf.source["class"] == case.names
+        assert clf.logits({"pixels": torch.zeros(2, 64)}).shape == (2, 10)
+    else:
+        with pytest.raises(ValueError, match=case.error):
+            load_classifier(str(digits_folder), 10, trust_remote_code=case.trust)
+        if not case.trust:  # an outside module is refused before its code is imported
+            assert "security_models" not in sys.modules
+    assert not marker.exists()
+
+
+def test_model_folder_config_fields_are_checked(digits_folder):
+    rewrite_config(digits_folder, num_labels="ten")
+    with pytest.raises(ValueError, match=r'rsft_model\.json is not an rsft model config: "num_'):
+        load_classifier(str(digits_folder), 10)
+
+
+def test_saved_run_of_an_outside_class_needs_the_opt_in_again(tmp_path, monkeypatch):
+    """A model trained from your own import path saves a folder naming it: sharing that folder
+    must not let it run code on someone else's machine, so loading it back needs the opt-in."""
+    monkeypatch.syspath_prepend(str(HERE))
+    clf = load_classifier("security_models:OutsideNet", 10, kwargs={"width": 8})
+    folder = save_classifier(clf, tmp_path / "model", CLASSES)
+    with pytest.raises(ValueError, match="needs this option to be loaded again"):
+        load_classifier(str(folder), 10)
+    assert load_classifier(str(folder), 10, trust_remote_code=True).source["class"] == (
+        "security_models:OutsideNet"
+    )
+
+
+# --------------------------------------------------------------------------- transformers folders
+
+CUSTOM_CODE = """
+from pathlib import Path
+
+Path({marker!r}).touch()  # what a hostile folder would do instead
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+
+
+class TinyConfig(PretrainedConfig):
+    model_type = "rsft_tiny_custom"
+
+    def __init__(self, hidden=4, **kwargs):
+        self.hidden = hidden
+        super().__init__(**kwargs)
+
+
+class TinyModel(PreTrainedModel):
+    config_class = TinyConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.body = torch.nn.Linear(4, config.hidden)
+        self.classifier = torch.nn.Linear(config.hidden, config.num_labels)
+        self.post_init()
+
+    def forward(self, features):
+        return self.classifier(self.body(features))
+"""
+
+AUTO_MAP = {
+    "AutoConfig": "custom.TinyConfig",
+    "AutoModelForSequenceClassification": "custom.TinyModel",
+}
+
+
+@dataclass(frozen=True)
+class TransformersCase:
+    id: str
+    model_type: str
+    trust: bool
+    error: str | None
+    runs_code: bool
+
+
+TRANSFORMERS_CASES = [
+    TransformersCase(
+        "custom-type",
+        "rsft_tiny_custom",
+        False,
+        r"asks to run its own code \(auto_map.*model\.trust_remote_code: true",
+        False,
+    ),
+    TransformersCase("custom-type-opted-in", "rsft_tiny_custom", True, None, True),
+    TransformersCase("known-type", "bert", False, None, False),
+]
+
+
+def custom_code_folder(folder: Path, model_type: str, marker: Path) -> Path:
+    """A transformers folder whose config.json asks for the code beside it (auto_map)."""
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertForSequenceClassification
+
+    folder.mkdir()
+    (folder / "custom.py").write_text(CUSTOM_CODE.format(marker=str(marker)))
+    if model_type == "bert":
+        config = BertConfig(
+            vocab_size=30,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=8,
+            num_labels=2,
+        )
+        BertForSequenceClassification(config).save_pretrained(folder)
+        meta = json.loads((folder / "config.json").read_text())
+    else:
+        meta = {"model_type": model_type, "hidden": 4, "num_labels": 2}
+        weights = {
+            "body.weight": torch.zeros(4, 4),
+            "body.bias": torch.zeros(4),
+            "classifier.weight": torch.zeros(2, 4),
+            "classifier.bias": torch.zeros(2),
+        }
+        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    meta["auto_map"] = AUTO_MAP
+    (folder / "config.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("case", TRANSFORMERS_CASES, ids=lambda c: c.id)
+def test_transformers_folder_runs_its_code_only_when_trusted(case, tmp_path, monkeypatch):
+    import transformers.dynamic_module_utils as dynamic
+
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    marker = tmp_path / "ran"
+    folder = custom_code_folder(tmp_path / "model", case.model_type, marker)
+    if case.error is None:
+        clf = load_classifier(str(folder), 3, trust_remote_code=case.trust)
+        assert clf.is_transformers
+        expected = "TinyModel" if case.runs_code else "BertForSequenceClassification"
+        assert type(clf.model).__name__ == expected
+    else:
+        with pytest.raises(ValueError, match=case.error):
+            load_classifier(str(folder), 3, trust_remote_code=case.trust)
+    assert marker.exists() == case.runs_code
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def write_digits_table(path: Path, n: int = 20) -> str:
+    rng = np.random.default_rng(0)
+    cols = {"pixels": rng.normal(size=(n, 64)).astype("float32").tolist()}
+    cols["label"] = (np.arange(n) % 10).tolist()
+    Dataset.from_dict(cols).to_parquet(str(path))
+    return str(path)
+
+
+def test_train_on_the_exploit_folder_exits_2_and_runs_nothing(
+    digits_folder, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    marker = tmp_path / "pwned"
+    rewrite_config(digits_folder, **{"class": "subprocess:run", "kwargs": hostile(SHELL, marker)})
+    argv = [
+        "train",
+        f"model.path={digits_folder}",
+        f"data.train={write_digits_table(tmp_path / 'train.parquet')}",
+        "data.feature_columns=[pixels]",
+        "epochs=1",
+        "progress=false",
+        f"output_dir={tmp_path / 'run'}",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'subprocess:run'" in err and "model.trust_remote_code: true" in err
+    assert not marker.exists()
+    # Opting in does not make a function a model: it is still never called.
+    assert main([*argv, "model.trust_remote_code=true"]) == 2
+    assert "not a torch.nn.Module subclass" in capsys.readouterr().err
+    assert not marker.exists()
