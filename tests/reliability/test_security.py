@@ -25,11 +25,20 @@ Transformers folders (``config.json`` with ``auto_map``, code beside it that mar
 
 End to end: ``rsft train model.path=<exploit folder>`` exits 2 naming the option, and the
 shell command never runs.
+
+Saved files (safetensors writes a private temporary file and renames it into place):
+
+| id                | what is saved                           | umask | expected mode |
+|-------------------|-----------------------------------------|-------|---------------|
+| train-022         | rsft train: output_dir/model, results   | 022   | 0644          |
+| train-027         | rsft train: output_dir/model, results   | 027   | 0640          |
+| transformers-022  | save_classifier of a transformers model | 022   | 0644          |
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,3 +303,54 @@ def test_train_on_the_exploit_folder_exits_2_and_runs_nothing(
     assert main([*argv, "model.trust_remote_code=true"]) == 2
     assert "not a torch.nn.Module subclass" in capsys.readouterr().err
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- saved files
+
+FILE_MODE_CASES = [("train-022", 0o022, 0o644), ("train-027", 0o027, 0o640)]
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, then restore it."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def modes(folder: Path) -> dict[str, str]:
+    return {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize(("case", "mask", "mode"), FILE_MODE_CASES, ids=lambda v: str(v))
+def test_saved_model_and_results_get_the_umask_mode(case, mask, mode, tmp_path, umask, capsys):
+    umask(mask)
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "model.path=rsft.tasks.digits:DigitsNet",
+        "model.kwargs={width: 4}",
+        f"data.train={write_digits_table(tmp_path / 'train.parquet')}",
+        "data.feature_columns=[pixels]",
+        "epochs=1",
+        "progress=false",
+        f"output_dir={out}",
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    expected = oct(mode)
+    assert modes(out / "model") == {"model.safetensors": expected, "rsft_model.json": expected}
+    assert modes(out)["results.json"] == expected
+
+
+def test_saved_transformers_model_gets_the_umask_mode(tmp_path, umask):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    umask(0o022)
+    config = BertConfig(
+        vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=8, num_labels=2,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "bert")
+    clf = load_classifier(str(tmp_path / "bert"), 3)
+    saved = save_classifier(clf, tmp_path / "saved", ["a", "b", "c"])
+    assert set(modes(saved).values()) == {"0o644"}

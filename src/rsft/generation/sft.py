@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from rsft.atomic import share_files
 from rsft.data.datasets_io import quiet
 from rsft.generation.config import SFTSection
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
@@ -121,6 +122,7 @@ def sft_train(
         trained.save_pretrained(str(staging))
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(str(staging))
+    share_files(staging)  # safetensors leaves its weights file 0600
     staging.rename(final)
     shutil.rmtree(trainer_dir, ignore_errors=True)  # optimizer states: large, no longer needed
     del trainer, trained, model

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from rsft.atomic import atomic_write_text, share_files
 from rsft.imports import import_object
 from rsft.models.heads import find_head, replace_head
 
@@ -259,13 +260,17 @@ def load_classifier(
 
 
 def save_classifier(clf: Classifier, folder: str | Path, classes: list[str]) -> Path:
-    """Save weights as safetensors (+ config), loadable again by :func:`load_classifier`."""
+    """Save weights as safetensors (+ config), loadable again by :func:`load_classifier`.
+
+    The files get the usual mode (the umask's): the saved model is meant to be shared.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if clf.is_transformers:
         clf.model.save_pretrained(folder)  # safetensors by default
         if clf.processor is not None:
             clf.processor.save_pretrained(folder)
+        share_files(folder)
         return folder
     num_labels = get_num_labels(clf)
     meta = {
@@ -276,7 +281,8 @@ def save_classifier(clf: Classifier, folder: str | Path, classes: list[str]) -> 
         "classes": classes,
     }
     save_model(clf.model, str(folder / MODULE_WEIGHTS))
-    (folder / MODULE_CONFIG).write_text(json.dumps(meta, indent=2))
+    atomic_write_text(folder / MODULE_CONFIG, json.dumps(meta, indent=2))
+    share_files(folder)
     return folder
 
 
