@@ -1,4 +1,4 @@
-"""Security cases: what a model folder, a config and a hostile answer can and cannot make rsft do.
+r"""Security cases: what a model folder, a config and a hostile answer can and cannot make rsft do.
 
 Each table row reads: input -> expected refusal or behaviour. docs/security.md explains why.
 
@@ -26,6 +26,24 @@ Transformers folders (``config.json`` with ``auto_map``, code beside it that mar
 End to end: ``rsft train model.path=<exploit folder>`` exits 2 naming the option, and the
 shell command never runs.
 
+Verifiers (``rsft rft``'s scoring; ``verifier.timeout``, 3 s in these tests, 10 s by default):
+
+| id               | kind        | completion                | reference | expected            |
+|------------------|-------------|---------------------------|-----------|---------------------|
+| tower-completion | math_verify | $\frac{1}{9^{9^{9^{9}}}}$ | 1         | timed out, counted  |
+| tower-reference  | math_verify | 1                         | 9^9^9^9   | timed out, counted  |
+| equal-fraction   | math_verify | $\frac{1}{2}$             | 0.5       | 1.0                 |
+| boxed            | math_verify | \boxed{0.5}               | $\frac12$ | 1.0                 |
+| wrong            | math_verify | 0.25                      | 0.5       | 0.0                 |
+| no-reference     | math_verify | 1                         | ""        | error, not a hang   |
+| function-hangs   | function    | hang (sleeps an hour)     | 1         | timed out, counted  |
+| function-exits   | function    | exit (os._exit(3))        | 1         | error: worker died  |
+| function-raises  | function    | raise                     | 1         | error: KeyError     |
+| function-normal  | function    | 7                         | 7         | 1.0                 |
+| pipeline         | math_verify | the tower among 3 normal  | 0.5       | counted; round goes on |
+| bad-timeout      | config      | timeout 0, -1, nan, inf   |           | ConfigError, names it  |
+| not-importable   | a lambda    | with a timeout            |           | ValueError with the fix|
+
 Saved files (safetensors writes a private temporary file and renames it into place):
 
 | id                | what is saved                           | umask | expected mode |
@@ -39,6 +57,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,6 +322,136 @@ def test_train_on_the_exploit_folder_exits_2_and_runs_nothing(
     assert main([*argv, "model.trust_remote_code=true"]) == 2
     assert "not a torch.nn.Module subclass" in capsys.readouterr().err
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- verifiers
+
+TIMEOUT = 3.0  # seconds: long enough for a normal answer on a busy machine, short for a test
+TIMED_OUT = "TimeoutError: scoring took longer than 3 s"
+TOWER = r"$\frac{1}{9^{9^{9^{9}}}}$"
+
+
+@dataclass(frozen=True)
+class VerifierCase:
+    id: str
+    completion: str
+    reference: str | None
+    reward: float | None  # None: the candidate fails, with `error`
+    error: str | None = None  # a regex the recorded error matches
+
+
+MATH_VERIFY_CASES = [
+    VerifierCase("tower-completion", TOWER, "1", None, TIMED_OUT),
+    VerifierCase("tower-reference", "1", "9^9^9^9", None, TIMED_OUT),
+    VerifierCase("equal-fraction", r"$\frac{1}{2}$", "0.5", 1.0),
+    VerifierCase("boxed", r"\boxed{0.5}", r"$\frac12$", 1.0),
+    VerifierCase("wrong", "0.25", "0.5", 0.0),
+    VerifierCase("no-reference", "1", "", None, "cannot parse the reference"),
+]
+FUNCTION_CASES = [
+    VerifierCase("function-hangs", "hang", "1", None, TIMED_OUT),
+    VerifierCase("function-exits", "exit", "1", None, r"worker process died \(exit code 3\)"),
+    VerifierCase("function-raises", "raise", "1", None, "KeyError: 'a verifier bug'"),
+    VerifierCase("function-normal", "7", "7", 1.0),
+]
+VERIFIER_CASES = [("math_verify", c) for c in MATH_VERIFY_CASES] + [
+    ("function", c) for c in FUNCTION_CASES
+]
+
+
+@pytest.fixture(scope="module")
+def scored():
+    """Each verifier scores its cases once, all in one call, as a round would."""
+    from rsft.generation.verifiers import function_verifier, math_verify_match, score
+
+    pytest.importorskip("math_verify")
+    sys.path.insert(0, str(HERE))
+    try:
+        verifiers = {
+            "math_verify": (math_verify_match(), MATH_VERIFY_CASES),
+            "function": (function_verifier("security_verifiers:hostile"), FUNCTION_CASES),
+        }
+        results = {}
+        for kind, (verifier, cases) in verifiers.items():
+            completions = [c.completion for c in cases]
+            references = [c.reference for c in cases]
+            result = score(
+                verifier, ["q"] * len(cases), completions, references, workers=2, timeout=TIMEOUT
+            )
+            results[kind] = {c.id: (r, e) for c, r, e in zip(cases, result.rewards, result.errors)}
+            results[kind]["timeouts"] = result.timeouts
+    finally:
+        sys.path.remove(str(HERE))
+    return results
+
+
+@pytest.mark.parametrize(("kind", "case"), VERIFIER_CASES, ids=lambda v: getattr(v, "id", v))
+def test_scoring_is_bounded_and_normal_answers_score_right(kind, case, scored):
+    reward, error = scored[kind][case.id]
+    assert reward == case.reward
+    if case.error is None:
+        assert error is None
+    else:
+        assert re.search(case.error, error), error
+
+
+@pytest.mark.parametrize(
+    ("kind", "cases"), [("math_verify", MATH_VERIFY_CASES), ("function", FUNCTION_CASES)]
+)
+def test_timeouts_are_counted(kind, cases, scored):
+    assert scored[kind]["timeouts"] == sum(c.error == TIMED_OUT for c in cases)
+
+
+def test_a_round_with_a_hostile_answer_goes_on_and_counts_it(tmp_path):
+    """The pipeline's score stage: the tower fails (timed out, recorded in the round's files),
+    the other candidates are scored and accepted as usual."""
+    from rsft.config import from_dict
+    from rsft.generation.config import RFTConfig
+    from rsft.generation.pipeline import RFTPipeline
+
+    pytest.importorskip("math_verify")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")  # checked, never loaded here
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "1/2 = ?", "answer": "0.5"}) + "\n")
+    cfg = from_dict(
+        RFTConfig,
+        {
+            "model": {"path": str(tmp_path / "model")},
+            "data": {"train": str(prompts), "eval": str(prompts)},
+            "verifier": {"kind": "math_verify", "timeout": TIMEOUT, "workers": 2},
+            "output_dir": str(tmp_path / "run"),
+            "progress": False,
+        },
+    )
+    answers = [r"$\frac{1}{2}$", TOWER, "0.5", "0.25"]
+    rows = [
+        {"prompt": "1/2 = ?", "reference": "0.5", "prompt_id": 0, "completion": a} for a in answers
+    ]
+    stats = RFTPipeline(cfg).score_and_select(1, rows)
+    assert (stats["failed"], stats["timeouts"], stats["accepted"]) == (1, 1, 2)
+    assert "1 of them timed out" in stats["failures"]
+    saved = [json.loads(x) for x in (tmp_path / "run" / "round_1" / "generations.jsonl").open()]
+    assert [r["reward"] for r in saved] == [1.0, None, 1.0, 0.0]
+    assert saved[1]["error"] == TIMED_OUT
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
+def test_verifier_timeout_must_be_positive_seconds(value):
+    from rsft.config import ConfigError
+    from rsft.generation.config import VerifierConfig
+
+    with pytest.raises(ConfigError, match=r"verifier\.timeout must be a number of seconds > 0"):
+        VerifierConfig(timeout=value)
+
+
+def test_a_verifier_a_worker_cannot_import_is_refused_with_a_fix():
+    from rsft.generation.verifiers import SampleVerifier, score
+
+    local = SampleVerifier(lambda p, c, r: 1.0, "a lambda")
+    with pytest.raises(ValueError, match="need its function by import path.*timeout=None"):
+        score(local, ["q"], ["1"], ["1"], timeout=TIMEOUT)
+    assert score(local, ["q"], ["1"], ["1"]).rewards == [1.0]  # no limit: in this process
 
 
 # --------------------------------------------------------------------------- saved files
