@@ -262,7 +262,8 @@ class RejectionConfig:
     function: str | None = opt(
         None,
         help="function: import path 'pkg.module:fn' of fn(example: dict) -> float; "
-        "model_function: of fn(inputs: dict, labels, logits) -> one weight per sample.",
+        "model_function: of fn(inputs: dict, labels, logits) -> one weight per sample. rsft "
+        "imports and runs that code (docs/security.md).",
     )
     batched: bool = opt(False, help="function: call fn(list of examples) -> list of floats.")
     column: str | None = opt(None, help="column: the weight column of the training table.")
