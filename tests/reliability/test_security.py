@@ -43,6 +43,7 @@ Verifiers (``rsft rft``'s scoring; ``verifier.timeout``, 3 s in these tests, 10 
 | pipeline         | math_verify | the tower among 3 normal  | 0.5       | counted; round goes on |
 | bad-timeout      | config      | timeout 0, -1, nan, inf   |           | ConfigError, names it  |
 | not-importable   | a lambda    | with a timeout            |           | ValueError with the fix|
+| round-table      | report      | 3 failed, 2 timed out     |           | the table counts both  |
 
 Saved files (safetensors writes a private temporary file and renames it into place):
 
@@ -503,3 +504,16 @@ def test_saved_transformers_model_gets_the_umask_mode(tmp_path, umask):
     clf = load_classifier(str(tmp_path / "bert"), 3)
     saved = save_classifier(clf, tmp_path / "saved", ["a", "b", "c"])
     assert set(modes(saved).values()) == {"0o644"}
+
+
+def test_the_round_table_reports_timeouts():
+    from rsft.generation.report import format_rounds
+
+    evals = {"prompts": 4, "pass@1": 0.25, "distinct_2": 0.5}
+    row = {"candidates": 8, "accepted": 2, "kept": 2, "prompts_kept": 1, "prompts": 4}
+    rounds = [
+        {"round": 1, **row, "failed": 2, "timeouts": 1, "before": evals, "after": evals},
+        {"round": 2, **row, "failed": 1, "timeouts": 1, "before": evals, "after": evals},
+    ]
+    table = format_rounds({"rounds": rounds, "base_eval": evals})
+    assert "3 candidate(s) failed to score, 2 of them past verifier.timeout" in table
