@@ -14,6 +14,29 @@ from pathlib import Path
 from typing import Any
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask (0644 under umask 022)."""
+    try:  # Linux: read it without changing it (os.umask would briefly change it for all threads)
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o22)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def share_files(folder: str | os.PathLike[str]) -> None:
+    """Give every file under ``folder`` the usual mode (:func:`default_file_mode`).
+
+    Writers that write a private temporary file and rename it into place (safetensors does,
+    so does :func:`atomic_target`) leave it 0600: a saved model others cannot read.
+    """
+    mode = default_file_mode()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success it replaces ``path`` in one rename.
@@ -29,8 +52,8 @@ def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         # mkstemp makes 0600 files; results are meant to be shared, so keep the old mode
-        # when replacing a file and use the usual 0644 otherwise.
-        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+        # when replacing a file and give a new one the usual mode (the umask's).
+        mode = target.stat().st_mode & 0o777 if target.exists() else default_file_mode()
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trl
 
+from rsft.atomic import default_file_mode
 from rsft.generation.config import SFTSection
 from rsft.generation.sft import prompt_completion, sft_train
 
@@ -56,4 +57,5 @@ def test_a_crashed_fine_tuning_resumes_from_its_last_checkpoint(tiny_lm, tmp_pat
     model = sft_train(tiny_lm, records(12), tmp_path, cfg, seed=0, progress=False)
     assert steps == [2, 3, 4, 5], "the resumed run starts after the saved step"
     assert (model / "model.safetensors").is_file() and not (tmp_path / "trainer").exists()
+    assert (model / "model.safetensors").stat().st_mode & 0o777 == default_file_mode()
     assert json.loads((Path(model) / "config.json").read_text())["num_hidden_layers"] == 2

@@ -215,11 +215,34 @@ def test_score_preserves_order_with_threads(fns):
     assert threaded.rewards == [float(i % 17) for i in range(200)]
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: function_verifier(f"{FNS}:fails_on_x"),
+        lambda: numeric_match(),
+        lambda: regex_match(r"= (\w+)"),
+    ],
+    ids=["function", "numeric", "regex"],
+)
+def test_worker_processes_score_like_threads(fns, make):
+    """With a time limit the candidates go to worker processes, many per message: same
+    rewards, same errors, same order as scoring in this process."""
+    completions = [f"{i} = {'x' * (i % 3)}{i % 7}" for i in range(600)]
+    references = [str(i % 5) for i in range(600)]
+    in_threads = run(make(), completions, references, workers=2)
+    in_processes = run(make(), completions, references, workers=2, timeout=30)
+    assert in_processes.rewards == in_threads.rewards
+    assert in_processes.errors == in_threads.errors
+    assert in_processes.timeouts == 0 and in_threads.n_failed < len(completions)
+
+
 def test_score_validates_inputs():
     with pytest.raises(ValueError, match="2 prompts, 3 completions and 3 references"):
         score(numeric_match(), ["a", "b"], ["1", "2", "3"], ["1", "2", "3"])
     with pytest.raises(ValueError, match="workers and batch_size must be >= 1"):
         score(numeric_match(), ["a"], ["1"], ["1"], workers=0)
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
+        score(numeric_match(), ["a"], ["1"], ["1"], timeout=0)
 
 
 def test_batched_verifier_failures_are_per_batch():

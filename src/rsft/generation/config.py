@@ -7,6 +7,7 @@ A YAML config mirrors these sections: ``model``, ``data``, ``generation``, ``ver
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,6 +27,11 @@ class LMConfig:
         "auto", help="Weights dtype: auto is float32 on CPU, bfloat16 on a GPU that has it."
     )
     device: Literal["auto", "cpu", "cuda"] = opt("auto", help="auto: cuda when available.")
+    trust_remote_code: bool = opt(
+        False,
+        help="Let the model folder run its own code (a config.json with auto_map), in "
+        "generation and fine-tuning. Only for folders you trust (docs/security.md).",
+    )
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -105,9 +111,24 @@ class VerifierConfig:
     tolerance: float = opt(1e-6, help="numeric: the largest accepted absolute difference.")
     pattern: str | None = opt(None, help="regex: the pattern that extracts the answer.")
     group: int = opt(1, help="regex: which group of the pattern is the answer.")
-    function: str | None = opt(None, help="function: the import path 'pkg.module:fn'.")
-    reward_model: str | None = opt(None, help="reward_model: a transformers model folder.")
-    workers: int = opt(4, help="Threads scoring per-sample verifiers.")
+    function: str | None = opt(
+        None,
+        help="function: the import path 'pkg.module:fn'; rsft imports and runs that code "
+        "(docs/security.md).",
+    )
+    reward_model: str | None = opt(
+        None, help="reward_model: a transformers model folder (its own code is never run)."
+    )
+    workers: int = opt(
+        4, help="Processes scoring per-sample verifiers (threads when timeout is null)."
+    )
+    timeout: float | None = opt(
+        10.0,
+        help="Seconds one candidate may take to score (every kind but reward_model). Scoring "
+        "runs in worker processes, and one past the limit is killed: that candidate gets no "
+        "reward, its error is recorded and counted (timeouts), and the run goes on. null: no "
+        "limit (threads; a hostile answer like 9^9^9^9 can then hang math_verify forever).",
+    )
 
     def __post_init__(self) -> None:
         needs = {"regex": "pattern", "function": "function", "reward_model": "reward_model"}
@@ -116,6 +137,11 @@ class VerifierConfig:
             raise ConfigError(f"verifier.kind: {self.kind} needs verifier.{key}.")
         if self.workers < 1:
             raise ConfigError(f"verifier.workers must be >= 1, got {self.workers}.")
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise ConfigError(
+                f"verifier.timeout must be a number of seconds > 0 (or null: no limit), got "
+                f"{self.timeout}."
+            )
 
     def options(self) -> dict:
         """Keyword options of :func:`rsft.generation.verifiers.make_verifier` for this kind."""

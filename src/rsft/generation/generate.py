@@ -83,11 +83,11 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return getattr(torch, dtype)
 
 
-def load_tokenizer(path: str | Path) -> Any:
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
     """The model's tokenizer, left-padded for generation, with a pad token."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -112,17 +112,25 @@ class TransformersGenerator(Generator):
     ``n`` sequences per prompt in one call, answers put back in the callers' order."""
 
     def __init__(
-        self, path: str | Path, *, dtype: str = "auto", device: str = "auto", batch_size: int = 64
+        self,
+        path: str | Path,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        batch_size: int = 64,
+        trust_remote_code: bool = False,
     ) -> None:
         from transformers import AutoModelForCausalLM
 
         from rsft.data.datasets_io import quiet
 
         self.device = resolve_device(device)
-        self.tokenizer = load_tokenizer(path)
+        self.tokenizer = load_tokenizer(path, trust_remote_code)
         with quiet():
             self.model = AutoModelForCausalLM.from_pretrained(
-                str(path), dtype=resolve_dtype(dtype, self.device)
+                str(path),
+                dtype=resolve_dtype(dtype, self.device),
+                trust_remote_code=trust_remote_code,
             ).to(self.device)
         self.model.eval()
         self.batch_size = batch_size
@@ -179,10 +187,23 @@ class VLLMGenerator(Generator):
 
     _model_attr = "llm"
 
-    def __init__(self, path: str | Path, *, dtype: str = "auto", seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        dtype: str = "auto",
+        seed: int = 0,
+        trust_remote_code: bool = False,
+    ) -> None:
         from vllm import LLM
 
-        self.llm = LLM(model=str(path), dtype=dtype, seed=seed, gpu_memory_utilization=0.5)
+        self.llm = LLM(
+            model=str(path),
+            dtype=dtype,
+            seed=seed,
+            gpu_memory_utilization=0.5,
+            trust_remote_code=trust_remote_code,
+        )
         self.generated_tokens = 0
 
     def generate(
@@ -203,14 +224,30 @@ class VLLMGenerator(Generator):
 
 
 def make_generator(
-    path: str | Path, *, backend: str, dtype: str, device: str, batch_size: int, seed: int
+    path: str | Path,
+    *,
+    backend: str,
+    dtype: str,
+    device: str,
+    batch_size: int,
+    seed: int,
+    trust_remote_code: bool = False,
 ) -> Generator:
-    """The backend named by ``generation.backend`` (auto: vLLM where it can run)."""
+    """The backend named by ``generation.backend`` (auto: vLLM where it can run).
+
+    The folder's own code (``auto_map``) runs only with ``trust_remote_code``.
+    """
     if backend == "vllm" and not vllm_usable():
         raise RuntimeError(
             "generation.backend is vllm, but vLLM is not installed or no GPU is visible. "
             "Install it (pip install vllm) on a GPU machine, or use backend: auto."
         )
     if backend == "vllm" or (backend == "auto" and vllm_usable()):
-        return VLLMGenerator(path, dtype=dtype, seed=seed)
-    return TransformersGenerator(path, dtype=dtype, device=device, batch_size=batch_size)
+        return VLLMGenerator(path, dtype=dtype, seed=seed, trust_remote_code=trust_remote_code)
+    return TransformersGenerator(
+        path,
+        dtype=dtype,
+        device=device,
+        batch_size=batch_size,
+        trust_remote_code=trust_remote_code,
+    )

@@ -125,6 +125,7 @@ class RFTPipeline:
             device=m.device,
             batch_size=batch_size or g.batch_size,
             seed=self.cfg.seed,
+            trust_remote_code=m.trust_remote_code,
         )
 
     # --- stages ------------------------------------------------------------------------
@@ -193,6 +194,7 @@ class RFTPipeline:
             [r["reference"] for r in rows],
             workers=v.workers,
             progress=self.cfg.progress,
+            timeout=v.timeout,
         )
         self._timed("score", t0)
         if result.n_failed:
@@ -226,6 +228,7 @@ class RFTPipeline:
             "candidates": len(rows),
             "prompts": len(set(groups)),
             "failed": result.n_failed,
+            "timeouts": result.timeouts,
             "failures": result.summary(),
             "accepted": sum(chosen.accepted),
             "kept": n_kept,
@@ -288,6 +291,7 @@ class RFTPipeline:
             dtype=self.cfg.model.dtype,
             device=self.cfg.model.device,
             progress=self.cfg.progress,
+            trust_remote_code=self.cfg.model.trust_remote_code,
         )
         self._timed("train", t0)
         return model
@@ -317,12 +321,16 @@ class RFTPipeline:
         n = len(p)
         prompts = p.texts + [t for t in p.texts for _ in range(e.k)]
         refs = p.references + [r for r in p.references for _ in range(e.k)]
-        result = score(self.verifier, prompts, flat, refs, workers=self.cfg.verifier.workers)
+        v = self.cfg.verifier
+        result = score(self.verifier, prompts, flat, refs, workers=v.workers, timeout=v.timeout)
+        if result.n_failed:
+            tqdm.write(f"{name}: {result.summary()}")
         ok = [r is not None and r >= self.cfg.selection.threshold for r in result.rewards]
         metrics: dict[str, Any] = {
             "prompts": n,
             "pass@1": sum(ok[:n]) / n,
             "failed": result.n_failed,
+            "timeouts": result.timeouts,
             "mean_length": sum(len(t) for t in greedy) / n,
         }
         texts_for_diversity = greedy

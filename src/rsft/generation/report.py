@@ -59,8 +59,10 @@ def format_rounds(results: Mapping[str, Any]) -> str:
             cells.append(_pct(c["pass@1"]) if c else "-")
         lines.append("| " + " | ".join(cells) + " |")
     failed = sum(r["failed"] for r in rounds)
+    timeouts = sum(r.get("timeouts", 0) for r in rounds)
     if failed:
-        lines.append(f"\n{failed} candidate(s) failed to score (counted, never accepted).")
+        timed = f", {timeouts} of them past verifier.timeout" if timeouts else ""
+        lines.append(f"\n{failed} candidate(s) failed to score{timed} (counted, never accepted).")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from rsft.atomic import share_files
 from rsft.data.datasets_io import quiet
 from rsft.generation.config import SFTSection
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
@@ -40,6 +41,7 @@ def sft_train(
     dtype: str = "auto",
     device: str = "auto",
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Fine-tune ``base`` on ``records``; the merged model lands in ``out/model``.
 
@@ -59,10 +61,12 @@ def sft_train(
         raise ValueError("no accepted samples to fine-tune on.")
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, trust_remote_code)
     tokenizer.padding_side = "right"
     with quiet():
-        model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(base), dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
@@ -118,6 +122,7 @@ def sft_train(
         trained.save_pretrained(str(staging))
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(str(staging))
+    share_files(staging)  # safetensors leaves its weights file 0600
     staging.rename(final)
     shutil.rmtree(trainer_dir, ignore_errors=True)  # optimizer states: large, no longer needed
     del trainer, trained, model

@@ -7,6 +7,9 @@ per-sample function and wrapped in :class:`SampleVerifier`; a reward model score
 :func:`score` runs a verifier over a round's candidates and never stops on an error: one
 malformed completion (or reference) must not throw away the thousands of generations around
 it, so failures are recorded per sample in a :class:`ScoreResult` and are never accepted.
+With a ``timeout``, per-sample verifiers run in worker processes that are killed when one
+candidate takes too long (:mod:`rsft.generation.timed_pool`): a hostile answer such as
+``\frac{1}{9^{9^{9^{9}}}}`` costs one failed candidate, not the run.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import functools
 import inspect
 import math
 import numbers
+import pickle
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from rsft.generation.generate import check_model_folder, resolve_device
+from rsft.generation.timed_pool import TIMED_OUT, TimedPool
+from rsft.generation.timed_pool import error_text as _error_text
 from rsft.imports import import_object
 
 Verifier = Callable[[list[str], list[str], list[str | None]], list[float]]
@@ -39,10 +45,14 @@ _NUMBER = re.compile(
 
 @dataclass
 class ScoreResult:
-    """One reward per candidate; ``None`` (with its error message) where scoring failed."""
+    """One reward per candidate; ``None`` (with its error message) where scoring failed.
+
+    ``timeouts`` counts the failures that ran past the time limit (their worker was killed).
+    """
 
     rewards: list[float | None]
     errors: list[str | None]
+    timeouts: int = 0
 
     @property
     def n_failed(self) -> int:
@@ -54,21 +64,27 @@ class ScoreResult:
         if not failed:
             return ""
         shown = "; ".join(f"#{i}: {e}" for i, e in failed[:examples])
-        return f"{len(failed)} of {len(self.rewards)} candidates could not be scored ({shown})"
+        timed = f", {self.timeouts} of them timed out" if self.timeouts else ""
+        return (
+            f"{len(failed)} of {len(self.rewards)} candidates could not be scored{timed} ({shown})"
+        )
 
 
 class SampleVerifier:
     """A verifier from a per-sample function ``fn(prompt, completion, reference) -> float``.
 
-    :func:`score` calls ``fn`` directly, sample by sample (in threads if asked), so a failure
-    costs one sample; calling the verifier itself maps ``fn`` over the lists.
+    :func:`score` calls ``fn`` directly, sample by sample (in threads or worker processes), so
+    a failure costs one sample; calling the verifier itself maps ``fn`` over the lists.
+    ``recipe`` (a verifier kind and its options, as :func:`make_verifier` takes them) lets a
+    worker process build the same verifier when ``fn`` cannot be sent to it (a closure).
     """
 
     batched = False
 
-    def __init__(self, fn: SampleFn, name: str):
+    def __init__(self, fn: SampleFn, name: str, recipe: tuple[str, dict] | None = None):
         self.fn = fn
         self.name = name
+        self.recipe = recipe
 
     def __call__(
         self, prompts: list[str], completions: list[str], references: list[str | None]
@@ -116,7 +132,9 @@ def numeric_match(tolerance: float = 1e-6) -> SampleVerifier:
         found = extract_number(completion)
         return float(found is not None and abs(float(found) - target) <= tolerance)
 
-    return SampleVerifier(check, f"numeric(tolerance={tolerance:g})")
+    return SampleVerifier(
+        check, f"numeric(tolerance={tolerance:g})", ("numeric", {"tolerance": tolerance})
+    )
 
 
 def _normal_answer(text: str) -> str:
@@ -153,15 +171,21 @@ def regex_match(pattern: str, group: int | str = 1) -> SampleVerifier:
         answer = matches[-1].group(group)
         return float(answer is not None and _normal_answer(answer) == target)
 
-    return SampleVerifier(check, f"regex({pattern!r}, group={group!r})")
+    return SampleVerifier(
+        check,
+        f"regex({pattern!r}, group={group!r})",
+        ("regex", {"pattern": pattern, "group": group}),
+    )
 
 
 def math_verify_match() -> SampleVerifier:
     """1.0 when math-verify finds the completion's answer equal to the reference (symbolically).
 
-    Timeouts are off (``parsing_timeout=None``, ``timeout_seconds=None``): math-verify's
-    timeouts use ``signal.alarm``, which only works in the main thread, and :func:`score`
-    runs verifiers in worker threads. A reference math-verify cannot parse is a failure.
+    math-verify's own timeouts are off (``parsing_timeout=None``, ``timeout_seconds=None``):
+    they use ``signal.alarm``, which works only in the main thread and cannot stop C code (a
+    power tower such as ``9^9^9^9`` hangs inside it). :func:`score` enforces the limit instead,
+    by killing the worker process (``verifier.timeout``). A reference math-verify cannot parse
+    is a failure.
     """
     try:
         from math_verify import parse, verify
@@ -182,13 +206,14 @@ def math_verify_match() -> SampleVerifier:
         answer = parse(completion, parsing_timeout=None)
         return float(bool(answer) and verify(gold, answer, timeout_seconds=None))
 
-    return SampleVerifier(check, "math_verify")
+    return SampleVerifier(check, "math_verify", ("math_verify", {}))
 
 
 def function_verifier(path: str) -> SampleVerifier:
     """The user's ``fn(prompt, completion, reference) -> float`` named by import path.
 
-    Named, never eval'd, so a config file cannot run arbitrary code by accident.
+    Named, never eval'd: the config names the code it runs (docs/security.md), and a worker
+    process can import the same function by its path.
     """
     fn = import_object(path, "verifier function")
     if not callable(fn):
@@ -196,7 +221,7 @@ def function_verifier(path: str) -> SampleVerifier:
             f"verifier function {path!r} is a {type(fn).__name__}, not callable. It must be "
             "fn(prompt: str, completion: str, reference: str | None) -> float."
         )
-    return SampleVerifier(fn, path)
+    return SampleVerifier(fn, path, ("function", {"path": path}))
 
 
 class RewardModelVerifier:
@@ -235,9 +260,12 @@ class RewardModelVerifier:
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = torch.device(resolve_device(device or "auto"))
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        # A reward model folder runs no code of its own (docs/security.md).
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         extra = {"dtype": getattr(torch, dtype)} if dtype else {}
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, **extra)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            folder, trust_remote_code=False, **extra
+        )
         self.model.to(self.device).eval()
         n_out = self.model.config.num_labels
         if n_out not in (1, 2):
@@ -330,8 +358,25 @@ def _as_reward(value: Any) -> float:
     return reward
 
 
-def _error_text(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"
+def _checked_rewards(recipe: tuple[str, dict] | None, fn: SampleFn | None) -> SampleFn:
+    """Inside a worker process: the verifier's per-sample function, returning checked rewards."""
+    if recipe is not None:
+        fn = make_verifier(recipe[0], **recipe[1]).fn  # type: ignore[attr-defined]
+    assert fn is not None
+    return lambda p, c, r: _as_reward(fn(p, c, r))
+
+
+def _timed_pool(verifier: SampleVerifier, workers: int, timeout: float) -> TimedPool:
+    recipe = getattr(verifier, "recipe", None)
+    build = functools.partial(_checked_rewards, recipe, None if recipe else verifier.fn)
+    try:
+        return TimedPool(build, workers=workers, timeout=timeout)
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        raise ValueError(
+            f"score(timeout={timeout}) runs {verifier!r} in worker processes, which need its "
+            "function by import path (a module-level function, or function_verifier("
+            f"'pkg.module:fn')); this one cannot be sent ({err}). Or pass timeout=None."
+        ) from err
 
 
 def score(
@@ -343,14 +388,17 @@ def score(
     workers: int = 1,
     batch_size: int = 64,
     progress: bool = False,
+    timeout: float | None = None,
 ) -> ScoreResult:
     """Score every candidate, recording failures instead of raising.
 
-    A :class:`SampleVerifier` (``batched = False``) is applied per sample, in ``workers``
-    threads when > 1 (order kept); an exception fails that sample. Any other verifier (a
-    reward model, a user's batch callable) is called on ``batch_size`` candidates at a time in
-    this thread, and an exception, or a result of the wrong length, fails that batch. A
-    non-numeric or non-finite reward fails its sample either way.
+    A :class:`SampleVerifier` (``batched = False``) is applied per sample; an exception fails
+    that sample. With ``timeout`` (seconds per candidate) it runs in ``workers`` processes and
+    a candidate past the limit fails with a ``TimeoutError`` (counted in ``timeouts``), its
+    worker killed and replaced; without, in ``workers`` threads of this process, unbounded.
+    Any other verifier (a reward model, a user's batch callable) is called on ``batch_size``
+    candidates at a time in this thread, and an exception, or a result of the wrong length,
+    fails that batch. A non-numeric or non-finite reward fails its sample either way.
     """
     n = len(completions)
     references = [None] * n if references is None else list(references)
@@ -361,8 +409,11 @@ def score(
         )
     if workers < 1 or batch_size < 1:
         raise ValueError(f"workers and batch_size must be >= 1, got {workers} and {batch_size}.")
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a number of seconds > 0 (or None), got {timeout}.")
     rewards: list[float | None] = [None] * n
     errors: list[str | None] = [None] * n
+    timeouts = 0
     bar = tqdm(total=n, desc="score", disable=not progress, leave=False)
 
     def record(i: int, value: Any) -> None:
@@ -371,7 +422,17 @@ def score(
         except (TypeError, ValueError) as err:
             errors[i] = _error_text(err)
 
-    if not getattr(verifier, "batched", True):
+    per_sample = not getattr(verifier, "batched", True)
+    if per_sample and timeout is not None:
+        pool = _timed_pool(verifier, workers, timeout)  # type: ignore[arg-type]
+        for i, value, error in pool.run(list(zip(prompts, completions, references))):
+            timeouts += value is TIMED_OUT
+            if error is None:
+                rewards[i] = value
+            else:
+                errors[i] = error
+            bar.update()
+    elif per_sample:
         fn: SampleFn = verifier.fn  # type: ignore[attr-defined]
 
         def one(i: int) -> tuple[Any, str | None]:
@@ -412,4 +473,4 @@ def score(
                     record(i, value)
             bar.update(stop - start)
     bar.close()
-    return ScoreResult(rewards, errors)
+    return ScoreResult(rewards, errors, timeouts)

@@ -2,6 +2,10 @@
 
 Whatever the source, the result is a :class:`Classifier`: the torch module, the name of its
 head, and how to call it on a batch. The head is resized for the new task's classes (S0.1).
+
+A model folder is data, not code (docs/security.md): weights are read from safetensors, an
+rsft checkpoint may name only an ``nn.Module`` subclass defined in rsft, and a transformers
+folder's custom code is not run, unless the caller opts in with ``trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from rsft.atomic import atomic_write_text, share_files
 from rsft.imports import import_object
 from rsft.models.heads import find_head, replace_head
 
 MODULE_CONFIG = "rsft_model.json"
 MODULE_WEIGHTS = "model.safetensors"
 RESERVED_KEYS = ("labels", "index", "weight")
+TRUSTED_PACKAGE = "rsft"
+TRUST_OPTION = "model.trust_remote_code: true"
 
 
 @dataclass
@@ -55,34 +62,136 @@ def _is_import_path(path: str) -> bool:
     return ":" in path and not Path(path).exists()
 
 
-def _transformers_class(folder: Path):
+def _module_name(path: str) -> str:
+    return path.partition(":")[0] if ":" in path else path.rpartition(".")[0]
+
+
+def _in_rsft(module_name: str) -> bool:
+    return module_name == TRUSTED_PACKAGE or module_name.startswith(TRUSTED_PACKAGE + ".")
+
+
+def module_class(path: str, *, trust_remote_code: bool = False, where: str = "") -> type[nn.Module]:
+    """The ``nn.Module`` subclass that a model folder names, checked before anything calls it.
+
+    A folder can be shared, so what it names is not trusted: a class outside rsft is refused
+    before its module is imported (importing runs the module's code) unless the caller opts
+    in, and whatever is named must be a class deriving from ``nn.Module``: a function such as
+    ``subprocess:run`` is never called.
+    """
+    where = where or "the model folder"
+    if not _in_rsft(_module_name(path)) and not trust_remote_code:
+        raise ValueError(
+            f"{where} names {path!r} as its model class, which is not part of rsft: loading "
+            "it would import and run that code, so rsft refuses. If you trust this folder, set "
+            f"{TRUST_OPTION} (trust_remote_code=True in load_classifier). A model saved by a "
+            "run whose model.path was an import path outside rsft needs this option to be "
+            "loaded again."
+        )
+    cls = import_object(path, "model class")
+    defined_in = getattr(cls, "__module__", "") or ""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(
+            f"{where} names {path!r}, a {type(cls).__name__}, not a torch.nn.Module subclass: "
+            "a model folder can name only a model class."
+        )
+    if not trust_remote_code and not _in_rsft(defined_in):
+        raise ValueError(
+            f"{where} names {path!r}, defined in {defined_in!r}, outside rsft. If you trust "
+            f"this folder, set {TRUST_OPTION}."
+        )
+    return cls
+
+
+def _read_module_config(folder: Path) -> dict[str, Any]:
+    """``rsft_model.json``, checked field by field: it is plain data from a shared folder."""
+    file = folder / MODULE_CONFIG
+    try:
+        meta = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file} is not valid JSON: {err}.") from err
+    problems = []
+    if not isinstance(meta, dict):
+        problems.append("it must be a JSON object")
+        meta = {}
+    if not isinstance(meta.get("class"), str):
+        problems.append('"class" must be an import path string like "rsft.tasks.digits:DigitsNet"')
+    if not isinstance(meta.get("kwargs", {}), dict):
+        problems.append('"kwargs" must be an object of keyword arguments')
+    if meta.get("head") is not None and not isinstance(meta["head"], str):
+        problems.append('"head" must be a module name or null')
+    n = meta.get("num_labels")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        problems.append('"num_labels" must be an integer >= 1')
+    if problems:
+        raise ValueError(f"{file} is not an rsft model config: {'; '.join(problems)}.")
+    return meta
+
+
+def _remote_code_error(folder: Path, err: ValueError) -> ValueError:
+    """transformers' refusal of a folder's custom code, naming rsft's option."""
+    if "trust_remote_code" not in str(err):
+        return err
+    return ValueError(
+        f"{folder} asks to run its own code (auto_map in its config), which rsft does not run "
+        f"by default. If you trust this folder, set {TRUST_OPTION}."
+    )
+
+
+def _remote_auto_class(config: Any, trust_remote_code: bool):
+    """The auto class a trusted folder's own code registers (its ``auto_map``), if any."""
+    import transformers
+
+    auto_map = getattr(config, "auto_map", None) or {}
+    if trust_remote_code:
+        for name in ("AutoModelForImageClassification", "AutoModelForSequenceClassification"):
+            if name in auto_map:
+                return getattr(transformers, name)
+    return None
+
+
+def _transformers_class(folder: Path, trust_remote_code: bool = False):
     import transformers
     from transformers.models.auto import modeling_auto
 
-    config = transformers.AutoConfig.from_pretrained(folder)
+    try:
+        config = transformers.AutoConfig.from_pretrained(
+            folder, trust_remote_code=trust_remote_code
+        )
+    except ValueError as err:
+        raise _remote_code_error(folder, err) from err
     if config.model_type in modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
         return transformers.AutoModelForImageClassification
     if config.model_type in modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
         return transformers.AutoModelForSequenceClassification
+    remote = _remote_auto_class(config, trust_remote_code)
+    if remote is not None:
+        return remote
     raise ValueError(
         f"{folder}: model type {config.model_type!r} is neither an image nor a sequence "
         "classifier in transformers. Use a classification model, or a torch module by import path."
     )
 
 
-def load_processor(path: str) -> Any:
+def load_processor(path: str, *, trust_remote_code: bool = False) -> Any:
     """The image processor or tokenizer saved beside a transformers model, if any."""
     folder = Path(path)
     if not folder.is_dir():
         return None
     import transformers
 
-    if (folder / "preprocessor_config.json").is_file():
-        return transformers.AutoImageProcessor.from_pretrained(folder)
-    if any(
-        (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
-    ):
-        return transformers.AutoTokenizer.from_pretrained(folder)
+    try:
+        if (folder / "preprocessor_config.json").is_file():
+            return transformers.AutoImageProcessor.from_pretrained(
+                folder, trust_remote_code=trust_remote_code
+            )
+        if any(
+            (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+        ):
+            return transformers.AutoTokenizer.from_pretrained(
+                folder, trust_remote_code=trust_remote_code
+            )
+    except ValueError as err:
+        raise _remote_code_error(folder, err) from err
     return None
 
 
@@ -94,8 +203,14 @@ def load_classifier(
     kwargs: dict[str, Any] | None = None,
     head: str | None = None,
     seed: int = 0,
+    trust_remote_code: bool = False,
 ) -> Classifier:
-    """Load the model at ``path`` and give it a head with ``num_labels`` outputs."""
+    """Load the model at ``path`` and give it a head with ``num_labels`` outputs.
+
+    An import path is the caller's own choice and is imported as named. A folder is checked
+    first: see :func:`module_class`; ``trust_remote_code`` also lets a transformers folder
+    run the code its ``auto_map`` names.
+    """
     folder = Path(path)
     if _is_import_path(path):
         cls = import_object(path, "model class")
@@ -110,8 +225,10 @@ def load_classifier(
             "folder, or an import path like 'my_pkg.models:MyNet'."
         )
     elif (folder / MODULE_CONFIG).is_file():
-        meta = json.loads((folder / MODULE_CONFIG).read_text())
-        cls = import_object(meta["class"], "model class")
+        meta = _read_module_config(folder)
+        cls = module_class(
+            meta["class"], trust_remote_code=trust_remote_code, where=str(folder / MODULE_CONFIG)
+        )
         model = cls(**meta.get("kwargs", {}))
         head = head or meta.get("head")
         replace_head(model, find_head(model, head), meta["num_labels"], seed)
@@ -119,8 +236,12 @@ def load_classifier(
         source = {"kind": "module", **meta, "folder": str(folder)}
         is_tf = False
     elif (folder / "config.json").is_file():
-        auto = _transformers_class(folder)
-        extra: dict[str, Any] = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
+        auto = _transformers_class(folder, trust_remote_code)
+        extra: dict[str, Any] = {
+            "num_labels": num_labels,
+            "ignore_mismatched_sizes": True,
+            "trust_remote_code": trust_remote_code,
+        }
         if classes:
             extra["id2label"] = dict(enumerate(classes))
             extra["label2id"] = {c: i for i, c in enumerate(classes)}
@@ -134,17 +255,22 @@ def load_classifier(
         )
     head_name = find_head(model, head)
     replace_head(model, head_name, num_labels, seed)
-    return Classifier(model, head_name, is_tf, source, load_processor(path) if is_tf else None)
+    processor = load_processor(path, trust_remote_code=trust_remote_code) if is_tf else None
+    return Classifier(model, head_name, is_tf, source, processor)
 
 
 def save_classifier(clf: Classifier, folder: str | Path, classes: list[str]) -> Path:
-    """Save weights as safetensors (+ config), loadable again by :func:`load_classifier`."""
+    """Save weights as safetensors (+ config), loadable again by :func:`load_classifier`.
+
+    The files get the usual mode (the umask's): the saved model is meant to be shared.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if clf.is_transformers:
         clf.model.save_pretrained(folder)  # safetensors by default
         if clf.processor is not None:
             clf.processor.save_pretrained(folder)
+        share_files(folder)
         return folder
     num_labels = get_num_labels(clf)
     meta = {
@@ -155,7 +281,8 @@ def save_classifier(clf: Classifier, folder: str | Path, classes: list[str]) -> 
         "classes": classes,
     }
     save_model(clf.model, str(folder / MODULE_WEIGHTS))
-    (folder / MODULE_CONFIG).write_text(json.dumps(meta, indent=2))
+    atomic_write_text(folder / MODULE_CONFIG, json.dumps(meta, indent=2))
+    share_files(folder)
     return folder
 
 

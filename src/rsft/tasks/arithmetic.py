@@ -80,9 +80,11 @@ def convert_smollm2(out: str | Path, force: bool = False) -> Path:
     if importlib.util.find_spec("gguf") is None:
         raise ImportError(f"reading GGUF files needs the gguf package: {INSTALL_HINT}")
     src = gguf_path()
-    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    tok = AutoTokenizer.from_pretrained(
+        str(src.parent), gguf_file=src.name, trust_remote_code=False
+    )
     model = AutoModelForCausalLM.from_pretrained(
-        str(src.parent), gguf_file=src.name, dtype=torch.float32
+        str(src.parent), gguf_file=src.name, dtype=torch.float32, trust_remote_code=False
     )
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

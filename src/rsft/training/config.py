@@ -24,9 +24,18 @@ class ModelConfig:
     path: str = opt(
         "",
         help="A transformers model folder, an rsft checkpoint folder, or the "
-        "import path 'pkg.module:Class' of a torch module (built with kwargs).",
+        "import path 'pkg.module:Class' of a torch module (built with kwargs). An import path "
+        "imports and runs that code; a folder runs none unless trust_remote_code is set "
+        "(docs/security.md).",
     )
     kwargs: dict[str, Any] = opt(factory=dict, help="Keyword arguments for an import-path model.")
+    trust_remote_code: bool = opt(
+        False,
+        help="Let a model folder run code: an rsft checkpoint whose class is outside rsft "
+        "(e.g. the saved output_dir/model of a run whose model.path was your own "
+        "'pkg.module:Class'), or a transformers folder with custom code (auto_map). Only for "
+        "folders you trust (docs/security.md).",
+    )
     head: str | None = opt(
         None,
         help="Attribute name of the classification head; found "
@@ -253,7 +262,8 @@ class RejectionConfig:
     function: str | None = opt(
         None,
         help="function: import path 'pkg.module:fn' of fn(example: dict) -> float; "
-        "model_function: of fn(inputs: dict, labels, logits) -> one weight per sample.",
+        "model_function: of fn(inputs: dict, labels, logits) -> one weight per sample. rsft "
+        "imports and runs that code (docs/security.md).",
     )
     batched: bool = opt(False, help="function: call fn(list of examples) -> list of floats.")
     column: str | None = opt(None, help="column: the weight column of the training table.")

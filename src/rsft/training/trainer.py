@@ -74,7 +74,8 @@ class FineTuner:
         t0 = time.perf_counter()
 
         # 1. Data, validated before anything else is built.
-        processor = load_processor(cfg.model.path)
+        trust = cfg.model.trust_remote_code
+        processor = load_processor(cfg.model.path, trust_remote_code=trust)
         self.train_split: Split = load_split(cfg.data.train, cfg.data, processor=processor)
         self.classes = self.train_split.classes
         self.eval_split = self._load_eval(cfg.data.eval, processor)
@@ -88,6 +89,7 @@ class FineTuner:
             kwargs=cfg.model.kwargs,
             head=cfg.model.head,
             seed=cfg.seed,
+            trust_remote_code=trust,
         )
         if self.clf.processor is None:
             self.clf.processor = processor
