@@ -300,7 +300,7 @@ def pipeline_config(
         "seed": SEED,
         "output_dir": str(out_dir),
         "resume": "never",
-        "progress": False,
+        "progress": "quiet",
     }
 
 

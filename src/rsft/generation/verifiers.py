@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from rsft.generation.generate import check_model_folder, resolve_device
 from rsft.imports import import_object
+from rsft.progress import progress_bar
 
 Verifier = Callable[[list[str], list[str], list[str | None]], list[float]]
 SampleFn = Callable[[str, str, str | None], float]
@@ -363,7 +363,7 @@ def score(
         raise ValueError(f"workers and batch_size must be >= 1, got {workers} and {batch_size}.")
     rewards: list[float | None] = [None] * n
     errors: list[str | None] = [None] * n
-    bar = tqdm(total=n, desc="score", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc="score", unit="candidates", show=progress)
 
     def record(i: int, value: Any) -> None:
         try:

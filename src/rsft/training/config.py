@@ -14,6 +14,7 @@ from typing import Any, Literal
 from rsft.config import ConfigError, opt
 from rsft.data import DataConfig
 from rsft.param_level import SigmaAdapter, TemperatureSchedule
+from rsft.progress import PROGRESS_HELP, Progress
 from rsft.rule import Envelope
 
 
@@ -330,7 +331,7 @@ class TrainConfig:
         "never: start over.",
     )
     num_workers: int = opt(0, help="DataLoader worker processes.")
-    progress: bool = opt(True, help="Show progress bars and per-epoch lines.")
+    progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="epoch"))
 
     def _check_param_level(self) -> None:
         """Options that the chosen method would silently ignore are an error, not a no-op."""
