@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from rsft.config import ConfigError, opt
 from rsft.data import DataConfig
+from rsft.data.config import ALL_FEATURES
 from rsft.param_level import SigmaAdapter, TemperatureSchedule
 from rsft.progress import PROGRESS_HELP, Progress
 from rsft.rule import Envelope
@@ -375,6 +376,11 @@ class TrainConfig:
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0.")
         self._check_param_level()
+        if self.data.feature_columns == ALL_FEATURES:
+            # The weight columns rejection reads are no features: they would leak the weights.
+            exclude = self.data.exclude_columns
+            weights = (self.rejection.column, self.rejection.balance_column)
+            exclude += [c for c in weights if c and c not in exclude]
         if self.optim.name in PARAM_LEVEL:
             if self.optim.scheduler != "constant":
                 raise ConfigError(

@@ -27,7 +27,7 @@ from rsft import __version__
 from rsft.atomic import atomic_write_text
 from rsft.compare.report import plot_trace
 from rsft.config import ConfigError, to_dict
-from rsft.data import Split, load_split
+from rsft.data import Split, load_split, with_feature_columns
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
@@ -201,7 +201,8 @@ class FineTuner:
     def _load_eval(self, path: str | None, processor: Any) -> Split | None:
         if not path:
             return None
-        return load_split(path, self.config.data, classes=self.classes, processor=processor)
+        data = with_feature_columns(self.config.data, self.train_split.feature_columns)
+        return load_split(path, data, classes=self.classes, processor=processor)
 
     # ------------------------------------------------------------------------------------
     def _loader(self, split: Split, batch_size: int, sampler=None) -> DataLoader:
