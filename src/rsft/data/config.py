@@ -57,7 +57,11 @@ class DataConfig:
     )
     text_column: str | None = _opt(None, "Column of text to tokenize (with the model's tokenizer).")
     image_column: str = _opt("image", "Column of image paths (relative to the table's folder).")
-    resize: int = _opt(256, "Images: resize the shortest edge to this many pixels.")
+    resize: int = _opt(
+        256,
+        "Images: resize the shortest edge to this many pixels (256/224 suit ImageNet-size "
+        "models; for small images and a model made for them, use the size it takes).",
+    )
     crop: int = _opt(224, "Images: then center-crop to crop x crop.")
     mean: list[float] = _opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
     std: list[float] = _opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")

@@ -15,7 +15,13 @@ import torch
 
 from rsft.data.config import ALL_FEATURES, DataConfig
 from rsft.data.datasets_io import load_builder, load_saved
-from rsft.data.images import ImageInputs, default_image_processor, table_image_sources
+from rsft.data.images import (
+    ImageInputs,
+    image_processor,
+    image_source,
+    sample_indices,
+    table_image_sources,
+)
 from rsft.data.split import TEXT_KEYS, Collate, ItemDataset, Split
 from rsft.data.validate import (
     DataError,
@@ -196,7 +202,9 @@ def load_table(
         )
         if holds_paths and "path" not in available:
             extra["path"] = names  # resolved against the table's folder
-        processor = processor if processor is not None else default_image_processor(cfg)
+        cells = [table[i][cfg.image_column] for i in sample_indices(len(table))]
+        sample = [image_source(c, base_dir, source) for c in cells]
+        processor = image_processor(processor, cfg, sample, source)
         inputs = ImageInputs(table, cfg.image_column, base_dir, processor, source)
         kind, collate = "pixel_values", Collate()
     else:
