@@ -55,7 +55,7 @@ def run_config(
         "seed": 0,
         "output_dir": str(out_dir / name),
         "resume": "never",
-        "progress": False,
+        "progress": "quiet",
     }
     if rejection is not None:
         raw["rejection"] = rejection

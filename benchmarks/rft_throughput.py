@@ -154,6 +154,7 @@ def accepted_count(verifier: Any, prompts: Prompts, outs: list[list[str]], thres
 
 def run_mode(gen: Any, mode: str, convs: list, k: int, max_new: int, seed: int) -> list[list[str]]:
     """One pass over every prompt in ``mode``; the completions per prompt."""
+
     def sampling(n: int, seed: int) -> Sampling:
         return Sampling(n, TEMPERATURE, 1.0, max_new, seed=seed)
 
@@ -225,7 +226,14 @@ def compare_modes(
     def measure(name: str, r: int) -> dict:
         gen, mode = runners[name]
         last = timed_pass(
-            gen, mode, convs, args.k, args.max_new_tokens, SEED + 1000 * r, verifier, prompts,
+            gen,
+            mode,
+            convs,
+            args.k,
+            args.max_new_tokens,
+            SEED + 1000 * r,
+            verifier,
+            prompts,
             threshold,
         )
         print(
@@ -300,7 +308,7 @@ def pipeline_config(
         "seed": SEED,
         "output_dir": str(out_dir),
         "resume": "never",
-        "progress": False,
+        "progress": "quiet",
     }
 
 

@@ -434,7 +434,7 @@ def part_b_run(method: str, seed: int, args: argparse.Namespace, out: Path, acc:
         "seed": seed,
         "output_dir": str(out / f"{method}-{seed}"),
         "resume": "never",
-        "progress": False,
+        "progress": "quiet",
     }
     rejection = PART_B_METHODS[method]
     if rejection is not None:

@@ -85,7 +85,7 @@ def train(name: str, train_path: Path, test_path: Path, args, out: Path) -> dict
         "seed": args.seed,
         "resume": "never",
         "output_dir": str(out / "runs" / name.replace(" ", "_").replace(",", "")),
-        "progress": False,
+        "progress": "quiet",
     }
     return FineTuner(from_dict(TrainConfig, cfg)).train()
 

@@ -168,7 +168,8 @@ def test_train_with_config_file_and_overrides(tables, tmp_path, capsys):
     assert 0.0 <= result["test_accuracy"] <= 1.0
 
     printed = capsys.readouterr().out
-    summary = json.loads(printed[: printed.index("results:")])
+    assert printed.startswith("epoch 1 | train loss ")  # progress: false keeps epoch lines
+    summary = json.loads(printed[printed.index("{") : printed.index("results:")])
     assert summary["test_accuracy"] == result["test_accuracy"]
     assert summary["forwarded"] == N_ROWS
     assert f"results: {out}/results.json" in printed

@@ -10,6 +10,7 @@ from typing import Any
 
 from rsft import __version__
 from rsft.config import ConfigError, deep_merge, from_dict, load_yaml, options_help, parse_overrides
+from rsft.progress import interactive, quiet_library_bars
 
 OVERRIDES_HELP = (
     "Options as key.sub=value (YAML values), applied over the config file, e.g. "
@@ -87,7 +88,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     else:
         from rsft.tasks.embedded import prepare_digits
 
-        paths = prepare_digits(args.out or "data/digits", seed=args.seed, force=args.force)
+        out = args.out or "data/digits"
+        paths = prepare_digits(out, seed=args.seed, force=args.force, progress=True)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = build_parser(with_options="-h" in argv or "--help" in argv).parse_args(argv)
     try:
+        if not interactive():  # a log file or a pipe: no library draws a bar in it either
+            quiet_library_bars()
         return args.func(args)
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"rsft {args.command}: error: {err}", file=sys.stderr)

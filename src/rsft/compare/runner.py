@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from rsft import __version__
 from rsft.compare.report import format_table, plot_results, summarize, write_results
 from rsft.config import ConfigError, deep_merge, from_dict, opt, to_dict
+from rsft.progress import progress_bar
 from rsft.training import FineTuner, TrainConfig
 
 RECORD_KEYS = (
@@ -100,16 +100,38 @@ def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
     return None
 
 
+def _run_summary(method: str, seed: int, result: dict[str, Any], reused: bool) -> str:
+    """``plain seed 0: test accuracy 84.0%, 3.2 s`` (``reused`` for a run finished earlier)."""
+    parts = [f"{method} seed {seed}"]
+    if result.get("test_accuracy") is not None:
+        parts.append(f"test accuracy {100 * result['test_accuracy']:.1f}%")
+    if reused:
+        parts.append("reused")
+    elif result.get("wall_time") is not None:
+        parts.append(f"{result['wall_time']:.1f} s")
+    return f"{parts[0]}: {', '.join(parts[1:])}" if len(parts) > 1 else parts[0]
+
+
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:
     """Run the grid, then write results.json/csv, summary.csv, compare.png and print the table."""
     runs = build_runs(cfg)
     accelerator = accelerator or Accelerator()
     records = []
-    bar = tqdm(runs, desc="compare", disable=not accelerator.is_local_main_process)
+    # On a terminal a bar over the runs; in a log, one line per finished run.
+    bar = progress_bar(
+        runs,
+        desc="compare",
+        unit="runs",
+        show=accelerator.is_local_main_process,
+        per_item=True,
+        leave=True,
+    )
     for method, seed, run_cfg in bar:
         bar.set_postfix_str(f"{method} seed {seed}")
-        run_cfg.progress = False
-        result = _finished(run_cfg) or FineTuner(run_cfg, accelerator).train()
+        run_cfg.progress = "quiet"
+        reused = _finished(run_cfg)
+        result = reused or FineTuner(run_cfg, accelerator).train()
+        bar.set_postfix_str(_run_summary(method, seed, result, reused is not None))
         records.append({"method": method, "seed": seed, **{k: result.get(k) for k in RECORD_KEYS}})
     rows = summarize(records, baseline=cfg.baseline)
     out = Path(cfg.output_dir)

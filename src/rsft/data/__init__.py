@@ -5,7 +5,7 @@
 raised at load time, before training starts.
 """
 
-from rsft.data.config import FORMATS, DataConfig
+from rsft.data.config import FORMATS, DataConfig, with_feature_columns
 from rsft.data.images import default_image_processor
 from rsft.data.loading import infer_format, load_split
 from rsft.data.split import Collate, Split
@@ -20,4 +20,5 @@ __all__ = [
     "default_image_processor",
     "infer_format",
     "load_split",
+    "with_feature_columns",
 ]

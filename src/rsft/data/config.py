@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 FORMATS = ("imagefolder", "csv", "json", "parquet", "hf")
+
+# ``feature_columns: all``: every numeric column that has no other role.
+ALL_FEATURES = "all"
 
 # File suffix -> format, for ``format: None``. Directories are told apart by their content.
 SUFFIX_FORMATS = {
@@ -39,17 +43,35 @@ class DataConfig:
         "path when unset.",
     )
     label_column: str = _opt("label", "Column holding the class (name or integer).")
-    feature_columns: list[str] | None = _opt(
-        None, "Numeric input columns (scalars or fixed-length lists), concatenated in order."
+    feature_columns: list[str] | str | None = _opt(
+        None,
+        "Numeric input columns (scalars or fixed-length lists), concatenated in order; `all`: "
+        "every numeric column of the training table except the label, group, text and image "
+        "columns, the weight columns that rejection names (rejection.column, "
+        "rejection.balance_column) and data.exclude_columns.",
+    )
+    exclude_columns: list[str] = _opt(
+        factory=list,
+        help="With feature_columns: all, columns that are not features either (row ids, "
+        "other targets, anything that would leak the label).",
     )
     text_column: str | None = _opt(None, "Column of text to tokenize (with the model's tokenizer).")
     image_column: str = _opt("image", "Column of image paths (relative to the table's folder).")
-    resize: int = _opt(256, "Images: resize the shortest edge to this many pixels.")
+    resize: int = _opt(
+        256,
+        "Images: resize the shortest edge to this many pixels (256/224 suit ImageNet-size "
+        "models; for small images and a model made for them, use the size it takes).",
+    )
     crop: int = _opt(224, "Images: then center-crop to crop x crop.")
     mean: list[float] = _opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
     std: list[float] = _opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
     max_length: int = _opt(128, "Text: truncate to this many tokens.")
     group_column: str | None = _opt(None, "Column of group ids (for balance weighting).")
+
+    def role_columns(self) -> set[str]:
+        """Columns with a role other than input features: ``feature_columns: all`` skips them."""
+        named = (self.label_column, self.group_column, self.text_column, self.image_column)
+        return {c for c in named if c} | set(self.exclude_columns)
 
     def __post_init__(self) -> None:
         # Checked here so a typo in a YAML config fails when it is read, not mid-run.
@@ -71,15 +93,29 @@ class DataConfig:
             setattr(self, name, [float(v) for v in value])
         if any(v <= 0 for v in self.std):
             raise ValueError(f"data.std must be positive, got {self.std!r}.")
-        if isinstance(self.feature_columns, str):
+        if isinstance(self.feature_columns, str) and self.feature_columns != ALL_FEATURES:
             self.feature_columns = [self.feature_columns]
+        if self.exclude_columns and self.feature_columns != ALL_FEATURES:
+            raise ValueError(
+                "data.exclude_columns applies to feature_columns: all only; with named "
+                "feature_columns leave the other columns out of that list instead."
+            )
         if self.feature_columns is not None and not self.feature_columns:
             raise ValueError(
                 "data.feature_columns is an empty list; name the numeric columns, or leave "
                 "it unset for image or text data."
             )
+        self.exclude_columns = list(self.exclude_columns)
         if self.feature_columns is not None and self.text_column is not None:
             raise ValueError(
                 "data.feature_columns and data.text_column are both set; a model takes one "
                 "kind of input, so set only one of them."
             )
+
+
+def with_feature_columns(cfg: DataConfig, columns: list[str] | None) -> DataConfig:
+    """``cfg`` reading exactly ``columns``: the other splits of a ``feature_columns: all``
+    run read the training table's resolved columns, so every split has the same features."""
+    if cfg.feature_columns != ALL_FEATURES or columns is None:
+        return cfg
+    return dataclasses.replace(cfg, feature_columns=list(columns), exclude_columns=[])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import io
 import os
+import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,15 @@ from rsft.data.validate import (
 # The extensions datasets' imagefolder reads; files with others are ignored by both.
 IMAGE_EXTENSIONS = frozenset(ext.lower() for ext in ImageFolder.EXTENSIONS)
 
+# Images are "far smaller" than the transform when it upscales them this many times or more.
+FAR_SMALLER = 4
+# How many images (evenly spaced) the size check reads the header of.
+SIZE_SAMPLE = 32
+
+
+class SmallImagesWarning(UserWarning):
+    """data.resize / data.crop would upscale the images many times."""
+
 
 def default_image_processor(cfg: DataConfig) -> BitImageProcessorPil:
     """Resize the shortest edge, center-crop, rescale to [0, 1], normalize with mean/std:
@@ -46,6 +57,48 @@ def default_image_processor(cfg: DataConfig) -> BitImageProcessorPil:
         image_std=list(cfg.std),
         do_convert_rgb=True,
     )
+
+
+def check_image_size(sample: list[tuple[str, str | bytes]], cfg: DataConfig, source: str) -> None:
+    """Warn when ``cfg.resize``/``cfg.crop`` (made for ImageNet-size photos) are far larger
+    than the images: each would be upscaled several times, which costs compute, blurs them,
+    and is not the input a model made for small images expects."""
+    edges = []
+    for _, src in sample:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as image:
+            edges.append(min(image.size))  # the header only: nothing is decoded
+    if not edges:
+        return
+    edge = int(statistics.median(edges))
+    factor = max(cfg.resize, cfg.crop) / max(edge, 1)
+    if factor < FAR_SMALLER:
+        return
+    warnings.warn(
+        f"the images of {source} are far smaller than the image transform: their shortest "
+        f"edge is {edge} px (median of {len(edges)}), but data.resize is {cfg.resize} and "
+        f"data.crop is {cfg.crop}, so every image is upscaled {factor:.0f}x. Set data.resize "
+        f"and data.crop to the size your model takes (e.g. data.resize={edge} "
+        f"data.crop={edge}); keep the defaults only for a model that expects 224 x 224 "
+        "input (ImageNet-pretrained ones).",
+        SmallImagesWarning,
+        stacklevel=2,
+    )
+
+
+def image_processor(
+    processor: Any, cfg: DataConfig, sample: list[tuple[str, str | bytes]], source: str
+) -> Any:
+    """The model's own image processor, else the default transform (checked against the
+    images' size, :func:`check_image_size`)."""
+    if processor is not None:
+        return processor
+    check_image_size(sample, cfg, source)
+    return default_image_processor(cfg)
+
+
+def sample_indices(n: int) -> list[int]:
+    """Up to :data:`SIZE_SAMPLE` evenly spaced indices of ``range(n)``."""
+    return sorted({i * n // SIZE_SAMPLE for i in range(SIZE_SAMPLE)} & set(range(n)))
 
 
 def image_source(value: Any, base_dir: Path, where: str) -> tuple[str, str | bytes]:
@@ -182,7 +235,9 @@ def load_image_folder(
         labels = encode_labels(names, classes, f"the class folders of {root}", unit="image")
         if training:
             require_two_classes(labels, classes, f"image folder {root}")
-    processor = processor if processor is not None else default_image_processor(cfg)
+    processor = image_processor(
+        processor, cfg, [(paths[i], paths[i]) for i in sample_indices(len(paths))], str(root)
+    )
     inputs = ImageInputs(raw, "path", root, processor, str(root))
     return Split(
         dataset=ItemDataset(len(raw), inputs, labels),

@@ -97,6 +97,7 @@ class Split:
         source: str,
         format: str,
         extra_columns: dict[str, list] | None = None,
+        feature_columns: list[str] | None = None,
     ) -> None:
         self.dataset = dataset
         self.classes = classes
@@ -107,6 +108,7 @@ class Split:
         self.format = format
         self._table = table
         self._extra = extra_columns or {}
+        self.feature_columns = feature_columns  # the columns read as features, if any
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -13,14 +13,21 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from rsft.data.config import DataConfig
+from rsft.data.config import ALL_FEATURES, DataConfig
 from rsft.data.datasets_io import load_builder, load_saved
-from rsft.data.images import ImageInputs, default_image_processor, table_image_sources
+from rsft.data.images import (
+    ImageInputs,
+    image_processor,
+    image_source,
+    sample_indices,
+    table_image_sources,
+)
 from rsft.data.split import TEXT_KEYS, Collate, ItemDataset, Split
 from rsft.data.validate import (
     DataError,
     encode_labels,
     feature_matrix,
+    is_numeric_column,
     require_column,
     require_rows,
     require_two_classes,
@@ -86,10 +93,31 @@ def _label_values(table: datasets.Dataset, column: str, source: str) -> tuple[li
     return list(table[column]), None
 
 
-def _features(table: datasets.Dataset, cfg: DataConfig, source: str) -> torch.Tensor:
-    assert cfg.feature_columns is not None
+def feature_columns(table: datasets.Dataset, cfg: DataConfig, source: str) -> list[str]:
+    """The named feature columns (checked to exist), or for ``all`` every numeric column
+    (numbers, lists of numbers) that has no other role (:meth:`DataConfig.role_columns`)."""
+    available = table.column_names
+    if cfg.feature_columns != ALL_FEATURES:
+        assert isinstance(cfg.feature_columns, list)
+        for column in cfg.feature_columns:
+            require_column(
+                column, "feature", available, source, "Fix the names in data.feature_columns."
+            )
+        return cfg.feature_columns
+    others = cfg.role_columns()
+    columns = [c for c in available if c not in others and is_numeric_column(_arrow_type(table, c))]
+    if not columns:
+        raise DataError(
+            f"data.feature_columns is 'all', but {source} has no numeric column besides "
+            f"{sorted(others & set(available))} (its columns: {available}). Name the feature "
+            "columns, or encode the inputs as numbers."
+        )
+    return columns
+
+
+def _features(table: datasets.Dataset, columns: list[str], source: str) -> torch.Tensor:
     arrow = table.with_format("arrow")
-    parts = [feature_matrix(c, arrow[c], source) for c in cfg.feature_columns]
+    parts = [feature_matrix(c, arrow[c], source) for c in columns]
     return torch.from_numpy(np.concatenate(parts, axis=1))
 
 
@@ -143,6 +171,7 @@ def load_table(
     available = table.column_names
     base_dir = path if path.is_dir() else path.parent
     extra: dict[str, list] = {}
+    features: list[str] | None = None
 
     if cfg.text_column is not None:
         require_column(
@@ -153,11 +182,8 @@ def load_table(
         inputs: Any = TextInputs(texts, processor, cfg.max_length)
         kind, collate = "text", Collate(processor)
     elif cfg.feature_columns is not None:
-        for column in cfg.feature_columns:
-            require_column(
-                column, "feature", available, source, "Fix the names in data.feature_columns."
-            )
-        inputs = FeatureInputs(_features(table, cfg, source))
+        features = feature_columns(table, cfg, source)
+        inputs = FeatureInputs(_features(table, features, source))
         kind, collate = "features", Collate()
     elif cfg.image_column in available:
         feature = table.features[cfg.image_column]
@@ -176,7 +202,9 @@ def load_table(
         )
         if holds_paths and "path" not in available:
             extra["path"] = names  # resolved against the table's folder
-        processor = processor if processor is not None else default_image_processor(cfg)
+        cells = [table[i][cfg.image_column] for i in sample_indices(len(table))]
+        sample = [image_source(c, base_dir, source) for c in cells]
+        processor = image_processor(processor, cfg, sample, source)
         inputs = ImageInputs(table, cfg.image_column, base_dir, processor, source)
         kind, collate = "pixel_values", Collate()
     else:
@@ -215,4 +243,5 @@ def load_table(
         source=source,
         format=fmt,
         extra_columns=extra,
+        feature_columns=features,
     )

@@ -130,7 +130,8 @@ def _is_list(dtype: pa.DataType) -> bool:
     )
 
 
-def _numeric_leaf(dtype: pa.DataType) -> bool:
+def is_numeric_column(dtype: pa.DataType) -> bool:
+    """Numbers, or lists (of lists) of numbers: what a feature column may hold."""
     while _is_list(dtype):
         dtype = dtype.value_type
     return _is_numeric(dtype)
@@ -141,7 +142,7 @@ def feature_matrix(name: str, column: pa.ChunkedArray | pa.Array, source: str) -
     of length k gives width k. Refuses text, ragged lists and NaN/inf, which would
     otherwise surface as a shape error or a NaN loss mid-training."""
     fix = "Feature columns must hold numbers, or lists of numbers of one fixed length."
-    if not _numeric_leaf(column.type):
+    if not is_numeric_column(column.type):
         example = next((v for v in column.to_pylist() if v is not None), None)
         raise DataError(
             f"feature column {name!r} of {source} holds {column.type} values (e.g. "

@@ -101,7 +101,12 @@ class RejectionSampler(Sampler[int]):
 
     # -- reporting and resuming --------------------------------------------------------
     def stats(self, epoch: int | None = None) -> RejectionStats:
-        """Acceptance statistics of one epoch's draw (over the whole pool, all ranks)."""
+        """Acceptance statistics of one epoch's draw (over the whole pool, all ranks).
+
+        One epoch only: ``epoch`` (default: the epoch last set with :meth:`set_epoch`, so
+        after training, the last one). For a whole run, merge the epochs:
+        ``total = RejectionStats()`` then ``total.merge(sampler.stats(e))`` for each ``e``.
+        """
         mask = torch.zeros(len(self.log_w), dtype=torch.bool)
         mask[self.accepted_indices(epoch)] = True
         return RejectionStats().update(self.log_w, self.log_m, mask)

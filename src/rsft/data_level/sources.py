@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rsft.data import Split, load_split
+from rsft.data import Split, load_split, with_feature_columns
 from rsft.data_level.weights import (
     balance_weights,
     column_weights,
@@ -36,9 +36,8 @@ def compute_weights(
     if rej.weights == "none" or rej.model_aware:  # model-aware weights: scored in training
         return None, {"source": rej.weights}
     if rej.weights == "density_ratio":
-        target = load_split(
-            rej.target_unlabelled, cfg.data, labelled=False, processor=clf.processor
-        )
+        data = with_feature_columns(cfg.data, train.feature_columns)  # the training features
+        target = load_split(rej.target_unlabelled, data, labelled=False, processor=clf.processor)
         src = _features(clf, train, cfg.eval_batch_size, device)
         tgt = _features(clf, target, cfg.eval_batch_size, device)
         dr = density_ratio_weights(src, tgt, seed=cfg.seed, calibration=rej.calibration)

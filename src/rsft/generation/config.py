@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rsft.config import ConfigError, opt
+from rsft.progress import PROGRESS_HELP, Progress
 
 
 @dataclass
@@ -286,7 +287,7 @@ class RFTConfig:
         help="auto: continue a killed run at its last finished stage (never regenerating "
         "what is saved); never: refuse to write into a non-empty output_dir.",
     )
-    progress: bool = opt(True, help="Show progress bars.")
+    progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="round"))
 
     def __post_init__(self) -> None:
         if self.rounds < 1:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from rsft.progress import interactive, progress_bar
 
 Conversation = list[dict[str, str]]
 
@@ -157,9 +158,7 @@ class TransformersGenerator(Generator):
                 "top_k": 0,
             }  # top_k 0: sample from q itself
         )
-        bar = tqdm(
-            total=len(texts) * n, desc="generate", unit="seq", disable=not progress, leave=False
-        )
+        bar = progress_bar(total=len(texts) * n, desc="generate", unit="seq", show=progress)
         for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
             enc = tok(
@@ -218,7 +217,7 @@ class VLLMGenerator(Generator):
             max_tokens=sampling.max_new_tokens,
             seed=sampling.seed,
         )
-        results = self.llm.chat(conversations, params, use_tqdm=progress)
+        results = self.llm.chat(conversations, params, use_tqdm=progress and interactive())
         self.generated_tokens += sum(len(o.token_ids) for r in results for o in r.outputs)
         return [[o.text.strip() for o in r.outputs] for r in results]
 

@@ -31,7 +31,6 @@ from typing import Any
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from rsft import __version__
 from rsft.atomic import atomic_write_jsonl, atomic_write_text
@@ -44,6 +43,7 @@ from rsft.generation.prompts import chat_messages, load_prompts
 from rsft.generation.selection import select
 from rsft.generation.sft import sft_train
 from rsft.generation.verifiers import make_verifier, score
+from rsft.progress import progress_bar, say, says_lines
 
 # Options that do not change what a run computes: a resumed run may change them.
 NOT_HASHED = ("output_dir", "resume", "progress", "rounds")
@@ -66,6 +66,11 @@ def _seed(*parts: int) -> int:
     """One reproducible seed per (run seed, round, stage, chunk)."""
     digest = hashlib.sha256(".".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+def _eval_line(metrics: dict[str, Any]) -> str:
+    """``pass@1 31.2% on 64 held-out prompts`` from an eval.json."""
+    return f"pass@1 {100 * metrics['pass@1']:.1f}% on {metrics['prompts']} held-out prompts"
 
 
 class RFTPipeline:
@@ -113,6 +118,11 @@ class RFTPipeline:
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(to_dict(self.cfg)))
         write_json(state_path, {"config_hash": self._config_hash(), "rsft_version": __version__})
 
+    def _say(self, message: str) -> None:
+        """A line for the log (per round), unless ``progress: quiet``."""
+        if says_lines(self.cfg.progress):
+            say(message)
+
     def _timed(self, stage: str, start: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
@@ -144,12 +154,12 @@ class RFTPipeline:
         if todo:
             t0 = time.perf_counter()
             gen = self._generator(model)
-            bar = tqdm(
+            bar = progress_bar(
                 total=len(p),
                 initial=(len(starts) - len(todo)) * g.chunk_prompts,
                 desc=f"round {rnd}: generate",
-                unit="prompt",
-                disable=not self.cfg.progress,
+                unit="prompts",
+                show=self.cfg.progress is True,
             )
             for c in todo:
                 lo, hi = starts[c], min(starts[c] + g.chunk_prompts, len(p))
@@ -193,12 +203,12 @@ class RFTPipeline:
             [r["completion"] for r in rows],
             [r["reference"] for r in rows],
             workers=v.workers,
-            progress=self.cfg.progress,
+            progress=self.cfg.progress is True,
             timeout=v.timeout,
         )
         self._timed("score", t0)
         if result.n_failed:
-            tqdm.write(f"round {rnd}: {result.summary()}")
+            self._say(f"round {rnd}: {result.summary()}")
         t0 = time.perf_counter()
         groups = [r["prompt_id"] for r in rows]
         gen = torch.Generator().manual_seed(_seed(self.cfg.seed, rnd, 1))
@@ -306,7 +316,7 @@ class RFTPipeline:
         gen = self._generator(model, e.batch_size)
         convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts]
         max_new = e.max_new_tokens or g.max_new_tokens
-        show = self.cfg.progress
+        show = self.cfg.progress is True
         greedy = [
             o[0] for o in gen.generate(convs, Sampling(max_new_tokens=max_new, greedy=True), show)
         ]
@@ -324,7 +334,7 @@ class RFTPipeline:
         v = self.cfg.verifier
         result = score(self.verifier, prompts, flat, refs, workers=v.workers, timeout=v.timeout)
         if result.n_failed:
-            tqdm.write(f"{name}: {result.summary()}")
+            self._say(f"{name}: {result.summary()}")
         ok = [r is not None and r >= self.cfg.selection.threshold for r in result.rewards]
         metrics: dict[str, Any] = {
             "prompts": n,
@@ -354,6 +364,7 @@ class RFTPipeline:
         self._prepare_output()
         rows = []
         before = self.evaluate(self.base, self.out / "round_0")
+        self._say(f"round 0 (the base model): {_eval_line(before)}")
         current = self.base
         for rnd in range(1, cfg.rounds + 1):
             rdir = self.out / f"round_{rnd}"
@@ -367,6 +378,10 @@ class RFTPipeline:
                 ctrl = self.train(rnd, start, "control.jsonl", rdir / "control")
                 row["control_eval"] = self.evaluate(ctrl, rdir, "control_eval")
             rows.append(row)
+            self._say(
+                f"round {rnd}: kept {stats['kept']} of {stats['candidates']} candidates; "
+                f"{_eval_line(after)}"
+            )
             before, current = after, model
         results = {
             "rsft_version": __version__,

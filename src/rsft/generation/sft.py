@@ -18,6 +18,7 @@ from rsft.atomic import share_files
 from rsft.data.datasets_io import quiet
 from rsft.generation.config import SFTSection
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
+from rsft.progress import Progress, shows_bars
 
 
 def prompt_completion(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,7 +41,7 @@ def sft_train(
     seed: int,
     dtype: str = "auto",
     device: str = "auto",
-    progress: bool = True,
+    progress: Progress = True,
     trust_remote_code: bool = False,
 ) -> Path:
     """Fine-tune ``base`` on ``records``; the merged model lands in ``out/model``.
@@ -50,6 +51,7 @@ def sft_train(
     """
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
@@ -100,7 +102,7 @@ def sft_train(
         save_total_limit=1,
         logging_steps=max(1, cfg.save_steps // 5),
         report_to="none",
-        disable_tqdm=not progress,
+        disable_tqdm=not shows_bars(progress),
         dataset_num_proc=None,
     )
     with quiet():  # tokenizing a few thousand rows: not worth four progress bars
@@ -111,6 +113,8 @@ def sft_train(
             processing_class=tokenizer,
             peft_config=peft_config,
         )
+    if progress is not True:  # without bars transformers prints every log; false: none of it
+        trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(trainer_dir)) if trainer_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     trained = trainer.model

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from rsft.generation.generate import check_model_folder, resolve_device
 from rsft.generation.timed_pool import TIMED_OUT, TimedPool
 from rsft.generation.timed_pool import error_text as _error_text
 from rsft.imports import import_object
+from rsft.progress import progress_bar
 
 Verifier = Callable[[list[str], list[str], list[str | None]], list[float]]
 SampleFn = Callable[[str, str, str | None], float]
@@ -414,7 +414,7 @@ def score(
     rewards: list[float | None] = [None] * n
     errors: list[str | None] = [None] * n
     timeouts = 0
-    bar = tqdm(total=n, desc="score", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc="score", unit="candidates", show=progress)
 
     def record(i: int, value: Any) -> None:
         try:

@@ -15,6 +15,12 @@ Recipe::
 Each epoch ``e`` trains on exactly ``sampler.accepted_indices(e)``, in that order: sample ``i``
 is kept with probability ``min(1, w_i / M)`` and the rest are never loaded.
 
+**Density-ratio weights for text.** :func:`text_features` gives one feature vector per text
+from the model about to be fine-tuned (the input of its classification head, as ``rsft train``
+uses); ``density_ratio_weights(text_features(model, tok, train_texts), text_features(model,
+tok, target_texts)).weights`` are then the weights ``p_target / p_source`` of the training
+rows.
+
 **Distributed training (DDP, FSDP, DeepSpeed).** The Trainer hands its dataloader to
 accelerate, which shards *batches* across processes itself. Build the sampler with
 ``num_replicas=1, rank=0`` (the defaults) on every process: all ranks draw the same accepted set
@@ -50,12 +56,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
-from torch.utils.data import IterableDataset
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
 from transformers import Trainer
 
+from rsft.data.split import Collate, ItemDataset
+from rsft.data.tables import TextInputs
 from rsft.data_level.sampler import RejectionSampler
+from rsft.models.heads import find_head
+from rsft.models.loading import Classifier, extract_features
 from rsft.rule import Envelope
 
 logger = logging.getLogger(__name__)
@@ -263,3 +275,38 @@ class RejectionTrainer(Trainer):
             num_update_steps_per_epoch=num_update_steps_per_epoch,
             **kwargs,
         )
+
+
+def text_features(
+    model: nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    head: str | None = None,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """One feature vector per text: the input of ``model``'s classification head.
+
+    ``model`` is a transformers sequence classifier (the one about to be fine-tuned, e.g.
+    ``AutoModelForSequenceClassification.from_pretrained(folder, num_labels=k)``); its head
+    (``head``, else ``classifier``, ``score``, ... or the last Linear) reads one vector per
+    text, which is what ``rsft train`` hands its domain classifier. Texts are tokenized with
+    ``tokenizer`` (truncated to ``max_length``) and run in eval mode without gradients.
+    Returns a float32 array of shape ``(len(texts), features)``, in the order of ``texts``,
+    ready for :func:`rsft.data_level.weights.density_ratio_weights`.
+    """
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("text_features needs a non-empty list of strings.")
+    if getattr(tokenizer, "pad_token", None) is None:
+        raise ValueError(
+            "the tokenizer has no padding token, so texts cannot be batched; set one first, "
+            "e.g. tokenizer.pad_token = tokenizer.eos_token."
+        )
+    device = device if device is not None else next(model.parameters()).device
+    clf = Classifier(model, find_head(model, head), is_transformers=True)
+    dataset = ItemDataset(len(texts), TextInputs(texts, tokenizer, max_length), labels=None)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate(tokenizer))
+    return extract_features(clf, loader, device).numpy()

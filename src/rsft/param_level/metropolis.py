@@ -23,11 +23,11 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from rsft.param_level.params import select_parameters
 from rsft.param_level.perturb import InPlaceStep, tensor_seed
 from rsft.param_level.schedules import Convergence, SigmaAdapter, TemperatureSchedule
+from rsft.progress import progress_bar
 from rsft.rule import accept
 
 Closure = Callable[[], torch.Tensor | float]
@@ -223,7 +223,7 @@ class Metropolis(SeededStepper):
             raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
         source = _passes(batches) if batches is not None else None
         steps: list[MetropolisStep] = []
-        bar = tqdm(range(max_iter), desc="metropolis", disable=not progress)
+        bar = progress_bar(range(max_iter), desc="metropolis", unit="steps", show=progress)
         for _ in bar:
             if source is None:
                 steps.append(self.step(loss_fn))

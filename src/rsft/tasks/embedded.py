@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rsft import __version__
 from rsft.atomic import atomic_write_text
+from rsft.progress import Progress, say, says_lines
 from rsft.tasks.digits import build_digits_task
 
 PRETRAIN = {
@@ -21,12 +22,16 @@ PRETRAIN = {
     "epochs": 15,
     "batch_size": 32,
     "resume": "never",
-    "progress": False,
 }
 
 
-def prepare_digits(out: str | Path, seed: int = 0, force: bool = False) -> dict[str, str]:
-    """Build (or reuse) the splits and the pretrained model under ``out``; return their paths."""
+def prepare_digits(
+    out: str | Path, seed: int = 0, force: bool = False, progress: Progress = "quiet"
+) -> dict[str, str]:
+    """Build (or reuse) the splits and the pretrained model under ``out``; return their paths.
+
+    ``progress`` is the pretraining run's ``progress`` option (``rsft prepare`` passes true).
+    """
     from rsft.config import from_dict
     from rsft.training import FineTuner, TrainConfig
 
@@ -39,10 +44,13 @@ def prepare_digits(out: str | Path, seed: int = 0, force: bool = False) -> dict[
             return saved["paths"]
     paths = {k: str(v) for k, v in build_digits_task(out, seed=seed).items()}
     run_dir = out / "pretrain_run"
+    if says_lines(progress):
+        say(f"pretraining DigitsNet on the source domain ({PRETRAIN['epochs']} epochs)")
     cfg = from_dict(
         TrainConfig,
         {
             **PRETRAIN,
+            "progress": progress,
             "data": {"train": paths["pretrain"], "feature_columns": ["pixels"]},
             "seed": seed,
             "output_dir": str(run_dir),

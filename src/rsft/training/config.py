@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from rsft.config import ConfigError, opt
 from rsft.data import DataConfig
+from rsft.data.config import ALL_FEATURES
 from rsft.param_level import SigmaAdapter, TemperatureSchedule
+from rsft.progress import PROGRESS_HELP, Progress
 from rsft.rule import Envelope
 
 
@@ -340,7 +342,7 @@ class TrainConfig:
         "never: start over.",
     )
     num_workers: int = opt(0, help="DataLoader worker processes.")
-    progress: bool = opt(True, help="Show progress bars and per-epoch lines.")
+    progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="epoch"))
 
     def _check_param_level(self) -> None:
         """Options that the chosen method would silently ignore are an error, not a no-op."""
@@ -384,6 +386,11 @@ class TrainConfig:
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0.")
         self._check_param_level()
+        if self.data.feature_columns == ALL_FEATURES:
+            # The weight columns rejection reads are no features: they would leak the weights.
+            exclude = self.data.exclude_columns
+            weights = (self.rejection.column, self.rejection.balance_column)
+            exclude += [c for c in weights if c and c not in exclude]
         if self.optim.name in PARAM_LEVEL:
             if self.optim.scheduler != "constant":
                 raise ConfigError(

@@ -21,19 +21,19 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from rsft import __version__
 from rsft.atomic import atomic_write_text
 from rsft.compare.report import plot_trace
 from rsft.config import ConfigError, to_dict
-from rsft.data import Split, load_split
+from rsft.data import Split, load_split, with_feature_columns
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
 from rsft.param_level import Metropolis
+from rsft.progress import progress_bar, say, says_lines
 from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
 from rsft.training.config import PARAM_LEVEL, TrainConfig
@@ -203,7 +203,8 @@ class FineTuner:
     def _load_eval(self, path: str | None, processor: Any) -> Split | None:
         if not path:
             return None
-        return load_split(path, self.config.data, classes=self.classes, processor=processor)
+        data = with_feature_columns(self.config.data, self.train_split.feature_columns)
+        return load_split(path, data, classes=self.classes, processor=processor)
 
     # ------------------------------------------------------------------------------------
     def _loader(self, split: Split, batch_size: int, sampler=None) -> DataLoader:
@@ -327,16 +328,17 @@ class FineTuner:
             state["history"].append(record)
             state.update(epoch=epoch + 1, step_in_epoch=0, round=0)
             self._save(state)
-            if acc.is_main_process and cfg.progress:
-                tqdm.write(_format_record(record))
+            if acc.is_main_process and says_lines(cfg.progress):
+                say(_format_record(record))
             if self._budget_spent(state):
                 break
         return self._finish(state, resumed_from)
 
     def _bar(self, iterable, epoch: int, total: int | None = None):
-        show = self.config.progress and self.accelerator.is_local_main_process
+        show = self.config.progress is True and self.accelerator.is_local_main_process
         desc = f"epoch {epoch + 1}" + ("" if self.sample_budget else f"/{self.epochs}")
-        return tqdm(iterable, desc=desc, total=total, leave=False, disable=not show)
+        unit = "rounds" if self.online else "steps"
+        return progress_bar(iterable, desc=desc, total=total, unit=unit, show=show)
 
     def _epoch(self, epoch: int, state: dict) -> list[float]:
         """Weights known before training: the sampler has already decided the epoch."""
