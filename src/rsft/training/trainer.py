@@ -51,6 +51,10 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class NothingTrainedError(RuntimeError):
+    """Rejection accepted no sample in the whole run: not a single step was taken."""
+
+
 def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(
@@ -123,6 +127,13 @@ class FineTuner:
             envelope = Envelope(**to_dict(rej.envelope))
             self.sampler = RejectionSampler(self.weights, envelope, **shard)
             self.loss_weights = None
+            expected = self.sampler.expected_acceptance * len(self.train_split)
+            if expected < 1:  # an epoch of (almost surely) no step; budget: samples never ends
+                raise ConfigError(
+                    f"rejection would accept {expected:.3g} of {len(self.train_split)} samples "
+                    "per epoch on average: training would take no step. Lower "
+                    "rejection.envelope.value (or use policy: max), or check the weights."
+                )
         else:
             self.sampler = RejectionSampler(num_samples=len(self.train_split), **shard)
             self.loss_weights = None
@@ -329,6 +340,13 @@ class FineTuner:
                 tqdm.write(_format_record(record))
             if self._budget_spent(state):
                 break
+        if not state["global_step"]:
+            accepted = sum(h["accepted"] for h in state["history"])
+            raise NothingTrainedError(
+                f"no training step was taken: rejection accepted {accepted} samples in "
+                f"{len(state['history'])} epoch(s). Check rejection.weights, or lower "
+                "rejection.envelope (an envelope far above the weights accepts almost nothing)."
+            )
         return self._finish(state, resumed_from)
 
     def _bar(self, iterable, epoch: int, total: int | None = None):
