@@ -25,6 +25,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from rsft.compare.runner import CompareConfig, run_compare
 from rsft.config import ConfigError, from_dict
 from rsft.data_level import RejectionSampler
 from rsft.rule import Envelope
@@ -383,6 +384,19 @@ def check_data_edited_in_place(tmp_path, field: str = "train") -> None:
         _tuner(cfg)
 
 
+def check_compare_after_data_edit(tmp_path) -> None:
+    cfg = _config(tmp_path, epochs=1)
+    base = {k: v for k, v in cfg.items() if k != "output_dir"}
+    compare = {"base": base, "methods": {"plain": {}}, "seeds": [0]}
+    compare["output_dir"] = str(tmp_path / "compare")
+    first = run_compare(from_dict(CompareConfig, compare))["records"][0]
+    again = run_compare(from_dict(CompareConfig, compare))["records"][0]
+    assert again == first  # finished: reused, not rerun
+    _training.write_table(Path(cfg["data"]["test"]), seed=7, n=30)
+    edited = run_compare(from_dict(CompareConfig, compare))["records"][0]
+    assert edited["test_loss"] != first["test_loss"]  # rerun, on the edited data
+
+
 def check_image_folder_digest(tmp_path) -> None:
     folder = tmp_path / "images"
     for label in ("cat", "dog"):
@@ -624,6 +638,13 @@ CASES = [
         "rerun a finished run after editing data.test in place",
         "ConfigError naming data.test and its file",
         functools.partial(check_data_edited_in_place, field="test"),
+    ),
+    Case(
+        "compare-after-data-edit",
+        "rerun `rsft compare` after editing data.test in place",
+        "the method is run again on the new data (a finished run is reused only when its "
+        "config, rsft version and data digest all match; was: the old results reused)",
+        check_compare_after_data_edit,
     ),
     Case(
         "image-folder-changed",

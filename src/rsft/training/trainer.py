@@ -528,6 +528,7 @@ class FineTuner:
         result: dict[str, Any] = {
             "config": to_dict(self.config),
             "rsft_version": __version__,
+            "data": self.data_digest,  # what a finished run may be reused for (compare)
             "classes": self.classes,
             "parameters": self.param_counts,
             "weights": {k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},
