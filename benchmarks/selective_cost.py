@@ -205,8 +205,8 @@ class CurveFineTuner(FineTuner):
     def _model_aware_epoch(self, epoch: int, state: dict) -> list[float]:
         return self._cpu_timed(super()._model_aware_epoch, epoch, state)
 
-    def _epoch_record(self, epoch: int, state: dict, losses: list[float]) -> dict[str, Any]:
-        record = super()._epoch_record(epoch, state, losses)  # evaluates
+    def _epoch_record(self, epoch: int, state: dict) -> dict[str, Any]:
+        record = super()._epoch_record(epoch, state)  # evaluates
         record.update(
             train_time=state["train_time"],  # cumulative epoch loops (train() adds it before)
             train_cpu=self._train_cpu,  # the same loops' process CPU time

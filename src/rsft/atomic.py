@@ -37,6 +37,17 @@ def share_files(folder: str | os.PathLike[str]) -> None:
             os.chmod(path, mode)
 
 
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (new files, renames) to disk; POSIX only, elsewhere a no-op."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success it replaces ``path`` in one rename.
@@ -56,6 +67,7 @@ def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
         mode = target.stat().st_mode & 0o777 if target.exists() else default_file_mode()
         os.chmod(tmp, mode)
         os.replace(tmp, target)
+        fsync_dir(target.parent)  # the rename itself survives a power loss
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -138,6 +138,8 @@ def finish_both(config: dict, killed, tmp_path, at: int) -> tuple[dict, dict]:
     assert a["resumed_from_step"] == at and b["resumed_from_step"] is None
     assert len(a["step_losses"]) == len(b["step_losses"]) > at
     assert a["step_losses"] == b["step_losses"]
+    # Every epoch's record too: the interrupted epoch's train_loss covers all its steps.
+    assert json.dumps(a["history"]) == json.dumps(b["history"])  # NaN-safe
     assert a["test_accuracy"] == b["test_accuracy"]
     return a, b
 

@@ -367,11 +367,11 @@ def test_non_finite_loss_stops_the_run_and_says_where(tables, tmp_path):
     assert "optim.lr" in msg and "optim.max_grad_norm" in msg
     # The message points at the last good checkpoint (one per step here), which exists.
     if step > 1:
-        last = out / "checkpoints" / f"step-{step - 1:08d}"
+        last = out / "checkpoints" / f"step-{step - 1:08d}-save{step - 1:06d}"
         assert f"Last checkpoint: {last}" in msg
         assert last.is_dir()
     else:
         assert "Last checkpoint: none" in msg
-    assert not (out / "checkpoints" / f"step-{step:08d}").exists()
+    assert not list((out / "checkpoints").glob(f"step-{step:08d}-*"))
     assert not (out / "results.json").exists()
     assert not (out / "model").exists()

@@ -28,6 +28,7 @@ from rsft.cli.main import main
 from rsft.config import ConfigError, from_dict
 from rsft.data_level.online import ScoreError
 from rsft.training import FineTuner, TrainConfig
+from rsft.training.checkpoint import latest_checkpoint
 
 HERE = Path(__file__).resolve().parent
 FNS = "model_aware_fns"  # helper module beside this file
@@ -647,7 +648,7 @@ def test_crashed_model_aware_run_resumes_with_the_same_losses(
         crashing.train()
     out = tmp_path / "crash"
     assert _checkpoint_step(out) == 8 and not (out / "results.json").exists()
-    saved = json.loads((out / "checkpoints" / "step-00000008" / "trainer_state.json").read_text())
+    saved = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())
     assert saved["epoch"] == 0 and 0 < saved["round"] < 16  # mid-epoch
     assert saved["online"]["queue"], "the checkpoint should hold accepted samples not yet trained"
     assert len(saved["online"]["envelope"]["recent"]) == 36  # rounds 1-9 of 4 samples
@@ -676,9 +677,7 @@ def test_killed_model_aware_run_resumes_with_the_same_losses(
     killer(proc, lambda: _checkpoint_step(tmp_path / "killed") >= 4)
     at = _checkpoint_step(tmp_path / "killed")
     assert not (tmp_path / "killed" / "results.json").exists()
-    state = json.loads(
-        (tmp_path / "killed" / "checkpoints" / f"step-{at:08d}" / "trainer_state.json").read_text()
-    )
+    state = json.loads((latest_checkpoint(tmp_path / "killed") / "trainer_state.json").read_text())
     assert state["epoch"] == 0 and 0 < state["round"] < 16, "killed mid-epoch"
 
     a, b = _finish_both(cfg, tmp_path / "killed", tmp_path, at)

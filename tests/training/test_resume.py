@@ -24,4 +24,7 @@ def test_killed_run_resumes_with_the_same_losses(tiny_config, tmp_path, train_pr
     assert 3 <= at < 8, "the run should be killed in its first epoch (8 steps)"
     assert not (tmp_path / "killed" / "results.json").exists()
 
-    _finish_both(tiny_config, tmp_path / "killed", tmp_path, at)
+    a, b = _finish_both(tiny_config, tmp_path / "killed", tmp_path, at)
+    # Killed mid-epoch: the first epoch's mean loss still covers all of its steps.
+    n = a["history"][0]["step"]
+    assert n > at and a["history"][0]["train_loss"] == sum(b["step_losses"][:n]) / n

@@ -179,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as err:
         from rsft.generation.pipeline import NothingAcceptedError
-        from rsft.training import NonFiniteLossError
+        from rsft.training import NonFiniteLossError, NothingTrainedError
 
-        if not isinstance(err, (NonFiniteLossError, NothingAcceptedError)):
+        if not isinstance(err, (NonFiniteLossError, NothingAcceptedError, NothingTrainedError)):
             raise
         print(f"rsft {args.command}: training stopped: {err}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from rsft.compare.report import format_table, plot_results, summarize, write_res
 from rsft.config import ConfigError, deep_merge, from_dict, opt, to_dict
 from rsft.progress import progress_bar
 from rsft.training import FineTuner, TrainConfig
+from rsft.training.resume import data_digest
 
 RECORD_KEYS = (
     "test_accuracy",
@@ -85,16 +86,18 @@ def build_runs(cfg: CompareConfig) -> list[tuple[str, int, TrainConfig]]:
 
 
 def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
-    """The run's results if it already finished with this config on this rsft version.
+    """The run's results if it already finished with this config and data on this version.
 
-    A run that finished with another config or version is stale: it is run again from the
-    start (its old checkpoints would otherwise be refused as belonging to another config).
+    A run that finished with another config, version or data (a file edited in place) is
+    stale: it is run again from the start (its old checkpoints would otherwise be refused as
+    belonging to another config or data).
     """
     path = Path(run_cfg.output_dir) / "results.json"
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    if result.get("config") == to_dict(run_cfg) and result.get("rsft_version") == __version__:
+    same = result.get("config") == to_dict(run_cfg) and result.get("rsft_version") == __version__
+    if same and result.get("data") == data_digest(run_cfg):
         return result
     run_cfg.resume = "never"
     return None

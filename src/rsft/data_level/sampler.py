@@ -10,6 +10,7 @@ accepted set. The draw depends only on ``(seed, epoch)``: resuming needs just th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -80,9 +81,12 @@ class RejectionSampler(Sampler[int]):
         if self.drop_last:
             idx = idx[: n - n % self.num_replicas]
         elif n % self.num_replicas and n:
-            # Pad by repeating the first indices, as DistributedSampler does, so ranks stay in step.
+            # Pad by repeating the list as often as needed, as DistributedSampler does, so
+            # every rank gets ceil(n / replicas) indices and runs as many steps: fewer
+            # accepted samples than replicas still pad every rank. Nothing accepted leaves
+            # every rank empty (the same 0 steps everywhere).
             pad = self.num_replicas - n % self.num_replicas
-            idx = torch.cat([idx, idx[:pad]])
+            idx = torch.cat([idx, idx.repeat(math.ceil(pad / n))[:pad]])
         return idx[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:

@@ -8,7 +8,7 @@ from rsft.training.config import (
     RejectionConfig,
     TrainConfig,
 )
-from rsft.training.trainer import FineTuner, NonFiniteLossError
+from rsft.training.trainer import FineTuner, NonFiniteLossError, NothingTrainedError
 
 __all__ = [
     "DataSection",
@@ -16,6 +16,7 @@ __all__ = [
     "FineTuner",
     "ModelConfig",
     "NonFiniteLossError",
+    "NothingTrainedError",
     "OptimConfig",
     "RejectionConfig",
     "TrainConfig",

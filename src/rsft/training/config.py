@@ -338,8 +338,9 @@ class TrainConfig:
     )
     resume: Literal["auto", "never"] = opt(
         "auto",
-        help="auto: continue from the last checkpoint in output_dir when there is one; "
-        "never: start over.",
+        help="auto: continue from the last complete checkpoint in output_dir when there is "
+        "one (refused if the config or the data changed since, or if output_dir holds a "
+        "finished run's results.json but no checkpoint); never: start over.",
     )
     num_workers: int = opt(0, help="DataLoader worker processes.")
     progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="epoch"))

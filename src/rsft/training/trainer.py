@@ -39,16 +39,18 @@ from rsft.training import checkpoint as ckpt
 from rsft.training.config import PARAM_LEVEL, TrainConfig
 from rsft.training.gradient_free import PASSES, batch_loss, build_stepper, check_method
 from rsft.training.model_aware import ModelAwareRejection
+from rsft.training.resume import data_digest, find_resumable, fingerprint
 
 # Optimizer steps profiled for peak memory (the first creates the optimizer state).
 MEMORY_STEPS = 2
 
-# Options that may change between a run and its resumption without changing the result.
-RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "eval_batch_size", "output_dir")
-
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class NothingTrainedError(RuntimeError):
+    """Rejection accepted no sample in the whole run: not a single step was taken."""
 
 
 def build_optimizer(cfg, params) -> torch.optim.Optimizer:
@@ -80,6 +82,9 @@ class FineTuner:
         self.classes = self.train_split.classes
         self.eval_split = self._load_eval(cfg.data.eval, processor)
         self.test_split = self._load_eval(cfg.data.test, processor)
+        # The checkpoint to continue from, checked against this config and data (no work yet).
+        self.data_digest = data_digest(cfg)
+        self.resume_from = find_resumable(cfg, self.data_digest)
 
         # 2. The pretrained model, its head resized, the frozen part frozen (S0.1).
         self.clf = load_classifier(
@@ -125,6 +130,13 @@ class FineTuner:
             envelope = Envelope(**to_dict(rej.envelope))
             self.sampler = RejectionSampler(self.weights, envelope, **shard)
             self.loss_weights = None
+            expected = self.sampler.expected_acceptance * len(self.train_split)
+            if expected < 1:  # an epoch of (almost surely) no step; budget: samples never ends
+                raise ConfigError(
+                    f"rejection would accept {expected:.3g} of {len(self.train_split)} samples "
+                    "per epoch on average: training would take no step. Lower "
+                    "rejection.envelope.value (or use policy: max), or check the weights."
+                )
         else:
             self.sampler = RejectionSampler(num_samples=len(self.train_split), **shard)
             self.loss_weights = None
@@ -240,15 +252,10 @@ class FineTuner:
         model.train(was)
         return {"accuracy": correct / n, "loss": loss_sum / n}
 
-    def _fingerprint(self) -> dict:
-        d = to_dict(self.config)
-        for key in RESUMABLE_CHANGES:
-            d.pop(key, None)
-        return d
-
     def _save(self, state: dict) -> None:
         acc = self.accelerator
-        name = f"step-{state['global_step']:08d}"
+        name = ckpt.checkpoint_name(self.output_dir, state["global_step"])
+        acc.wait_for_everyone()  # every rank has the name before the main process adds a folder
         tmp = ckpt.checkpoint_dir(self.output_dir) / f".tmp-{name}"
         if acc.is_main_process:
             ckpt.begin_checkpoint(self.output_dir, name)
@@ -256,7 +263,8 @@ class FineTuner:
         ckpt.write_rng(tmp, acc.process_index)
         acc.wait_for_everyone()
         if acc.is_main_process:
-            state = {**state, "sampler": self.sampler.state_dict(), "config": self._fingerprint()}
+            state = {**state, "sampler": self.sampler.state_dict()}
+            state.update(config=fingerprint(self.config), data=self.data_digest)
             if self.online is not None:
                 state["online"] = self.online.state_dict()
             model = acc.unwrap_model(self.model)
@@ -264,21 +272,13 @@ class FineTuner:
             ckpt.commit_checkpoint(self.output_dir, tmp, name)
         acc.wait_for_everyone()
 
-    def _try_resume(self) -> dict | None:
-        if self.config.resume == "never":
+    def _resume(self) -> dict | None:
+        """Load the checkpoint found (and checked) in the constructor; its loop state."""
+        if self.resume_from is None:
             return None
-        path = ckpt.latest_checkpoint(self.output_dir)
-        if path is None:
-            return None
-        saved = json.loads((path / "trainer_state.json").read_text())
-        if saved.get("config") != self._fingerprint():
-            raise ConfigError(
-                f"{self.output_dir} holds a checkpoint of a run with a different config. Use a new "
-                "output_dir, delete the old one, or set resume: never to start over."
-            )
         model = self.accelerator.unwrap_model(self.model)
         state = ckpt.load_training_state(
-            path, model, self.optimizer, self.scheduler, self.accelerator.process_index
+            self.resume_from, model, self.optimizer, self.scheduler, self.accelerator.process_index
         )
         self.sampler.load_state_dict(state["sampler"])
         if self.online is not None:
@@ -296,7 +296,7 @@ class FineTuner:
     def train(self) -> dict[str, Any]:
         """Run every epoch; return (and write) the run's results."""
         cfg, acc = self.config, self.accelerator
-        state = self._try_resume() or {
+        state = self._resume() or {
             "epoch": 0,
             "step_in_epoch": 0,
             "round": 0,
@@ -318,13 +318,15 @@ class FineTuner:
             if self._budget_spent(state):  # a resumed run that had already stopped early
                 break
             self.sampler.set_epoch(epoch)
-            if state["step_in_epoch"] == 0 and isinstance(self.optimizer, Metropolis):
-                state["epoch_proposals"] = [self.optimizer.proposed, self.optimizer.accepted]
+            if state["step_in_epoch"] == 0:  # the epoch starts (not resumed mid-epoch)
+                state["epoch_first_step"] = len(state["step_losses"])
+                if isinstance(self.optimizer, Metropolis):
+                    state["epoch_proposals"] = [self.optimizer.proposed, self.optimizer.accepted]
             t_epoch = time.perf_counter()
             run = self._model_aware_epoch if self.online else self._epoch
-            losses = run(epoch, state)
+            run(epoch, state)
             state["train_time"] += time.perf_counter() - t_epoch
-            record = self._epoch_record(epoch, state, losses)
+            record = self._epoch_record(epoch, state)
             state["history"].append(record)
             state.update(epoch=epoch + 1, step_in_epoch=0, round=0)
             self._save(state)
@@ -332,6 +334,13 @@ class FineTuner:
                 say(_format_record(record))
             if self._budget_spent(state):
                 break
+        if not state["global_step"]:
+            accepted = sum(h["accepted"] for h in state["history"])
+            raise NothingTrainedError(
+                f"no training step was taken: rejection accepted {accepted} samples in "
+                f"{len(state['history'])} epoch(s). Check rejection.weights, or lower "
+                "rejection.envelope (an envelope far above the weights accepts almost nothing)."
+            )
         return self._finish(state, resumed_from)
 
     def _bar(self, iterable, epoch: int, total: int | None = None):
@@ -486,7 +495,9 @@ class FineTuner:
         state["step_losses"].append(mean_loss)
         return mean_loss
 
-    def _epoch_record(self, epoch: int, state: dict, losses: list[float]) -> dict[str, Any]:
+    def _epoch_record(self, epoch: int, state: dict) -> dict[str, Any]:
+        # Every step of the epoch, those before a mid-epoch resume included.
+        losses = state["step_losses"][state["epoch_first_step"] :]
         if self.online is not None:
             stats = self.online.end_epoch()
         else:
@@ -521,6 +532,7 @@ class FineTuner:
         result: dict[str, Any] = {
             "config": to_dict(self.config),
             "rsft_version": __version__,
+            "data": self.data_digest,  # what a finished run may be reused for (compare)
             "classes": self.classes,
             "parameters": self.param_counts,
             "weights": {k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},
