@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -226,15 +227,48 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What the YAML parser found wrong, and where (1-based line and column)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = f" ({err.context})" if getattr(err, "context", None) else ""
+    hint = ". Check the indentation, and quote values that hold ': ' or start with * & ! { [."
+    return f"{problem}{where}{context}{hint}"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist.")
     with path.open() as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level of a config must be a mapping of options.")
     return data
+
+
+def check_output_dir(path: str | Path, name: str = "output_dir") -> None:
+    """Refuse an output folder that cannot be created or written, before any loading starts
+    (otherwise the run fails only when it first saves, after all the work)."""
+    path = Path(path).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        part = "it" if existing == path else f"{str(existing)!r}, part of that path,"
+        raise ConfigError(
+            f"{name} {str(path)!r}: {part} is a file, not a folder. Choose another {name}, "
+            "or move the file away."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{name} {str(path)!r}: the folder {str(existing)!r} is not writable. Choose a "
+            f"{name} you can write to."
+        )
 
 
 def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, help: str = "") -> Any:

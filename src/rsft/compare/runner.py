@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from rsft import __version__
 from rsft.compare.report import format_table, plot_results, summarize, write_results
-from rsft.config import ConfigError, deep_merge, from_dict, opt, to_dict
+from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
 from rsft.training import FineTuner, TrainConfig
 
 RECORD_KEYS = (
@@ -103,6 +103,8 @@ def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:
     """Run the grid, then write results.json/csv, summary.csv, compare.png and print the table."""
     runs = build_runs(cfg)
+    for path in [cfg.output_dir, *(run_cfg.output_dir for _, _, run_cfg in runs)]:
+        check_output_dir(path)
     accelerator = accelerator or Accelerator()
     records = []
     bar = tqdm(runs, desc="compare", disable=not accelerator.is_local_main_process)

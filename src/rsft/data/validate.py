@@ -189,11 +189,20 @@ def feature_matrix(name: str, column: pa.ChunkedArray | pa.Array, source: str) -
 # --- images ------------------------------------------------------------------------------
 
 
+def _open(src: str | bytes) -> Image.Image:
+    return Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
+
+
 def _verify(item: tuple[str, str | bytes]) -> str | None:
+    """None if the image decodes, else its name and the reason. ``verify`` checks the file's
+    structure (PNG checksums) but decodes no pixels, so a truncated JPEG passes it: ``load``
+    decodes them all."""
     name, src = item
     try:
-        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as image:
+        with _open(src) as image:
             image.verify()
+        with _open(src) as image:  # verify() leaves the image unusable: open it again
+            image.load()
     except FileNotFoundError:
         return f"{name} (file not found)"
     except Exception as err:  # PIL raises many types for bad files; all mean "unusable"
@@ -202,9 +211,10 @@ def _verify(item: tuple[str, str | bytes]) -> str | None:
 
 
 def verify_images(items: Iterable[tuple[str, str | bytes]], source: str) -> None:
-    """Open and verify every image once, so a corrupt file is named by its path now rather
-    than crashing a DataLoader worker hours into training. Reads in parallel threads (the
-    work is mostly file I/O) and in chunks, so embedded image bytes are not all held at once.
+    """Open and decode every image once, so a corrupt or truncated file is named by its path
+    now rather than crashing a DataLoader worker hours into training. Reads in parallel
+    threads (the work is mostly file I/O and decoding, which releases the GIL) and in chunks,
+    so embedded image bytes are not all held at once.
     """
     failures: list[str] = []
     iterator = iter(items)

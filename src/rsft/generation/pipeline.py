@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from rsft import __version__
 from rsft.atomic import atomic_write_jsonl, atomic_write_text
-from rsft.config import ConfigError, to_dict
+from rsft.config import ConfigError, check_output_dir, to_dict
 from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
 from rsft.generation.generate import Sampling, check_model_folder, make_generator
@@ -77,6 +77,7 @@ class RFTPipeline:
 
     def __init__(self, cfg: RFTConfig) -> None:
         self.cfg = cfg
+        check_output_dir(cfg.output_dir)
         self.base = check_model_folder(
             cfg.model.path, hint="`rsft prepare arithmetic` makes the embedded default."
         )

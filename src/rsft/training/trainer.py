@@ -27,7 +27,7 @@ from transformers import get_scheduler
 from rsft import __version__
 from rsft.atomic import atomic_write_text
 from rsft.compare.report import plot_trace
-from rsft.config import ConfigError, to_dict
+from rsft.config import ConfigError, check_output_dir, to_dict
 from rsft.data import Split, load_split
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
@@ -72,6 +72,7 @@ class FineTuner:
         self.accelerator = acc = accelerator or Accelerator()
         set_seed(cfg.seed)
         t0 = time.perf_counter()
+        check_output_dir(cfg.output_dir)
 
         # 1. Data, validated before anything else is built.
         processor = load_processor(cfg.model.path)
