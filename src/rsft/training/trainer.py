@@ -284,10 +284,11 @@ class FineTuner:
         return state
 
     def _check_scorer(self) -> None:
-        """Score a first batch before training, so a broken weight function fails early."""
+        """Score a first batch before training, so a broken weight function or a fixed
+        envelope below the weights fails early."""
         assert self.online is not None
         n = min(len(self.train_split), self.config.batch_size)
-        self.online.raw_scores(self.clf.model, list(range(n)))
+        self.online.check(self.clf.model, list(range(n)))
         self.weight_info["scoring_forwarded"] = self.weight_info.get("scoring_forwarded", 0) + n
 
     # ------------------------------------------------------------------------------------
