@@ -37,6 +37,8 @@ RECORD_KEYS = (
     "inference_memory",
     "memory_vs_inference",
     "history",
+    "diverged",
+    "divergence",
 )
 
 

@@ -26,6 +26,7 @@ from rsft.data.validate import (
     require_two_classes,
     sorted_classes,
     verify_images,
+    warn_feature_scales,
 )
 
 
@@ -86,10 +87,14 @@ def _label_values(table: datasets.Dataset, column: str, source: str) -> tuple[li
     return list(table[column]), None
 
 
-def _features(table: datasets.Dataset, cfg: DataConfig, source: str) -> torch.Tensor:
+def _features(
+    table: datasets.Dataset, cfg: DataConfig, source: str, check_scales: bool
+) -> torch.Tensor:
     assert cfg.feature_columns is not None
     arrow = table.with_format("arrow")
     parts = [feature_matrix(c, arrow[c], source) for c in cfg.feature_columns]
+    if check_scales:
+        warn_feature_scales(dict(zip(cfg.feature_columns, parts)), source)
     return torch.from_numpy(np.concatenate(parts, axis=1))
 
 
@@ -157,7 +162,9 @@ def load_table(
             require_column(
                 column, "feature", available, source, "Fix the names in data.feature_columns."
             )
-        inputs = FeatureInputs(_features(table, cfg, source))
+        # The scales are checked once, on the training split (other splits share its columns).
+        training = labelled and classes is None
+        inputs = FeatureInputs(_features(table, cfg, source, check_scales=training))
         kind, collate = "features", Collate()
     elif cfg.image_column in available:
         feature = table.features[cfg.image_column]

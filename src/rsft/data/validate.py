@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,10 @@ MAX_LISTED = 10  # how many offending values/paths a message lists before summar
 
 class DataError(ValueError):
     """The data cannot be used as given; the message says what to change."""
+
+
+class DataWarning(UserWarning):
+    """The data loads, but is probably not what the model expects."""
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -184,6 +189,36 @@ def feature_matrix(name: str, column: pa.ChunkedArray | pa.Array, source: str) -
             "drop those rows: one NaN input makes the whole training loss NaN."
         )
     return matrix
+
+
+SCALE_SPREAD = 1e3
+"""Feature columns whose standard deviations span this factor or more get a warning."""
+
+
+def warn_feature_scales(columns: dict[str, np.ndarray], source: str) -> None:
+    """Warn when the feature columns' standard deviations span three orders of magnitude
+    or more: fine-tuning on such inputs often collapses to predicting one class, silently.
+    Constant columns are left out (their scale says nothing)."""
+    names: list[str] = []
+    for name, matrix in columns.items():
+        width = matrix.shape[1]
+        names += [name] if width == 1 else [f"{name}[{j}]" for j in range(width)]
+    std = np.concatenate([m.astype(np.float64).std(axis=0) for m in columns.values()])
+    varying = np.flatnonzero(std > 0)
+    if len(varying) < 2:
+        return
+    lo, hi = varying[np.argmin(std[varying])], varying[np.argmax(std[varying])]
+    if std[hi] < SCALE_SPREAD * std[lo]:
+        return
+    warnings.warn(
+        f"the feature columns of {source} are on very different scales: their standard "
+        f"deviations range from {std[lo]:.3g} ({names[lo]}) to {std[hi]:.3g} ({names[hi]}). "
+        "Fine-tuning on such features often ends predicting one class for every sample: "
+        "standardize them (each column minus its mean, divided by its standard deviation) "
+        "the same way as the data the model was pretrained on.",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 # --- images ------------------------------------------------------------------------------

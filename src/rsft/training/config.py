@@ -343,6 +343,18 @@ class TrainConfig:
     )
     num_workers: int = opt(0, help="DataLoader worker processes.")
     progress: bool = opt(True, help="Show progress bars and per-epoch lines.")
+    on_divergence: Literal["warn", "stop"] = opt(
+        "warn",
+        help="What a diverged run does: warn (a warning; results.json records it as "
+        "diverged) or stop (an error, exit code 1). Diverged: an epoch's mean train loss or "
+        "the eval loss above divergence_factor times its start, or (nearly) every eval or "
+        "test sample predicted as one class that most of them are not.",
+    )
+    divergence_factor: float = opt(
+        10.0,
+        help="A loss above this many times its value before training (at least ln(classes), "
+        "the loss of a uniform guess) counts as divergence.",
+    )
 
     def _check_param_level(self) -> None:
         """Options that the chosen method would silently ignore are an error, not a no-op."""
@@ -385,6 +397,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0.")
+        check_number("divergence_factor", self.divergence_factor, gt=1, fix="Try 10 (the default).")
         if self.num_workers < 0:
             raise ConfigError(
                 f"num_workers must be >= 0 (0: load in the main process), got {self.num_workers}."
