@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -33,6 +35,18 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _float(value: Any) -> float | None:
+    """``value`` as a float, or None when it is not a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):  # YAML reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return None
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``, converting where it is lossless."""
     origin = get_origin(tp)
@@ -42,6 +56,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own message says what is wrong
+            return _coerce(value, options[0], where)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -71,7 +88,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}.")
-        return dict(value)
+        (_, value_tp) = get_args(tp) or (Any, Any)
+        return {k: _coerce(v, value_tp, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -81,14 +99,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected an integer, got {value!r}.")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-3 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}.")
+        number = _float(value)
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}.")
+        if not math.isfinite(number):
+            # NaN or infinity as an option only fails later, far from the option that caused it.
+            raise ConfigError(
+                f"{where}: expected a finite number, got {value!r}. NaN and infinity are not "
+                "valid here: give a number."
+            )
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -127,6 +147,42 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where or cls.__name__}: {err}") from err
+
+
+def check_number(
+    name: str,
+    value: float | None,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    fix: str = "",
+) -> None:
+    """Refuse a numeric option that is not finite or lies outside its range, naming it.
+
+    ``None`` passes (an unset optional option); ``fix`` tells the user what to use instead.
+    """
+    if value is None:
+        return
+    ok = math.isfinite(value)
+    ok = ok and (gt is None or value > gt) and (ge is None or value >= ge)
+    ok = ok and (lt is None or value < lt) and (le is None or value <= le)
+    if ok:
+        return
+    low = ("(", gt) if gt is not None else ("[", ge)  # open or closed end, and its value
+    high = (")", lt) if lt is not None else ("]", le)
+    if low[1] is not None and high[1] is not None:
+        rule = f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    elif low[1] is not None:
+        rule = f"{'>' if low[0] == '(' else '>='} {low[1]:g}"
+    elif high[1] is not None:
+        rule = f"{'<' if high[0] == ')' else '<='} {high[1]:g}"
+    else:
+        rule = ""
+    if not math.isfinite(value) or not rule:
+        rule = f"a finite number {rule}".strip()
+    raise ConfigError(f"{name} must be {rule}, got {value!r}." + (f" {fix}" if fix else ""))
 
 
 def to_dict(obj: Any) -> Any:
@@ -171,15 +227,48 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What the YAML parser found wrong, and where (1-based line and column)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = f" ({err.context})" if getattr(err, "context", None) else ""
+    hint = ". Check the indentation, and quote values that hold ': ' or start with * & ! { [."
+    return f"{problem}{where}{context}{hint}"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist.")
     with path.open() as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level of a config must be a mapping of options.")
     return data
+
+
+def check_output_dir(path: str | Path, name: str = "output_dir") -> None:
+    """Refuse an output folder that cannot be created or written, before any loading starts
+    (otherwise the run fails only when it first saves, after all the work)."""
+    path = Path(path).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        part = "it" if existing == path else f"{str(existing)!r}, part of that path,"
+        raise ConfigError(
+            f"{name} {str(path)!r}: {part} is a file, not a folder. Choose another {name}, "
+            "or move the file away."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{name} {str(path)!r}: the folder {str(existing)!r} is not writable. Choose a "
+            f"{name} you can write to."
+        )
 
 
 def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, help: str = "") -> Any:

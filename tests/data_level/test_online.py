@@ -22,6 +22,7 @@ from rsft.data_level.online import (
     ScoreError,
     make_scorer,
 )
+from rsft.rule import EnvelopeError
 from rsft.training.config import RejectionConfig
 
 MODULE = "rsft_online_test_fns"
@@ -280,8 +281,14 @@ def test_envelope_quantile_of_the_window():
     assert env.update(x) == pytest.approx(float(torch.quantile(x, 0.75)))
 
 
-def test_envelope_fixed_ignores_the_weights():
-    env = OnlineEnvelope("fixed", 0.99, 2.5, window=4)
+def test_envelope_fixed_refuses_a_weight_above_it_unless_counted():
+    env = OnlineEnvelope("fixed", 0.99, 2.5, window=4)  # on_violation: error, the default
+    assert env.update(torch.log(torch.tensor([2.5, 1.0], dtype=torch.float64))) == pytest.approx(
+        math.log(2.5)
+    )
+    with pytest.raises(EnvelopeError, match=r"M=2.5 is below 1 weight"):
+        env.update(torch.tensor([100.0], dtype=torch.float64))
+    env = OnlineEnvelope("fixed", 0.99, 2.5, window=4, on_violation="count")
     assert env.update(torch.tensor([100.0], dtype=torch.float64)) == pytest.approx(math.log(2.5))
     assert len(env.recent) == 0
 

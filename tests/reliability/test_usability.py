@@ -343,9 +343,7 @@ def _recorder(ctx: Ctx):
     return module.Recorder
 
 
-def _contract_run(
-    ctx: Ctx, path: str, data: dict, kwargs: dict, trust: bool = False
-) -> FineTuner:
+def _contract_run(ctx: Ctx, path: str, data: dict, kwargs: dict, trust: bool = False) -> FineTuner:
     model = {"path": path, "kwargs": kwargs, "freeze": "none", "trust_remote_code": trust}
     cfg = {
         "model": model,

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import Any
 
 from rsft import __version__
@@ -163,6 +164,20 @@ def build_parser(with_options: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(command: str, default: Any) -> Any:
+    """rsft's own warnings (a diverged run, features on very different scales) as one line
+    ``rsft <command>: warning: ...``, printed above any progress bar; others as usual."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not category.__module__.startswith("rsft."):
+            return default(message, category, filename, lineno, file, line)
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"rsft {command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else argv
@@ -173,15 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not interactive():  # a log file or a pipe: no library draws a bar in it either
             quiet_library_bars()
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+            return args.func(args)
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"rsft {args.command}: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
         from rsft.generation.pipeline import NothingAcceptedError
-        from rsft.training import NonFiniteLossError, NothingTrainedError
+        from rsft.training import DivergenceError, NonFiniteLossError, NothingTrainedError
 
-        if not isinstance(err, (NonFiniteLossError, NothingAcceptedError, NothingTrainedError)):
+        stops = (NonFiniteLossError, DivergenceError, NothingAcceptedError, NothingTrainedError)
+        if not isinstance(err, stops):
             raise
         print(f"rsft {args.command}: training stopped: {err}", file=sys.stderr)
         return 1

@@ -144,6 +144,7 @@ def summarize(
     """One row per method (first-appearance order) with everything the table and plot need.
 
     Keys of each row: ``method``, ``n_seeds``, ``seeds``, ``n_failed`` (NaN accuracies),
+    ``n_diverged`` (runs whose results say ``diverged``),
     ``confidence``, ``test_accuracy_mean`` / ``_ci_low`` / ``_ci_high``, ``<metric>_mean`` for
     each of ``metrics`` (over the seeds whose record has the field, NaN when none has it; only
     a NaN *accuracy* counts as a failed run), ``baseline`` (its name, or None when absent from
@@ -169,6 +170,7 @@ def summarize(
             "n_seeds": len(recs),
             "seeds": [r["seed"] for r in recs],
             "n_failed": sum(math.isnan(a) for a in acc),
+            "n_diverged": sum(bool(r.get("diverged")) for r in recs),
             "confidence": confidence,
             f"{ACCURACY_KEY}_mean": mean,
             f"{ACCURACY_KEY}_ci_low": low,
@@ -272,8 +274,9 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
     appear only when some row has the data: ``step accept`` (mean fraction of proposed
     parameter updates kept, Metropolis/MALA; ``–`` for other methods) and ``peak mem`` (peak
     tensor memory of a training step in MB, with its multiple of one inference forward,
-    ``–`` when not measured). With ``notes``, a blank line and a short legend follow the
-    table (the blank line keeps markdown from reading the legend as a row).
+    ``–`` when not measured). A method with diverged runs is marked ``⚠ diverged k/n``. With
+    ``notes``, a blank line and a short legend follow the table (the blank line keeps markdown
+    from reading the legend as a row).
     """
     rows = list(rows)
     level = rows[0].get("confidence", 0.95) if rows else 0.95
@@ -321,9 +324,12 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
                 signed=True,
             )
         accept = _as_float(r.get("acceptance_rate_mean"))
+        name = str(r.get("method", "?"))
+        if r.get("n_diverged"):
+            name += f" ⚠ diverged {r['n_diverged']}/{n}"
         body.append(
             [
-                str(r.get("method", "?")),
+                name,
                 acc,
                 delta,
                 "nan" if math.isnan(accept) else f"{100 * accept:.1f}%",
@@ -380,6 +386,12 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
                 else ""
             ),
         ]
+    if notes and any(r.get("n_diverged") for r in rows):
+        lines.append(
+            "⚠ diverged k/n: in k of the n seeds the loss rose far above its start or the "
+            "predictions collapsed to one class (see 'divergence' in each run's results.json); "
+            "those runs' numbers do not measure the method."
+        )
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ from accelerate import Accelerator
 
 from rsft import __version__
 from rsft.compare.report import format_table, plot_results, summarize, write_results
-from rsft.config import ConfigError, deep_merge, from_dict, opt, to_dict
+from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
 from rsft.progress import progress_bar
 from rsft.training import FineTuner, TrainConfig
 from rsft.training.resume import data_digest
@@ -38,6 +38,8 @@ RECORD_KEYS = (
     "inference_memory",
     "memory_vs_inference",
     "history",
+    "diverged",
+    "divergence",
 )
 
 
@@ -118,6 +120,8 @@ def _run_summary(method: str, seed: int, result: dict[str, Any], reused: bool) -
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:
     """Run the grid, then write results.json/csv, summary.csv, compare.png and print the table."""
     runs = build_runs(cfg)
+    for path in [cfg.output_dir, *(run_cfg.output_dir for _, _, run_cfg in runs)]:
+        check_output_dir(path)
     accelerator = accelerator or Accelerator()
     records = []
     # On a terminal a bar over the runs; in a log, one line per finished run.

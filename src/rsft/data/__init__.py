@@ -9,13 +9,14 @@ from rsft.data.config import FORMATS, DataConfig, with_feature_columns
 from rsft.data.images import default_image_processor
 from rsft.data.loading import infer_format, load_split
 from rsft.data.split import Collate, Split
-from rsft.data.validate import DataError
+from rsft.data.validate import DataError, DataWarning
 
 __all__ = [
     "FORMATS",
     "Collate",
     "DataConfig",
     "DataError",
+    "DataWarning",
     "Split",
     "default_image_processor",
     "infer_format",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,9 +87,11 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be a positive integer, got {value!r}.")
         for name in ("mean", "std"):
             value = list(getattr(self, name))
-            if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+            numbers = all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
+            if len(value) != 3 or not numbers:
                 raise ValueError(
-                    f"data.{name} must be three numbers (one per RGB channel), got {value!r}."
+                    f"data.{name} must be three finite numbers (one per RGB channel), got "
+                    f"{value!r}."
                 )
             setattr(self, name, [float(v) for v in value])
         if any(v <= 0 for v in self.std):

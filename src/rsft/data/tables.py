@@ -33,6 +33,7 @@ from rsft.data.validate import (
     require_two_classes,
     sorted_classes,
     verify_images,
+    warn_feature_scales,
 )
 
 
@@ -115,9 +116,13 @@ def feature_columns(table: datasets.Dataset, cfg: DataConfig, source: str) -> li
     return columns
 
 
-def _features(table: datasets.Dataset, columns: list[str], source: str) -> torch.Tensor:
+def _features(
+    table: datasets.Dataset, columns: list[str], source: str, check_scales: bool
+) -> torch.Tensor:
     arrow = table.with_format("arrow")
     parts = [feature_matrix(c, arrow[c], source) for c in columns]
+    if check_scales:
+        warn_feature_scales(dict(zip(columns, parts)), source)
     return torch.from_numpy(np.concatenate(parts, axis=1))
 
 
@@ -183,7 +188,9 @@ def load_table(
         kind, collate = "text", Collate(processor)
     elif cfg.feature_columns is not None:
         features = feature_columns(table, cfg, source)
-        inputs = FeatureInputs(_features(table, features, source))
+        # The scales are checked once, on the training split (other splits share its columns).
+        training = labelled and classes is None
+        inputs = FeatureInputs(_features(table, features, source, check_scales=training))
         kind, collate = "features", Collate()
     elif cfg.image_column in available:
         feature = table.features[cfg.image_column]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,10 @@ MAX_LISTED = 10  # how many offending values/paths a message lists before summar
 
 class DataError(ValueError):
     """The data cannot be used as given; the message says what to change."""
+
+
+class DataWarning(UserWarning):
+    """The data loads, but is probably not what the model expects."""
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -187,14 +192,53 @@ def feature_matrix(name: str, column: pa.ChunkedArray | pa.Array, source: str) -
     return matrix
 
 
+SCALE_SPREAD = 1e3
+"""Feature columns whose standard deviations span this factor or more get a warning."""
+
+
+def warn_feature_scales(columns: dict[str, np.ndarray], source: str) -> None:
+    """Warn when the feature columns' standard deviations span three orders of magnitude
+    or more: fine-tuning on such inputs often collapses to predicting one class, silently.
+    Constant columns are left out (their scale says nothing)."""
+    names: list[str] = []
+    for name, matrix in columns.items():
+        width = matrix.shape[1]
+        names += [name] if width == 1 else [f"{name}[{j}]" for j in range(width)]
+    std = np.concatenate([m.astype(np.float64).std(axis=0) for m in columns.values()])
+    varying = np.flatnonzero(std > 0)
+    if len(varying) < 2:
+        return
+    lo, hi = varying[np.argmin(std[varying])], varying[np.argmax(std[varying])]
+    if std[hi] < SCALE_SPREAD * std[lo]:
+        return
+    warnings.warn(
+        f"the feature columns of {source} are on very different scales: their standard "
+        f"deviations range from {std[lo]:.3g} ({names[lo]}) to {std[hi]:.3g} ({names[hi]}). "
+        "Fine-tuning on such features often ends predicting one class for every sample: "
+        "standardize them (each column minus its mean, divided by its standard deviation) "
+        "the same way as the data the model was pretrained on.",
+        DataWarning,
+        stacklevel=2,
+    )
+
+
 # --- images ------------------------------------------------------------------------------
 
 
+def _open(src: str | bytes) -> Image.Image:
+    return Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
+
+
 def _verify(item: tuple[str, str | bytes]) -> str | None:
+    """None if the image decodes, else its name and the reason. ``verify`` checks the file's
+    structure (PNG checksums) but decodes no pixels, so a truncated JPEG passes it: ``load``
+    decodes them all."""
     name, src = item
     try:
-        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as image:
+        with _open(src) as image:
             image.verify()
+        with _open(src) as image:  # verify() leaves the image unusable: open it again
+            image.load()
     except FileNotFoundError:
         return f"{name} (file not found)"
     except Exception as err:  # PIL raises many types for bad files; all mean "unusable"
@@ -203,9 +247,10 @@ def _verify(item: tuple[str, str | bytes]) -> str | None:
 
 
 def verify_images(items: Iterable[tuple[str, str | bytes]], source: str) -> None:
-    """Open and verify every image once, so a corrupt file is named by its path now rather
-    than crashing a DataLoader worker hours into training. Reads in parallel threads (the
-    work is mostly file I/O) and in chunks, so embedded image bytes are not all held at once.
+    """Open and decode every image once, so a corrupt or truncated file is named by its path
+    now rather than crashing a DataLoader worker hours into training. Reads in parallel
+    threads (the work is mostly file I/O and decoding, which releases the GIL) and in chunks,
+    so embedded image bytes are not all held at once.
     """
     failures: list[str] = []
     iterator = iter(items)

@@ -13,7 +13,6 @@ the loss, for example, is the same whatever the number of processes).
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from rsft.imports import import_object
+from rsft.rule import Envelope
 
 
 class ScoreError(ValueError):
@@ -138,15 +138,27 @@ class OnlineEnvelope:
 
     A window (not the whole history) lets M follow the weights as the model and the data
     drift; the weights above M at the moment they are scored are counted as violations.
+    A ``fixed`` M is the rule's :class:`~rsft.rule.Envelope`: a weight above it raises
+    :class:`~rsft.rule.EnvelopeError` unless ``on_violation="count"``.
     """
 
-    def __init__(self, policy: str, quantile: float, value: float | None, window: int) -> None:
+    def __init__(
+        self,
+        policy: str,
+        quantile: float,
+        value: float | None,
+        window: int,
+        on_violation: str | None = None,
+    ) -> None:
         self.policy, self.quantile, self.value, self.window = policy, quantile, value, window
         self.recent = torch.empty(0, dtype=torch.float64)  # the last `window` finite log w
+        self.fixed = None
+        if policy == "fixed":
+            self.fixed = Envelope("fixed", value=value, on_violation=on_violation)  # type: ignore[arg-type]
 
     def update(self, log_w: torch.Tensor) -> float:
-        if self.policy == "fixed":
-            return math.log(self.value)  # type: ignore[arg-type]
+        if self.fixed is not None:
+            return self.fixed.log_m(log_w)
         log_w = log_w.to(torch.float64)
         self.recent = torch.cat([self.recent, log_w[torch.isfinite(log_w)]])[-self.window :]
         if not len(self.recent):

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from rsft.config import ConfigError, opt
+from rsft.config import ConfigError, check_number, opt
 from rsft.progress import PROGRESS_HELP, Progress
 
 
@@ -89,10 +89,8 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ConfigError(f"generation.k must be >= 1 (completions per prompt), got {self.k}.")
-        if not self.temperature > 0:
-            raise ConfigError(f"generation.temperature must be > 0, got {self.temperature}.")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"generation.top_p must be in (0, 1], got {self.top_p}.")
+        check_number("generation.temperature", self.temperature, gt=0)
+        check_number("generation.top_p", self.top_p, gt=0, le=1)
         for name in ("max_new_tokens", "batch_size", "chunk_prompts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"generation.{name} must be >= 1, got {getattr(self, name)}.")
@@ -143,6 +141,7 @@ class VerifierConfig:
                 f"verifier.timeout must be a number of seconds > 0 (or null: no limit), got "
                 f"{self.timeout}."
             )
+        check_number("verifier.tolerance", self.tolerance, ge=0)
 
     def options(self) -> dict:
         """Keyword options of :func:`rsft.generation.verifiers.make_verifier` for this kind."""
@@ -188,10 +187,10 @@ class SelectionConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.beta > 0:
-            raise ConfigError(f"selection.beta must be > 0, got {self.beta}.")
-        if not 0 < self.fraction <= 1:
-            raise ConfigError(f"selection.fraction must be in (0, 1], got {self.fraction}.")
+        check_number("selection.beta", self.beta, gt=0)
+        check_number("selection.fraction", self.fraction, gt=0, le=1)
+        check_number("selection.threshold", self.threshold)
+        check_number("selection.r_max", self.r_max)
         if self.max_per_prompt is not None and self.max_per_prompt < 1:
             raise ConfigError(f"selection.max_per_prompt must be >= 1, got {self.max_per_prompt}.")
 
@@ -221,10 +220,11 @@ class SFTSection:
     save_steps: int = opt(50, help="Checkpoint every N steps (a killed run resumes there).")
 
     def __post_init__(self) -> None:
-        if not self.epochs > 0:
-            raise ConfigError(f"sft.epochs must be > 0, got {self.epochs}.")
-        if not self.lr > 0:
-            raise ConfigError(f"sft.lr must be > 0, got {self.lr}.")
+        check_number("sft.epochs", self.epochs, gt=0)
+        check_number("sft.lr", self.lr, gt=0)
+        check_number("sft.warmup_ratio", self.warmup_ratio, ge=0, lt=1)
+        check_number("sft.weight_decay", self.weight_decay, ge=0)
+        check_number("sft.lora_dropout", self.lora_dropout, ge=0, lt=1)
         for name in ("batch_size", "gradient_accumulation_steps", "max_length", "save_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sft.{name} must be >= 1, got {getattr(self, name)}.")
@@ -253,8 +253,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.k < 0:
             raise ConfigError(f"eval.k must be >= 0, got {self.k}.")
-        if not self.temperature > 0:
-            raise ConfigError(f"eval.temperature must be > 0, got {self.temperature}.")
+        check_number("eval.temperature", self.temperature, gt=0)
         if self.distinct_n < 1:
             raise ConfigError(f"eval.distinct_n must be >= 1, got {self.distinct_n}.")
 

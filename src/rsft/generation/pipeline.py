@@ -34,7 +34,7 @@ import yaml
 
 from rsft import __version__
 from rsft.atomic import atomic_write_jsonl, atomic_write_text
-from rsft.config import ConfigError, to_dict
+from rsft.config import ConfigError, check_output_dir, to_dict
 from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
 from rsft.generation.generate import Sampling, check_model_folder, make_generator
@@ -82,6 +82,7 @@ class RFTPipeline:
 
     def __init__(self, cfg: RFTConfig) -> None:
         self.cfg = cfg
+        check_output_dir(cfg.output_dir)
         self.base = check_model_folder(
             cfg.model.path, hint="`rsft prepare arithmetic` makes the embedded default."
         )

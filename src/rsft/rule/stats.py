@@ -8,6 +8,15 @@ from dataclasses import asdict, dataclass
 import torch
 
 
+def exp_or_inf(x: float) -> float:
+    """exp(x), or inf where it overflows a float: log weights are kept in log space for that
+    reason, and a diverged model's can reach 1e6."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 @dataclass
 class RejectionStats:
     """Running totals over any number of draws; ``update`` adds a batch.
@@ -45,7 +54,7 @@ class RejectionStats:
 
     def _rescale(self, log_m: float) -> None:
         if self.n and not math.isnan(self.log_m) and log_m != self.log_m:
-            shift = math.exp(self.log_m - log_m)
+            shift = exp_or_inf(self.log_m - log_m)
             self.sum_w, self.sum_w2 = self.sum_w * shift, self.sum_w2 * shift * shift
 
     def merge(self, other: RejectionStats) -> RejectionStats:
@@ -82,11 +91,11 @@ class RejectionStats:
     @property
     def max_ratio(self) -> float:
         """max w / M: above 1 means the envelope was violated."""
-        return math.exp(self.max_log_w - self.log_m) if self.n else math.nan
+        return exp_or_inf(self.max_log_w - self.log_m) if self.n else math.nan
 
     @property
     def envelope(self) -> float:
-        return math.exp(self.log_m) if not math.isnan(self.log_m) else math.nan
+        return exp_or_inf(self.log_m) if not math.isnan(self.log_m) else math.nan
 
     def as_dict(self) -> dict[str, float]:
         d = asdict(self)

@@ -8,10 +8,13 @@ from rsft.training.config import (
     RejectionConfig,
     TrainConfig,
 )
+from rsft.training.divergence import DivergenceError, DivergenceWarning
 from rsft.training.trainer import FineTuner, NonFiniteLossError, NothingTrainedError
 
 __all__ = [
     "DataSection",
+    "DivergenceError",
+    "DivergenceWarning",
     "EnvelopeConfig",
     "FineTuner",
     "ModelConfig",

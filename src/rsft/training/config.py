@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rsft.config import ConfigError, opt
+from rsft.config import ConfigError, check_number, opt
 from rsft.data import DataConfig
 from rsft.data.config import ALL_FEATURES
 from rsft.param_level import SigmaAdapter, TemperatureSchedule
@@ -116,10 +116,24 @@ class OptimConfig:
     max_grad_norm: float | None = opt(None, help="Clip the gradient norm to this (off if unset).")
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ConfigError(f"optim.lr must be > 0, got {self.lr}.")
-        if self.momentum < 0:
-            raise ConfigError(f"optim.momentum must be >= 0, got {self.momentum}.")
+        check_number("optim.lr", self.lr, gt=0, fix="Try 0.01 for SGD, 1e-3 for Adam.")
+        check_number(
+            "optim.momentum", self.momentum, ge=0, lt=1, fix="Use 0.9, or 0 for no momentum."
+        )
+        check_number("optim.weight_decay", self.weight_decay, ge=0, fix="Use 0 to turn it off.")
+        if self.warmup_steps < 0:
+            raise ConfigError(
+                f"optim.warmup_steps must be >= 0, got {self.warmup_steps}. Use 0 for no warm-up."
+            )
+        check_number(
+            "optim.max_grad_norm",
+            self.max_grad_norm,
+            gt=0,
+            fix="It is the largest gradient norm kept (e.g. 1.0); leave it unset (null) to "
+            "turn clipping off.",
+        )
+        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+            raise ConfigError("optim.nesterov needs optim.momentum > 0 (e.g. 0.9).")
 
 
 @dataclass
@@ -291,10 +305,8 @@ class RejectionConfig:
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ConfigError(f"rejection.window must be >= 1, got {self.window}.")
-        if not 0.0 <= self.floor <= 1.0:
-            raise ConfigError(f"rejection.floor must be in [0, 1], got {self.floor}.")
-        if self.beta <= 0:
-            raise ConfigError(f"rejection.beta must be > 0, got {self.beta}.")
+        check_number("rejection.floor", self.floor, ge=0, le=1)
+        check_number("rejection.beta", self.beta, gt=0)
         needs = {
             "density_ratio": "target_unlabelled",
             "function": "function",
@@ -344,6 +356,18 @@ class TrainConfig:
     )
     num_workers: int = opt(0, help="DataLoader worker processes.")
     progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="epoch"))
+    on_divergence: Literal["warn", "stop"] = opt(
+        "warn",
+        help="What a diverged run does: warn (a warning; results.json records it as "
+        "diverged) or stop (an error, exit code 1). Diverged: an epoch's mean train loss or "
+        "the eval loss above divergence_factor times its start, or (nearly) every eval or "
+        "test sample predicted as one class that most of them are not.",
+    )
+    divergence_factor: float = opt(
+        10.0,
+        help="A loss above this many times its value before training (at least ln(classes), "
+        "the loss of a uniform guess) counts as divergence.",
+    )
 
     def _check_param_level(self) -> None:
         """Options that the chosen method would silently ignore are an error, not a no-op."""
@@ -386,6 +410,11 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0.")
+        check_number("divergence_factor", self.divergence_factor, gt=1, fix="Try 10 (the default).")
+        if self.num_workers < 0:
+            raise ConfigError(
+                f"num_workers must be >= 0 (0: load in the main process), got {self.num_workers}."
+            )
         self._check_param_level()
         if self.data.feature_columns == ALL_FEATURES:
             # The weight columns rejection reads are no features: they would leak the weights.

@@ -13,7 +13,6 @@ first in the next epoch. After the last epoch they make one final, smaller step.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from typing import Any
 
@@ -24,7 +23,8 @@ from rsft.data import Split
 from rsft.data_level.online import AcceptQueue, OnlineEnvelope, make_scorer
 from rsft.data_level.weights import balance_weights
 from rsft.models import Classifier
-from rsft.rule import RejectionStats
+from rsft.rule import EnvelopeError, RejectionStats
+from rsft.rule.stats import exp_or_inf
 
 
 class ModelAwareRejection:
@@ -86,6 +86,32 @@ class ModelAwareRejection:
         model.train(was)
         return out
 
+    def check(self, model: torch.nn.Module, indices: list[int]) -> None:
+        """Score ``indices`` before training: a broken weight function, or a fixed M below
+        the weights, fails now rather than after setup. Nothing is recorded."""
+        raw = self.raw_scores(model, indices)
+        if self.envelope.fixed is not None and not self.scorer.fixed_envelope:
+            self._log_m(self._log_weights(raw, torch.as_tensor(indices)), "on the first batch")
+
+    def _log_weights(self, raw: list[float], idx: torch.Tensor) -> torch.Tensor:
+        log_w = self.scorer.log_weights(torch.tensor(raw, dtype=torch.float64))
+        if self.group_log_w is not None:
+            log_w = log_w + self.group_log_w[idx]
+        return log_w
+
+    def _log_m(self, log_w: torch.Tensor, when: str) -> float:
+        """log M for these weights (the online envelope moves); a fixed M they exceed raises,
+        unless rejection.envelope.on_violation is count."""
+        if self.scorer.fixed_envelope:
+            return 0.0
+        try:
+            return self.envelope.update(log_w)
+        except EnvelopeError as err:
+            raise EnvelopeError(
+                f"rejection.envelope {when}: {err} Model-aware weights change as the model "
+                "trains, so a fixed M must bound them at every round."
+            ) from err
+
     def score_round(self, model: torch.nn.Module, indices: list[int], epoch: int, step: int) -> int:
         """Score one round, queue the accepted samples; return how many were scored."""
         world, rank = self.acc.num_processes, self.acc.process_index
@@ -97,10 +123,8 @@ class ModelAwareRejection:
         else:
             raw = raw_mine
         idx = torch.as_tensor(indices)
-        log_w = self.scorer.log_weights(torch.tensor(raw, dtype=torch.float64))
-        if self.group_log_w is not None:
-            log_w = log_w + self.group_log_w[idx]
-        log_m = 0.0 if self.scorer.fixed_envelope else self.envelope.update(log_w)
+        log_w = self._log_weights(raw, idx)
+        log_m = self._log_m(log_w, f"at epoch {epoch + 1}, step {step + 1}")
         log_a = torch.clamp(log_w - log_m, max=0.0)
         if self.config.rejection.mode == "weight":
             # S3.4: every sample trains, its loss weighted by w (self-normalized per step).
@@ -119,7 +143,8 @@ class ModelAwareRejection:
                 "step": step,
                 "scored": len(idx),
                 "accepted": int(accepted.sum()),
-                "envelope": math.exp(log_m),
+                "envelope": exp_or_inf(log_m),
+                "log_envelope": log_m,
                 "mean_acceptance": float(log_a.exp().mean()),
             }
         )

@@ -29,7 +29,15 @@ from rsft.config import ConfigError, to_dict
 from rsft.training import checkpoint as ckpt
 
 # Options that may change between a run and its resumption without changing the result.
-RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "eval_batch_size", "output_dir")
+RESUMABLE_CHANGES = (
+    "resume",
+    "progress",
+    "num_workers",
+    "eval_batch_size",
+    "output_dir",
+    "on_divergence",
+    "divergence_factor",
+)
 
 # The config fields that name data, as written in a config file.
 DATA_FIELDS = (

@@ -26,7 +26,7 @@ from transformers import get_scheduler
 from rsft import __version__
 from rsft.atomic import atomic_write_text
 from rsft.compare.report import plot_trace
-from rsft.config import ConfigError, to_dict
+from rsft.config import ConfigError, check_output_dir, to_dict
 from rsft.data import Split, load_split, with_feature_columns
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
@@ -37,6 +37,7 @@ from rsft.progress import progress_bar, say, says_lines
 from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
 from rsft.training.config import PARAM_LEVEL, TrainConfig
+from rsft.training.divergence import DivergenceGuard
 from rsft.training.gradient_free import PASSES, batch_loss, build_stepper, check_method
 from rsft.training.model_aware import ModelAwareRejection
 from rsft.training.resume import data_digest, find_resumable, fingerprint
@@ -74,6 +75,7 @@ class FineTuner:
         self.accelerator = acc = accelerator or Accelerator()
         set_seed(cfg.seed)
         t0 = time.perf_counter()
+        check_output_dir(cfg.output_dir)
 
         # 1. Data, validated before anything else is built.
         trust = cfg.model.trust_remote_code
@@ -199,6 +201,14 @@ class FineTuner:
         self.memory["inference_peak"] = self._inference_peak()
         self.setup_time = time.perf_counter() - t0
         self.output_dir = Path(cfg.output_dir)
+        self.divergence = DivergenceGuard(
+            cfg.divergence_factor,
+            cfg.on_divergence,
+            self.classes,
+            self.output_dir,
+            fix=_NON_FINITE_FIX.get(cfg.optim.name, _NON_FINITE_FIX["sgd"]),
+            main_process=acc.is_main_process,
+        )
 
     @torch.no_grad()
     def _inference_peak(self) -> int | None:
@@ -238,19 +248,30 @@ class FineTuner:
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> dict[str, float]:
-        """Accuracy and mean loss on a labelled split (every rank sees the whole split)."""
+        """Accuracy and mean loss on a labelled split (every rank sees the whole split), and
+        how many samples are predicted as / labelled with each class (the divergence guard)."""
         model = self.accelerator.unwrap_model(self.model)
         was = model.training
         model.eval()
         correct, loss_sum, n = 0, 0.0, 0
+        c = len(self.classes)
+        predicted, labels = torch.zeros(c, dtype=torch.long), torch.zeros(c, dtype=torch.long)
         for batch in self._loader(split, self.config.eval_batch_size):
             batch = self._to_device(batch)
             logits = self.clf.logits(batch, model)
             loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
-            correct += int((logits.argmax(-1) == batch["labels"]).sum())
+            pred = logits.argmax(-1)
+            correct += int((pred == batch["labels"]).sum())
             n += len(batch["labels"])
+            predicted += torch.bincount(pred.cpu(), minlength=c)
+            labels += torch.bincount(batch["labels"].cpu(), minlength=c)
         model.train(was)
-        return {"accuracy": correct / n, "loss": loss_sum / n}
+        return {
+            "accuracy": correct / n,
+            "loss": loss_sum / n,
+            "predicted": predicted.tolist(),
+            "labels": labels.tolist(),
+        }
 
     def _save(self, state: dict) -> None:
         acc = self.accelerator
@@ -286,10 +307,11 @@ class FineTuner:
         return state
 
     def _check_scorer(self) -> None:
-        """Score a first batch before training, so a broken weight function fails early."""
+        """Score a first batch before training, so a broken weight function or a fixed
+        envelope below the weights fails early."""
         assert self.online is not None
         n = min(len(self.train_split), self.config.batch_size)
-        self.online.raw_scores(self.clf.model, list(range(n)))
+        self.online.check(self.clf.model, list(range(n)))
         self.weight_info["scoring_forwarded"] = self.weight_info.get("scoring_forwarded", 0) + n
 
     # ------------------------------------------------------------------------------------
@@ -311,6 +333,8 @@ class FineTuner:
         if resumed_from is None and self.test_split is not None:
             # The pretrained model's score: what fine-tuning is measured against.
             state["initial_test"] = self.evaluate(self.test_split)
+        if resumed_from is None and self.eval_split is not None:
+            state["initial_eval"] = self.evaluate(self.eval_split)  # the guard's start
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         self.model.train()
@@ -520,9 +544,11 @@ class FineTuner:
                 sigma=mh.sigma,
                 temperature=mh.temperature(mh.t),
             )
+        ev = None
         if self.eval_split is not None:
             ev = self.evaluate(self.eval_split)
             record.update(eval_accuracy=ev["accuracy"], eval_loss=ev["loss"])
+        self.divergence.check_epoch(epoch, state, record["train_loss"], ev)
         return record
 
     def _finish(self, state: dict, resumed_from: int | None) -> dict[str, Any]:
@@ -576,6 +602,8 @@ class FineTuner:
             result.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
             if "initial_test" in state:
                 result["initial_test_accuracy"] = state["initial_test"]["accuracy"]
+            self.divergence.check_test(state, ev)
+        result.update(self.divergence.result(state))
         if acc.is_main_process:
             save_classifier(self.clf, self.output_dir / "model", self.classes)
             atomic_write_text(self.output_dir / "results.json", json.dumps(result, indent=2))
