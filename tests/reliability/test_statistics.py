@@ -1,0 +1,116 @@
+"""Statistics and evidence: the numbers rsft reports are true (issue 10, items 11 and 12).
+
+Each row of ``CASES`` (at the end of the file) is one input and the behaviour that must hold;
+the test below runs every row (``check`` names the function that does it). Statistical claims
+are checked with fixed seeds, at about four standard errors or a p-value above 1e-3, so a
+case fails only when the claim is wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import torch
+from scipy import stats
+from scipy.stats import binomtest
+
+import rsft.rule.acceptance as acceptance
+from rsft.rule import accept, log_uniform
+from rsft.training.model_aware import ModelAwareRejection
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    input: str
+    expected: str
+    check: Callable[..., None]
+
+
+# ------------------------------------------------------------------ 11 (d): an exact coin
+
+
+@functools.cache
+def _deep_coins(n: int = 1_000_000) -> torch.Tensor:
+    """log u with the tail lowered to 0.25: a draw below -11 goes through 44 links of the
+    chain of fresh exponentials, as one below -50 goes through 2 at the default (20)."""
+    tail, acceptance._TAIL = acceptance._TAIL, 0.25
+    try:
+        return log_uniform(n, torch.Generator().manual_seed(11))
+    finally:
+        acceptance._TAIL = tail
+
+
+def check_coin_below_float64_floor() -> None:
+    log_u = _deep_coins()
+    assert log_u.dtype == torch.float64 and bool((log_u <= 0).all())
+    for t in (-2.0, -5.0, -8.0, -11.0):
+        k, n = int((log_u < t).sum()), len(log_u)
+        assert binomtest(k, n, math.exp(t)).pvalue > 1e-3, (t, k, n * math.exp(t))
+
+
+def check_coin_tiny_probability(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(acceptance, "_TAIL", 0.25)
+    n = 2_000_000
+    log_w = torch.full((n,), -9.0, dtype=torch.float64)
+    k = int(accept(log_w, 0.0, torch.Generator().manual_seed(1)).sum())
+    assert binomtest(k, n, math.exp(-9)).pvalue > 1e-3, (k, n * math.exp(-9))
+
+
+def check_coin_distribution() -> None:
+    log_u = log_uniform((400, 500), torch.Generator().manual_seed(5))
+    assert log_u.shape == (400, 500)
+    assert stats.kstest(-log_u.flatten().numpy(), "expon").pvalue > 0.01
+    assert torch.equal(log_u, log_uniform((400, 500), torch.Generator().manual_seed(5)))
+
+
+def check_coin_model_aware() -> None:
+    online = ModelAwareRejection.__new__(ModelAwareRejection)  # only the coins' inputs
+    online.split, online.seed, online._coins = list(range(50_000)), 3, None
+    log_u = online.coins(2)
+    assert log_u.dtype == torch.float64 and bool((log_u <= 0).all())
+    assert stats.kstest(-log_u.numpy(), "expon").pvalue > 0.01
+    assert torch.equal(log_u, online.coins(2)) and not torch.equal(log_u, online.coins(3))
+
+
+# ------------------------------------------------------------------------------ the table
+
+CASES = [
+    Case(
+        "coin-below-2^-53",
+        "1e6 log u from rule.log_uniform, the tail lowered so that t = -11 is 44 links deep",
+        "P(log u < t) = e^t at t = -2, -5, -8, -11 (binomial): each link is a fresh exact "
+        "exponential, so no depth has a floor (log of a float64 uniform stops at -36.7, so "
+        "every a < 2^-53 was accepted with probability 2^-53)",
+        check_coin_below_float64_floor,
+    ),
+    Case(
+        "coin-tiny-probability",
+        "accept() at log a = -9, decided 36 links deep in the tail",
+        "accepted at rate e^-9 (binomial)",
+        check_coin_tiny_probability,
+    ),
+    Case(
+        "coin-distribution",
+        "200k coins at the default tail",
+        "-log u ~ Exponential(1) (KS); the same generator seed gives the same coins",
+        check_coin_distribution,
+    ),
+    Case(
+        "coin-model-aware",
+        "ModelAwareRejection.coins(epoch)",
+        "the rule's log-uniforms (KS), the same for an epoch, fresh for the next",
+        check_coin_model_aware,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_statistics(case: Case, request: pytest.FixtureRequest) -> None:
+    wanted = inspect.signature(case.check).parameters
+    case.check(**{name: request.getfixturevalue(name) for name in wanted})
