@@ -20,7 +20,7 @@ from scipy import stats
 from scipy.stats import binomtest
 
 import rsft.rule.acceptance as acceptance
-from rsft.rule import accept, log_uniform
+from rsft.rule import Envelope, RejectionStats, accept, acceptance_prob, log_uniform
 from rsft.training.model_aware import ModelAwareRejection
 
 
@@ -78,6 +78,30 @@ def check_coin_model_aware() -> None:
     assert torch.equal(log_u, online.coins(2)) and not torch.equal(log_u, online.coins(3))
 
 
+# ---------------------------------------------- 11 (a): expected acceptance, clipped at 1
+
+
+def check_expected_acceptance_quantile() -> None:
+    gen = torch.Generator().manual_seed(0)
+    log_w = 2.0 * torch.randn(200_000, generator=gen, dtype=torch.float64)
+    log_m = Envelope("quantile", quantile=0.9).log_m(log_w)
+    s = RejectionStats().update(log_w, log_m, accept(log_w, log_m, gen))
+    want = float(acceptance_prob(log_w, log_m).mean())
+    assert s.expected_acceptance == pytest.approx(want, rel=1e-9)
+    se = math.sqrt(want * (1 - want) / len(log_w))
+    assert abs(s.acceptance_rate - s.expected_acceptance) < 4 * se
+    assert s.as_dict()["expected_acceptance"] == s.expected_acceptance
+
+
+def check_expected_acceptance_online() -> None:
+    a = torch.log(torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64))
+    b = torch.log(torch.tensor([1.0, 8.0], dtype=torch.float64))
+    s = RejectionStats().update(a, math.log(2.0)).update(b, math.log(8.0))
+    assert s.expected_acceptance == pytest.approx((0.5 + 1 + 1 + 1 / 8 + 1) / 5)
+    merged = RejectionStats().update(a, math.log(2.0)).merge(RejectionStats().update(b, 0.0))
+    assert merged.expected_acceptance == pytest.approx((0.5 + 1 + 1 + 1 + 1) / 5)
+
+
 # ------------------------------------------------------------------------------ the table
 
 CASES = [
@@ -106,6 +130,19 @@ CASES = [
         "ModelAwareRejection.coins(epoch)",
         "the rule's log-uniforms (KS), the same for an epoch, fresh for the next",
         check_coin_model_aware,
+    ),
+    Case(
+        "expected-acceptance-quantile",
+        "200k lognormal weights, quantile(0.9) envelope",
+        "expected_acceptance = mean(min(1, w/M)) and matches the realized rate (was "
+        "mean(w/M): 0.457 reported against a real 0.131)",
+        check_expected_acceptance_quantile,
+    ),
+    Case(
+        "expected-acceptance-online",
+        "two batches decided at M = 2 and M = 8",
+        "each draw counts min(1, w/M) at the M it was decided with",
+        check_expected_acceptance_online,
     ),
 ]
 
