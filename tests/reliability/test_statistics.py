@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from scipy import stats
 from scipy.stats import binomtest
 
 import rsft.rule.acceptance as acceptance
+from rsft.data_level.online import OnlineEnvelope
 from rsft.rule import Envelope, RejectionStats, accept, acceptance_prob, log_uniform
 from rsft.training.model_aware import ModelAwareRejection
 
@@ -102,6 +104,39 @@ def check_expected_acceptance_online() -> None:
     assert merged.expected_acceptance == pytest.approx((0.5 + 1 + 1 + 1 + 1) / 5)
 
 
+# ------------------------------------------ 11 (b): a quantile envelope counts the zeros
+
+
+def _weights_with_zeros(n: int, zero_share: float, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.rand(n, generator=gen, dtype=torch.float64) + 0.5
+    w[torch.randperm(n, generator=gen)[: round(zero_share * n)]] = 0.0
+    return torch.log(w)
+
+
+def check_quantile_with_zeros() -> None:
+    log_w = _weights_with_zeros(10_000, 0.3, seed=0)
+    batch = Envelope("quantile", quantile=0.9).log_m(log_w)
+    # Online: the window holds the zeros too, and keeps them through a checkpoint.
+    env = OnlineEnvelope("quantile", 0.9, None, window=10_000)
+    for chunk in log_w[:-1000].split(1000):
+        env.update(chunk)
+    state = json.loads(json.dumps(env.state_dict()))
+    env = OnlineEnvelope("quantile", 0.9, None, window=10_000)
+    env.load_state_dict(state)
+    online = env.update(log_w[-1000:])
+    for log_m in (batch, online):
+        violations = RejectionStats().update(log_w, log_m).violations
+        assert violations / len(log_w) == pytest.approx(0.1, abs=0.002)
+
+
+def check_quantile_mostly_zeros() -> None:
+    log_w = _weights_with_zeros(1000, 0.95, seed=1)
+    log_m = Envelope("quantile", quantile=0.9).log_m(log_w)
+    assert log_m == float(log_w[log_w > -math.inf].min())
+    assert not accept(log_w, log_m)[log_w == -math.inf].any()  # zero weight: never kept
+
+
 # ------------------------------------------------------------------------------ the table
 
 CASES = [
@@ -143,6 +178,18 @@ CASES = [
         "two batches decided at M = 2 and M = 8",
         "each draw counts min(1, w/M) at the M it was decided with",
         check_expected_acceptance_online,
+    ),
+    Case(
+        "quantile-with-zeros",
+        "30% zero weights, quantile 0.9: batch envelope, and online through a checkpoint",
+        "10% of all samples violate (was 7%: the quantile ignored the zeros)",
+        check_quantile_with_zeros,
+    ),
+    Case(
+        "quantile-mostly-zeros",
+        "95% zero weights, quantile 0.9",
+        "M = the smallest positive weight (finite); zero weights are never accepted",
+        check_quantile_mostly_zeros,
     ),
 ]
 

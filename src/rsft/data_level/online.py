@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from rsft.imports import import_object
+from rsft.rule.envelope import quantile_log_m
 
 
 class ScoreError(ValueError):
@@ -142,18 +143,19 @@ class OnlineEnvelope:
 
     def __init__(self, policy: str, quantile: float, value: float | None, window: int) -> None:
         self.policy, self.quantile, self.value, self.window = policy, quantile, value, window
-        self.recent = torch.empty(0, dtype=torch.float64)  # the last `window` finite log w
+        self.recent = torch.empty(0, dtype=torch.float64)  # the last `window` log w (zeros too)
 
     def update(self, log_w: torch.Tensor) -> float:
         if self.policy == "fixed":
             return math.log(self.value)  # type: ignore[arg-type]
         log_w = log_w.to(torch.float64)
-        self.recent = torch.cat([self.recent, log_w[torch.isfinite(log_w)]])[-self.window :]
-        if not len(self.recent):
+        # Zero weights stay (a quantile ranks every sample); NaN and +inf do not.
+        self.recent = torch.cat([self.recent, log_w[log_w < math.inf]])[-self.window :]
+        if not (self.recent > -math.inf).any():
             return 0.0
         if self.policy == "max":
             return float(self.recent.max())
-        return float(torch.quantile(self.recent, self.quantile))
+        return quantile_log_m(self.recent, self.quantile)
 
     def state_dict(self) -> dict:
         return {"recent": self.recent.tolist()}
