@@ -15,14 +15,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 from scipy import stats
 from scipy.stats import binomtest
+from torch import nn
 
 import rsft.rule.acceptance as acceptance
+from rsft.config import from_dict
 from rsft.data_level.online import OnlineEnvelope
+from rsft.param_level import Metropolis
 from rsft.rule import Envelope, RejectionStats, accept, acceptance_prob, log_uniform
+from rsft.training import TrainConfig
+from rsft.training.gradient_free import build_stepper
 from rsft.training.model_aware import ModelAwareRejection
 
 
@@ -137,6 +143,34 @@ def check_quantile_mostly_zeros() -> None:
     assert not accept(log_w, log_m)[log_w == -math.inf].any()  # zero weight: never kept
 
 
+# ------------------------------------------------ 11 (c): MALA's target is its own optimum
+
+
+def check_mala_target_default() -> None:
+    theta = nn.Parameter(torch.zeros(3))
+    for name, proposal, target in (
+        ("metropolis", "random_walk", 0.234),
+        ("mala", "mala", 0.574),
+    ):
+        assert Metropolis([theta], proposal=proposal).adapter.target == target
+        assert Metropolis([theta], proposal=proposal, target_acceptance=0.4).adapter.target == 0.4
+        assert Metropolis([theta], proposal=proposal, target_acceptance=None).adapter.target is None
+        run = {"model": {"path": "x"}, "data": {"train": "x"}, "optim": {"name": name}}
+        cfg = from_dict(TrainConfig, run)
+        assert cfg.param_level.target_acceptance == "auto"
+        stepper = build_stepper(cfg, nn.Linear(2, 2), total_steps=10, num_processes=1)
+        assert stepper.adapter.target == target
+
+
+def check_mala_reaches_its_target() -> None:
+    theta = nn.Parameter(torch.zeros(20, dtype=torch.float64))
+    mh = Metropolis([theta], proposal="mala", sigma=5.0, adapt_every=10, adapt_until=1500, seed=0)
+    closure = lambda: 0.5 * (theta**2).sum()  # noqa: E731
+    steps = [mh.step(closure) for _ in range(2500)]
+    last = np.mean([s.accepted for s in steps[-1000:]])  # after adaptation stopped
+    assert abs(last - 0.574) < 0.08, last
+
+
 # ------------------------------------------------------------------------------ the table
 
 CASES = [
@@ -190,6 +224,19 @@ CASES = [
         "95% zero weights, quantile 0.9",
         "M = the smallest positive weight (finite); zero weights are never accepted",
         check_quantile_mostly_zeros,
+    ),
+    Case(
+        "mala-target-default",
+        "Metropolis(proposal=...), a config with optim.name: metropolis / mala",
+        "σ adapted towards 0.234 (random walk) / 0.574 (MALA); an explicit value or null "
+        "(fixed σ) is kept",
+        check_mala_target_default,
+    ),
+    Case(
+        "mala-reaches-its-target",
+        "MALA on a 20-D Gaussian, σ 5 at the start, default target",
+        "acceptance after adaptation within 0.08 of 0.574",
+        check_mala_reaches_its_target,
     ),
 ]
 
