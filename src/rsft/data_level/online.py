@@ -135,7 +135,8 @@ def make_scorer(rejection: Any):
 
 
 class OnlineEnvelope:
-    """M over a sliding window of recent log weights: their max, or a quantile of them.
+    """M over a sliding window of recent log weights: their max, or a quantile of them
+    (zeros included, as :func:`rsft.rule.envelope.quantile_log_m` ranks them).
 
     A window (not the whole history) lets M follow the weights as the model and the data
     drift; the weights above M at the moment they are scored are counted as violations.

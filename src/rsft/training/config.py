@@ -118,7 +118,11 @@ class EnvelopeConfig:
         help="How M is set: max (the largest weight: exact), quantile (a high quantile: "
         "more accepted, weights above it counted as violations), fixed (value).",
     )
-    quantile: float = opt(0.99, help="With policy: quantile, which quantile of the weights.")
+    quantile: float = opt(
+        0.99,
+        help="With policy: quantile, which quantile of all the weights (zeros included): "
+        "about 1 - quantile of the samples are violations.",
+    )
     value: float | None = opt(None, help="With policy: fixed, the envelope M.")
     on_violation: Literal["error", "count"] | None = opt(
         None, help="What a weight above M does: error (the default for fixed) or count."
