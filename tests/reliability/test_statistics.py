@@ -18,11 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
 from scipy import stats
 from scipy.stats import binomtest
 from torch import nn
 
 import rsft.rule.acceptance as acceptance
+from rsft.compare.report import format_table, summarize
+from rsft.compare.runner import CompareConfig, run_compare
+from rsft.compare.stats import mean_ci
 from rsft.config import from_dict
 from rsft.data_level.online import OnlineEnvelope
 from rsft.param_level import Metropolis
@@ -171,6 +175,153 @@ def check_mala_reaches_its_target() -> None:
     assert abs(last - 0.574) < 0.08, last
 
 
+# ------------------------------------------ 12: intervals over seeds and test items
+
+
+def _outcomes(rng: np.random.Generator, seeds: int, n: int, acc: float, flip: float) -> np.ndarray:
+    """Seeds x items of 0/1: a fresh test set of n items, each right with probability acc
+    for every seed alike, and each seed flipping a share ``flip`` of its answers on its own.
+    The true accuracy (over test sets and seeds) is acc (1 - flip) + (1 - acc) flip."""
+    shared = rng.random(n) < acc
+    flips = rng.random((seeds, n)) < flip
+    return np.where(flips, ~shared, shared).astype(float)
+
+
+def _records(method: str, outcomes: np.ndarray, **extra) -> list[dict]:
+    return [
+        {
+            "method": method,
+            "seed": s,
+            "test_accuracy": float(row.mean()),
+            "test_correct": row.astype(int).tolist(),
+            "test_size": len(row),
+            **extra,
+        }
+        for s, row in enumerate(outcomes)
+    ]
+
+
+def _coverage(flip: float, seeds: int, replicates: int = 400) -> tuple[int, int]:
+    """How many of ``replicates`` simulated compares' 95% intervals hold the true accuracy:
+    (the new interval, the seeds-only one)."""
+    rng = np.random.default_rng(12)
+    truth = 0.8 * (1 - flip) + 0.2 * flip
+    new = old = 0
+    for _ in range(replicates):
+        outcomes = _outcomes(rng, seeds, n=100, acc=0.8, flip=flip)
+        row = summarize(_records("m", outcomes), baseline=None)[0]
+        new += row["test_accuracy_ci_low"] <= truth <= row["test_accuracy_ci_high"]
+        _, low, high = mean_ci(outcomes.mean(axis=1))
+        old += low <= truth <= high
+    return new, old
+
+
+def check_ci_coverage_nearly_identical_seeds() -> None:
+    new, old = _coverage(flip=0.01, seeds=5)
+    assert binomtest(new, 400, 0.95).pvalue > 1e-3, new / 400  # nominal
+    assert old / 400 < 0.5, old / 400  # the seeds agree: their interval misses the test set
+
+
+def check_ci_coverage_spread_seeds() -> None:
+    new, old = _coverage(flip=0.15, seeds=3)
+    assert 0.93 <= new / 400 <= 0.995, new / 400  # 3 seeds' t quantile errs wide
+
+
+def check_ci_delta_pairing() -> None:
+    rng = np.random.default_rng(3)
+    base = _outcomes(rng, seeds=5, n=100, acc=0.8, flip=0.01)
+    same = summarize(_records("plain", base) + _records("copy", base))[1]
+    assert same["delta_interval"] == "seeds+items"
+    d = (same["delta_vs_baseline_ci_low"], same["delta_vs_baseline_ci_high"])
+    assert d == (0.0, 0.0) and same["delta_vs_baseline_mean"] == 0.0
+    # Right on 2 more of 100 items, on every seed: +2 points, not shown significant (a
+    # seeds-only interval is [+2, +2]).
+    better = base.copy()
+    better[:, np.flatnonzero(base[0] == 0)[:2]] = 1.0
+    row = summarize(_records("plain", base) + _records("better", better))[1]
+    assert row["delta_vs_baseline_mean"] == pytest.approx(0.02)
+    assert row["delta_vs_baseline_ci_low"] <= 0.0 < 0.02 < row["delta_vs_baseline_ci_high"]
+
+
+def check_ci_clipped() -> None:
+    perfect = np.ones((3, 50))
+    perfect[0, 0] = 0.0  # 1 miss of 150
+    row = summarize(_records("m", perfect), baseline=None)[0]
+    assert 0.0 <= row["test_accuracy_ci_low"] <= row["test_accuracy_ci_high"] <= 1.0
+    old = [{"method": "m", "seed": s, "test_accuracy": a} for s, a in enumerate([0.98, 1, 1])]
+    row = summarize(old, baseline=None)[0]  # t over seeds: 0.993 +- 0.025
+    assert row["test_accuracy_ci_high"] == 1.0 and row["test_accuracy_ci_low"] < 0.99
+
+
+def check_ci_old_records_fall_back() -> None:
+    recs = [
+        {"method": m, "seed": s, "test_accuracy": a}
+        for m, accs in (("plain", [0.80, 0.82, 0.81]), ("rsft", [0.84, 0.83, 0.86]))
+        for s, a in enumerate(accs)
+    ]
+    rows = summarize(recs)
+    assert [r["interval"] for r in rows] == ["seeds", "seeds"]
+    assert rows[1]["delta_interval"] == "seeds"
+    assert rows[0]["test_accuracy_ci_low"] == pytest.approx(mean_ci([0.80, 0.82, 0.81])[1])
+    table = format_table(rows)
+    assert "81.0 [78.5, 83.5]†" in table and "†: interval over seeds only" in table
+    assert "target test set: size not recorded" in table
+    # One method with outcomes, one without: the delta falls back too.
+    mixed = _records("plain", np.ones((3, 10))) + recs[3:]
+    assert summarize(mixed)[1]["delta_interval"] == "seeds"
+
+
+def _table(path, n: int, shift: float, seed: int, labelled: bool = True) -> str:
+    """n rows of 64 features around 3 class centres, moved by ``shift`` (the target's)."""
+    centres = np.random.default_rng(0).normal(0, 1, (3, 64))
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    pixels = centres[labels] + shift + rng.normal(0, 0.8, (n, 64))
+    cols = {"pixels": pixels.astype("float32").tolist()}
+    Dataset.from_dict({**cols, **({"label": labels.tolist()} if labelled else {})}).to_parquet(
+        str(path)
+    )
+    return str(path)
+
+
+def check_compare_records_outcomes_and_auc(tmp_path) -> None:
+    base = {
+        "model": {"path": "rsft.tasks.digits:DigitsNet", "kwargs": {"width": 8}},
+        "data": {
+            "train": _table(tmp_path / "pool.parquet", 96, 0.0, seed=1),
+            "test": _table(tmp_path / "test.parquet", 40, 0.3, seed=2),
+            "feature_columns": ["pixels"],
+        },
+        "optim": {"name": "sgd", "lr": 0.05},
+        "epochs": 1,
+        "batch_size": 32,
+    }
+    target = _table(tmp_path / "target.parquet", 48, 0.3, seed=3, labelled=False)
+    density = {"weights": "density_ratio", "target_unlabelled": target}
+    cfg = from_dict(
+        CompareConfig,
+        {
+            "base": base,
+            "methods": {"plain": {}, "rsft-density": {"rejection": density}},
+            "seeds": [0, 1],
+            "output_dir": str(tmp_path / "compare"),
+        },
+    )
+    out = run_compare(cfg)
+    for rec in out["records"]:
+        assert rec["test_size"] == len(rec["test_correct"]) == 40
+        assert set(rec["test_correct"]) <= {0, 1}
+        assert np.mean(rec["test_correct"]) == pytest.approx(rec["test_accuracy"])
+        assert (rec["domain_auc"] is not None) == (rec["method"] == "rsft-density")
+    rows = {r["method"]: r for r in out["summary"]}
+    assert rows["plain"]["interval"] == rows["rsft-density"]["delta_interval"] == "seeds+items"
+    table = out["table"]
+    assert "target test set: 40 items." in table and "†" not in table
+    assert "domain AUC" in table.splitlines()[0]
+    auc = rows["rsft-density"]["domain_auc_mean"]
+    assert 0.5 < auc <= 1.0 and f"{auc:.3f}" in table
+
+
 # ------------------------------------------------------------------------------ the table
 
 CASES = [
@@ -237,6 +388,47 @@ CASES = [
         "MALA on a 20-D Gaussian, σ 5 at the start, default target",
         "acceptance after adaptation within 0.08 of 0.574",
         check_mala_reaches_its_target,
+    ),
+    Case(
+        "ci-coverage-identical-seeds",
+        "400 simulated compares: 5 seeds that agree on 99% of 100 fresh test items",
+        "the new 95% interval covers the true accuracy at the nominal rate (binomial); the "
+        "seeds-only interval in under 50% (it ignores the test set's sampling error)",
+        check_ci_coverage_nearly_identical_seeds,
+    ),
+    Case(
+        "ci-coverage-spread-seeds",
+        "400 simulated compares: 3 seeds that each flip 15% of their answers",
+        "the new 95% interval covers the true accuracy in 93-99.5% of them",
+        check_ci_coverage_spread_seeds,
+    ),
+    Case(
+        "ci-delta-pairing",
+        "two methods with identical per-item outcomes; then one right on 2 more of 100 items "
+        "on every seed",
+        "Δ = 0 with the zero-width interval [0, 0]; then Δ = +2 with an interval from <= 0 "
+        "(was [+2, +2]: 'significant')",
+        check_ci_delta_pairing,
+    ),
+    Case(
+        "ci-clipped",
+        "accuracies near 100%: with per-item outcomes, and seeds only (0.98, 1, 1)",
+        "every bound within [0, 100]% (the t interval's 100.9% becomes 100.0%)",
+        check_ci_clipped,
+    ),
+    Case(
+        "ci-old-records",
+        "records without test_correct / test_size (an older rsft), alone and mixed",
+        "Student-t over seeds, kind 'seeds', marked † in the table and explained in the legend; "
+        "'target test set: size not recorded'",
+        check_ci_old_records_fall_back,
+    ),
+    Case(
+        "compare-records-outcomes-auc",
+        "rsft compare on a tiny shifted table: plain and rsft-density, 2 seeds, 1 epoch",
+        "each record has test_correct (0/1 per test item, mean = test_accuracy) and "
+        "test_size; the table says 'target test set: N items.' and has a domain AUC column",
+        check_compare_records_outcomes_and_auc,
     ),
 ]
 

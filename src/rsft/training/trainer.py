@@ -222,20 +222,22 @@ class FineTuner:
         return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     @torch.no_grad()
-    def evaluate(self, split: Split) -> dict[str, float]:
-        """Accuracy and mean loss on a labelled split (every rank sees the whole split)."""
+    def evaluate(self, split: Split) -> dict[str, Any]:
+        """Accuracy, mean loss and per-item outcomes (1 correct, 0 not, in the split's order)
+        on a labelled split (every rank sees the whole split)."""
         model = self.accelerator.unwrap_model(self.model)
         was = model.training
         model.eval()
-        correct, loss_sum, n = 0, 0.0, 0
+        correct: list[int] = []
+        loss_sum = 0.0
         for batch in self._loader(split, self.config.eval_batch_size):
             batch = self._to_device(batch)
             logits = self.clf.logits(batch, model)
             loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
-            correct += int((logits.argmax(-1) == batch["labels"]).sum())
-            n += len(batch["labels"])
+            correct += (logits.argmax(-1) == batch["labels"]).int().tolist()
         model.train(was)
-        return {"accuracy": correct / n, "loss": loss_sum / n}
+        n = len(correct)
+        return {"accuracy": sum(correct) / n, "loss": loss_sum / n, "correct": correct}
 
     def _fingerprint(self) -> dict:
         d = to_dict(self.config)
@@ -558,6 +560,8 @@ class FineTuner:
         if self.test_split is not None:
             ev = self.evaluate(self.test_split)
             result.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
+            # Per-item outcomes: rsft compare's intervals cover the test set's sampling error.
+            result.update(test_correct=ev["correct"], test_size=len(ev["correct"]))
             if "initial_test" in state:
                 result["initial_test_accuracy"] = state["initial_test"]["accuracy"]
         if acc.is_main_process:
