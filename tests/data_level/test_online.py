@@ -293,12 +293,17 @@ def test_envelope_fixed_refuses_a_weight_above_it_unless_counted():
     assert len(env.recent) == 0
 
 
-def test_envelope_skips_zero_weights():
+def test_envelope_window_keeps_zero_weights():
+    """The window is the last scored samples, zeros included (a quantile ranks them all);
+    M comes from the positive ones, and a window of zeros alone has no M yet."""
     env = OnlineEnvelope("max", 0.99, None, window=3)
     assert env.update(torch.full((4,), -math.inf, dtype=torch.float64)) == 0.0  # nothing yet
     log_m = env.update(torch.tensor([-math.inf, 0.5, -math.inf], dtype=torch.float64))
     assert log_m == pytest.approx(0.5)
-    assert list(env.recent) == [0.5]
+    assert env.recent.tolist() == [-math.inf, 0.5, -math.inf]
+    env = OnlineEnvelope("quantile", 0.5, None, window=4)
+    log_w = torch.log(torch.tensor([0.0, 0.0, 0.0, 2.0, 4.0], dtype=torch.float64))
+    assert env.update(log_w) == pytest.approx(math.log(2.0))  # the median of [0, 0, 2, 4]
 
 
 def test_envelope_state_round_trip():

@@ -89,7 +89,9 @@ MALA = {"sigma": 0.1, "proposal": "mala", "target_acceptance": 0.574}
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0])
 def test_random_walk_samples_the_gaussian(temperature):
-    x = gaussian_chain(Metropolis, temperature, n=4000, burn=1000, seed=0, **RW)
+    # Seed 0 draws a chain whose variance test gives p = 0.004 at T = 1, as a correct sampler
+    # does now and then (of 60 other seeds, 1 was below 0.01 per test): a seed off that tail.
+    x = gaussian_chain(Metropolis, temperature, n=4000, burn=1000, seed=1, **RW)
     assert_gaussian(x, thin=100)
 
 
@@ -388,7 +390,9 @@ def test_mala_accepts_an_unused_parameter():
 # ----------------------------------------------------------------------------------------
 def mh_run(seed: int, steps: int, proposal: str = "random_walk"):
     model = small_model()
-    mh = Metropolis(model, sigma=2e-2, proposal=proposal, seed=seed, adapt_every=3)
+    # MALA's gradient keeps far larger steps: started at 0.2 it still rejects some.
+    sigma = 0.2 if proposal == "mala" else 2e-2
+    mh = Metropolis(model, sigma=sigma, proposal=proposal, seed=seed, adapt_every=3)
     recs = [mh.step(lambda: model_loss(model)) for _ in range(steps)]
     return snapshot(model), [r.accepted for r in recs], [r.sigma for r in recs]
 

@@ -142,17 +142,17 @@ def test_acceptance_follows_the_rule_with_known_weights(tiny_config, tmp_path, m
     labels = _labels(tuner)
     w = torch.tensor(BY_CLASS, dtype=torch.float64)[labels]
 
-    # Exactly the rule: accepted iff coin < w / M, in the round's order.
+    # Exactly the rule: accepted iff log u < log(w / M), in the round's order.
     assert len(rec.rounds) == epochs * 4
     for r in rec.rounds:
-        coins = tuner.online.coins(r["epoch"])
-        assert r["accepted"] == [i for i in r["scored"] if coins[i] < w[i]]
+        log_u = tuner.online.coins(r["epoch"])
+        assert r["accepted"] == [i for i in r["scored"] if log_u[i] < math.log(w[i])]
     # Every sample is scored once per epoch.
     for e in range(epochs):
         scored = [i for r in rec.rounds if r["epoch"] == e for i in r["scored"]]
         assert sorted(scored) == list(range(64))
 
-    # The frequencies match w (binomial test per class; the coins are uniform and fresh).
+    # The frequencies match w (binomial test per class; the coins are log-uniform and fresh).
     counts = Counter(rec.accepted)
     for c, wc in enumerate(BY_CLASS):
         members = [i for i in range(64) if labels[i] == c]
@@ -231,12 +231,13 @@ def test_model_aware_acceptance_matches_a_hand_computation(
     decided = 0
     floors = 0
     for r, (indices, a) in zip(rec.rounds, probs, strict=True):
-        coins = tuner.online.coins(r["epoch"])
+        log_u = tuner.online.coins(r["epoch"])
         for i, ai in zip(indices, a.tolist()):
-            if abs(float(coins[i]) - ai) < 1e-5:
+            log_a = math.log(ai) if ai > 0 else -math.inf
+            if abs(float(log_u[i]) - log_a) < 1e-5:
                 continue  # too close to call in float32 logits
             decided += 1
-            assert (i in r["accepted"]) == (float(coins[i]) < ai), (r["epoch"], i, ai)
+            assert (i in r["accepted"]) == (float(log_u[i]) < log_a), (r["epoch"], i, ai)
         floors += int((a == rejection.get("floor", -1)).sum())
     assert decided > 120
     rate = len(rec.accepted) / sum(len(r["scored"]) for r in rec.rounds)
@@ -569,8 +570,8 @@ def test_balance_column_is_a_group_prior(tiny_config, tmp_path, monkeypatch):
     rec = Recorder(tuner, monkeypatch)
     tuner.train()
     for r in rec.rounds:
-        coins = tuner.online.coins(r["epoch"])
-        want = [i for i in r["scored"] if i % 2 == 0 or coins[i] < 1 / 3]
+        log_u = tuner.online.coins(r["epoch"])
+        want = [i for i in r["scored"] if i % 2 == 0 or log_u[i] < math.log(1 / 3)]
         assert r["accepted"] == want
     counts = Counter(rec.accepted)
     assert all(counts[i] == 4 for i in range(0, 64, 2))
@@ -620,7 +621,8 @@ class _Crash(RuntimeError):
 
 def _resume_config(tiny_config, tmp_path) -> dict:
     cfg = copy.deepcopy(tiny_config)  # DigitsNet with dropout 0.1: the RNG must be restored
-    cfg["rejection"] = {"weights": "confidence", "window": 40}
+    # Coins (rejection.seed) that leave accepted samples queued at the step-8 checkpoint.
+    cfg["rejection"] = {"weights": "confidence", "window": 40, "seed": 1}
     cfg.update(checkpoint_every=4, epochs=2, batch_size=4)
     return cfg
 

@@ -1,9 +1,10 @@
 """Summaries, tables, files and plots for ``rsft compare``.
 
 The runner produces one plain-dict record per (method, seed). This module turns those into
-the evidence a reader needs to decide whether a method helps: per-method means with Student-t
-intervals over seeds, and the *paired* difference to a baseline (same seed, same data, same
-budget), which removes the seed-to-seed variation that both methods share.
+the evidence a reader needs to decide whether a method helps: per-method means with intervals
+that cover both the seeds' spread and the test set's own sampling error (see
+:mod:`rsft.compare.stats`), and the *paired* difference to a baseline (same seed, same data,
+same budget, same test items), which removes the variation that both methods share.
 
 Failed runs (NaN accuracy) are never dropped: they make the affected means NaN so that the
 failure shows in the table instead of silently flattering a method. A field that a record does
@@ -24,9 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from rsft.atomic import atomic_target, atomic_write_text
+from rsft.compare.stats import (
+    BOOTSTRAP_REPLICATES,
+    SEEDS_ONLY,
+    interval,
+    mean_ci,
+    outcome_matrix,
+    paired_differences,
+)
 
 __all__ = [
     "ACCURACY_KEY",
@@ -54,12 +62,14 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "peak_memory",
     "inference_memory",
     "memory_vs_inference",
+    "domain_auc",
 )
 """Record fields averaged over seeds (mean only) in each summary row, as ``<name>_mean``.
 
 ``step_acceptance`` (fraction of proposed parameter updates kept) exists only for the
 Metropolis/MALA methods; ``peak_memory`` / ``inference_memory`` are bytes (weights included)
-of a training step and of one inference forward, ``memory_vs_inference`` their ratio.
+of a training step and of one inference forward, ``memory_vs_inference`` their ratio;
+``domain_auc`` is the density-ratio classifier's out-of-fold ROC AUC (source vs target).
 """
 
 _NAN = float("nan")
@@ -67,33 +77,6 @@ _NAN = float("nan")
 
 # --------------------------------------------------------------------------------------------
 # statistics
-
-
-def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided Student-t confidence interval over seeds: ``(mean, low, high)``.
-
-    Seeds are few (3-10), so the t distribution rather than a normal one gives honest widths.
-    Conventions, chosen so that nothing misleading comes out:
-
-    * any NaN (a failed run) -> ``(nan, nan, nan)``: the failure stays visible;
-    * one value -> ``(v, nan, nan)``: a single seed says nothing about spread;
-    * no values -> ``(nan, nan, nan)``;
-    * identical values -> a zero-width interval ``(v, v, v)``.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
-    arr = np.asarray(list(values), dtype=float)
-    if arr.ndim != 1:
-        raise ValueError(f"mean_ci expects a flat sequence of numbers, got shape {arr.shape}.")
-    n = arr.size
-    if n == 0 or bool(np.isnan(arr).any()):
-        return _NAN, _NAN, _NAN
-    mean = float(arr.mean())
-    if n == 1:
-        return mean, _NAN, _NAN
-    sem = float(arr.std(ddof=1)) / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * sem
-    return mean, mean - half, mean + half
 
 
 def _as_float(value: Any) -> float:
@@ -145,26 +128,29 @@ def summarize(
 
     Keys of each row: ``method``, ``n_seeds``, ``seeds``, ``n_failed`` (NaN accuracies),
     ``n_diverged`` (runs whose results say ``diverged``),
-    ``confidence``, ``test_accuracy_mean`` / ``_ci_low`` / ``_ci_high``, ``<metric>_mean`` for
-    each of ``metrics`` (over the seeds whose record has the field, NaN when none has it; only
-    a NaN *accuracy* counts as a failed run), ``baseline`` (its name, or None when absent from
-    the records) and ``delta_vs_baseline_mean`` / ``_ci_low`` / ``_ci_high`` with ``delta_n_pairs``.
+    ``confidence``, ``test_accuracy_mean`` / ``_ci_low`` / ``_ci_high`` with ``interval``
+    (``"seeds+items"``, or ``"seeds"`` for runs without per-item outcomes), ``test_size``
+    (items in the target test set, None when unknown), ``<metric>_mean`` for each of
+    ``metrics`` (over the seeds whose record has the field, NaN when none has it; only a NaN
+    *accuracy* counts as a failed run), ``baseline`` (its name, or None when absent from the
+    records) and ``delta_vs_baseline_mean`` / ``_ci_low`` / ``_ci_high`` with
+    ``delta_n_pairs`` and ``delta_interval``.
 
-    The delta is the mean over the seeds both methods ran of ``acc(method) - acc(baseline)``,
-    with a t-interval on those paired differences: pairing cancels the luck of a seed that
+    Intervals cover the seeds and the test items (:func:`rsft.compare.stats.interval`),
+    clipped to [0, 1] for accuracy and [-1, 1] for the delta. The delta is the mean over the
+    seeds both methods ran of ``acc(method) - acc(baseline)``, its interval computed on the
+    per-item differences of those paired runs: pairing by seed and by test item cancels what
     both methods share, so it is far more sensitive than comparing two independent intervals.
     The baseline's own row has NaN delta fields (comparing it with itself says nothing).
     """
     groups = _group_by_method(records)
     base_name = baseline if baseline is not None and baseline in groups else None
-    base_acc: dict[Any, float] = (
-        {r["seed"]: _as_float(r.get(ACCURACY_KEY)) for r in groups[base_name]} if base_name else {}
-    )
+    base_recs = {r["seed"]: r for r in groups[base_name]} if base_name else {}
 
     rows: list[dict[str, Any]] = []
     for method, recs in groups.items():
         acc = [_as_float(r.get(ACCURACY_KEY)) for r in recs]
-        mean, low, high = mean_ci(acc, confidence)
+        mean, low, high, kind = interval(acc, outcome_matrix(recs), confidence)
         row: dict[str, Any] = {
             "method": method,
             "n_seeds": len(recs),
@@ -175,25 +161,37 @@ def summarize(
             f"{ACCURACY_KEY}_mean": mean,
             f"{ACCURACY_KEY}_ci_low": low,
             f"{ACCURACY_KEY}_ci_high": high,
+            "interval": kind,
+            "test_size": _test_size(recs),
         }
         for metric in metrics:
             row[f"{metric}_mean"] = _metric_mean(r.get(metric) for r in recs)
 
         row["baseline"] = base_name
-        d_mean = d_low = d_high = _NAN
+        d_mean, d_low, d_high, d_kind = _NAN, _NAN, _NAN, None
         n_pairs = 0
         if base_name is not None and method != base_name:
-            own = {r["seed"]: a for r, a in zip(recs, acc)}
-            shared = [s for s in own if s in base_acc]
-            diffs = [own[s] - base_acc[s] for s in shared]
-            n_pairs = len(diffs)
-            d_mean, d_low, d_high = mean_ci(diffs, confidence)
+            pairs = [(r, base_recs[r["seed"]]) for r in recs if r["seed"] in base_recs]
+            n_pairs = len(pairs)
+            diffs = [
+                _as_float(r.get(ACCURACY_KEY)) - _as_float(b.get(ACCURACY_KEY)) for r, b in pairs
+            ]
+            d_mean, d_low, d_high, d_kind = interval(
+                diffs, paired_differences(pairs), confidence, bounds=(-1.0, 1.0)
+            )
         row["delta_vs_baseline_mean"] = d_mean
         row["delta_vs_baseline_ci_low"] = d_low
         row["delta_vs_baseline_ci_high"] = d_high
         row["delta_n_pairs"] = n_pairs
+        row["delta_interval"] = d_kind
         rows.append(row)
     return rows
+
+
+def _test_size(records: Sequence[Mapping[str, Any]]) -> int | None:
+    """The target test set's size, when the records state one and agree on it."""
+    sizes = {r.get("test_size") for r in records} - {None}
+    return int(sizes.pop()) if len(sizes) == 1 else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,12 +209,21 @@ def _pct(x: float, signed: bool = False) -> str:
     return f"{100.0 * x:+.1f}" if signed else f"{100.0 * x:.1f}"
 
 
-def _interval_cell(mean: float, low: float, high: float, n: int, signed: bool = False) -> str:
+def _interval_cell(
+    mean: float, low: float, high: float, n: int, signed: bool = False, kind: str | None = None
+) -> str:
+    """``mean [low, high]`` in percent; a seeds-only interval (no per-item outcomes) gets
+    ``_SEEDS_ONLY_MARK``."""
     if _isnan(mean):
         return "nan"
     if n < 2 or _isnan(low) or _isnan(high):
         return f"{_pct(mean, signed)} (n={n})"
-    return f"{_pct(mean, signed)} [{_pct(low, signed)}, {_pct(high, signed)}]"
+    mark = _SEEDS_ONLY_MARK if kind == SEEDS_ONLY else ""
+    return f"{_pct(mean, signed)} [{_pct(low, signed)}, {_pct(high, signed)}]{mark}"
+
+
+_SEEDS_ONLY_MARK = "†"
+"""Marks an interval over seeds only: its runs did not record per-item test outcomes."""
 
 
 def _num(x: Any, fmt: str) -> str:
@@ -262,6 +269,23 @@ def _memory(peak: Any, ratio: Any) -> str:
     return cell if math.isnan(ratio) else f"{cell} ({ratio:.1f}×)"
 
 
+def _auc(x: Any) -> str:
+    """The domain classifier's AUC with three decimals; '–' for methods without one."""
+    x = _as_float(x)
+    return _ABSENT if math.isnan(x) else f"{x:.3f}"
+
+
+def _test_set_line(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``target test set: 200 items``: the n behind every accuracy, stated beside the table."""
+    sizes = {r.get("test_size") for r in rows} - {None}
+    if not sizes:
+        return "target test set: size not recorded (runs from an older rsft)."
+    if len(sizes) == 1:
+        return f"target test set: {sizes.pop():,} items."
+    each = ", ".join(f"{r['method']} {r['test_size']:,}" for r in rows if r.get("test_size"))
+    return f"target test sets differ in size between methods: {each} items."
+
+
 def _has(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
     return any(not math.isnan(_as_float(r.get(key))) for r in rows)
 
@@ -270,19 +294,23 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
     """Fixed-width markdown pipe table of ``summarize`` rows, readable as-is and in a README.
 
     Accuracy and the paired delta are in percent (points) with one decimal; a single seed
-    shows ``(n=1)`` instead of an interval, a failed run makes the cell ``nan``. Two columns
-    appear only when some row has the data: ``step accept`` (mean fraction of proposed
-    parameter updates kept, Metropolis/MALA; ``–`` for other methods) and ``peak mem`` (peak
-    tensor memory of a training step in MB, with its multiple of one inference forward,
-    ``–`` when not measured). A method with diverged runs is marked ``⚠ diverged k/n``. With
-    ``notes``, a blank line and a short legend follow the table (the blank line keeps markdown
-    from reading the legend as a row).
+    shows ``(n=1)`` instead of an interval, a failed run makes the cell ``nan``, and an
+    interval over seeds only (runs without per-item test outcomes) is marked ``†``. Three
+    columns appear only when some row has the data: ``step accept`` (mean fraction of
+    proposed parameter updates kept, Metropolis/MALA; ``–`` for other methods), ``domain
+    AUC`` (the density-ratio classifier's out-of-fold ROC AUC; ``–`` for other weights) and
+    ``peak mem`` (peak tensor memory of a training step in MB, with its multiple of one
+    inference forward, ``–`` when not measured). A method with diverged runs is marked
+    ``⚠ diverged k/n``. With ``notes``, a blank line, the target
+    test set's size and a short legend follow the table (the blank line keeps markdown from
+    reading the legend as a row).
     """
     rows = list(rows)
     level = rows[0].get("confidence", 0.95) if rows else 0.95
     pct_level = f"{100 * level:g}%"
     base = next((r.get("baseline") for r in rows if r.get("baseline")), None)
     show_step = _has(rows, "step_acceptance_mean")
+    show_auc = _has(rows, "domain_auc_mean")
     show_mem = _has(rows, "peak_memory_mean")
     header = [
         "method",
@@ -291,6 +319,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
         "accept rate",
         *(["step accept"] if show_step else []),
         "ESS",
+        *(["domain AUC"] if show_auc else []),
         "violations",
         "fwd samples",
         "bwd samples",
@@ -305,6 +334,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
             r.get(f"{ACCURACY_KEY}_ci_low", _NAN),
             r.get(f"{ACCURACY_KEY}_ci_high", _NAN),
             n,
+            kind=r.get("interval"),
         )
         failed = int(r.get("n_failed", 0))
         if failed:
@@ -322,6 +352,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
                 r.get("delta_vs_baseline_ci_high", _NAN),
                 int(r["delta_n_pairs"]),
                 signed=True,
+                kind=r.get("delta_interval"),
             )
         accept = _as_float(r.get("acceptance_rate_mean"))
         name = str(r.get("method", "?"))
@@ -335,6 +366,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
                 "nan" if math.isnan(accept) else f"{100 * accept:.1f}%",
                 *([_step_accept(r.get("step_acceptance_mean"))] if show_step else []),
                 _num(r.get("ess_fraction_mean"), ".2f"),
+                *([_auc(r.get("domain_auc_mean"))] if show_auc else []),
                 _violations(r.get("violations_mean")),
                 _count(r.get("forwarded_mean")),
                 _count(r.get("backpropagated_mean")),
@@ -363,19 +395,40 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
     )
     lines = [line(header), rule, *(line(b) for b in body)]
     if notes:
+        seeds_only = any(
+            r.get("interval") == SEEDS_ONLY or r.get("delta_interval") == SEEDS_ONLY for r in rows
+        )
         lines += [
             "",
-            f"Accuracy in %, mean over seeds with a Student-t {pct_level} interval. "
+            _test_set_line(rows),
+            "",
+            f"Accuracy in %, mean over seeds, with a {pct_level} interval that covers both the "
+            "seeds' spread (Student t over the per-seed accuracies) and the test set's own "
+            f"sampling error (a bootstrap over its items, {BOOTSTRAP_REPLICATES:,} resamples "
+            "from a fixed seed), added in quadrature and clipped to [0, 100]. "
             + (
-                f"Δ: paired by seed against {base!r}, in percentage points. "
+                f"Δ: paired by seed and by test item against {base!r}, in percentage points. "
                 if base
                 else "No baseline method in these runs, so no Δ. "
+            )
+            + (
+                f"{_SEEDS_ONLY_MARK}: interval over seeds only (Student t): these runs recorded "
+                "no per-item test outcomes (an older rsft), so the test set's error is left out. "
+                if seeds_only
+                else ""
             )
             + "accept rate / ESS / violations / samples / wall s: means over seeds."
             + (
                 " step accept: fraction of proposed parameter updates kept (Metropolis/MALA; "
                 f"{_ABSENT} for methods that do not propose updates), mean over seeds."
                 if show_step
+                else ""
+            )
+            + (
+                " domain AUC: out-of-fold ROC AUC of the density ratio's domain classifier "
+                "(0.5: the domains look alike; near 1: little overlap, a few huge weights), "
+                f"mean over seeds; {_ABSENT} for other weights."
+                if show_auc
                 else ""
             )
             + (
@@ -449,7 +502,8 @@ def write_results(
 
     ``results.json`` holds ``{"meta", "summary", "records"}`` (histories included) as strict
     JSON: NaN/inf become ``null``, so a failed run reads as ``"test_accuracy": null``.
-    ``results.csv`` has one line per record with flat columns (no history) and ``summary.csv``
+    ``results.csv`` has one line per record with flat columns (no history, no per-item
+    outcomes) and ``summary.csv``
     one line per method; both write NaN as ``nan``. Returns ``{"json", "csv", "summary_csv"}``.
     """
     out = Path(out_dir)
@@ -465,7 +519,8 @@ def write_results(
         "summary_csv": out / "summary.csv",
     }
     atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(paths["csv"], _csv_text(records, skip=frozenset({"history"})))
+    flat = frozenset({"history", "test_correct"})  # per-epoch and per-item lists: JSON only
+    atomic_write_text(paths["csv"], _csv_text(records, skip=flat))
     atomic_write_text(paths["summary_csv"], _csv_text(rows))
     return paths
 
@@ -701,7 +756,11 @@ def plot_results(
     ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_xlabel("method")
     ax.set_ylabel("target test accuracy (%)")
-    ax.set_title(f"(a) Target test accuracy (mean, {100 * level:g}% CI over seeds)")
+    kinds = {r.get("interval") for r in rows if r.get("interval")}
+    over = "seeds" if kinds == {SEEDS_ONLY} else "seeds and test items"
+    if len(kinds) > 1:
+        over += f" (some over seeds only: {_SEEDS_ONLY_MARK} in the table)"
+    ax.set_title(f"(a) Target test accuracy (mean, {100 * level:g}% CI over {over})")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(handles=handles, loc="best", fontsize=7 if many else 8)
 

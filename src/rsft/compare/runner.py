@@ -40,7 +40,23 @@ RECORD_KEYS = (
     "history",
     "diverged",
     "divergence",
+    "test_correct",
+    "test_size",
 )
+"""The fields of a run's results.json that a compare record keeps (besides ``domain_auc``,
+taken from its ``weights``). ``test_correct`` (1/0 per test item, in test-set order) lets the
+intervals cover the test set's sampling error."""
+
+
+def _record(method: str, seed: int, result: dict[str, Any]) -> dict[str, Any]:
+    """One compare record: the method, the seed and the fields the summary reads."""
+    weights = result.get("weights") or {}
+    return {
+        "method": method,
+        "seed": seed,
+        **{k: result.get(k) for k in RECORD_KEYS},
+        "domain_auc": weights.get("domain_auc"),
+    }
 
 
 @dataclass
@@ -139,7 +155,7 @@ def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> d
         reused = _finished(run_cfg)
         result = reused or FineTuner(run_cfg, accelerator).train()
         bar.set_postfix_str(_run_summary(method, seed, result, reused is not None))
-        records.append({"method": method, "seed": seed, **{k: result.get(k) for k in RECORD_KEYS}})
+        records.append(_record(method, seed, result))
     rows = summarize(records, baseline=cfg.baseline)
     out = Path(cfg.output_dir)
     files: dict[str, Any] = {}

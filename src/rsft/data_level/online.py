@@ -13,6 +13,7 @@ the loss, for example, is the same whatever the number of processes).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 from rsft.imports import import_object
 from rsft.rule import Envelope
+from rsft.rule.envelope import quantile_log_m
 
 
 class ScoreError(ValueError):
@@ -134,7 +136,8 @@ def make_scorer(rejection: Any):
 
 
 class OnlineEnvelope:
-    """M over a sliding window of recent log weights: their max, or a quantile of them.
+    """M over a sliding window of recent log weights: their max, or a quantile of them
+    (zeros included, as :func:`rsft.rule.envelope.quantile_log_m` ranks them).
 
     A window (not the whole history) lets M follow the weights as the model and the data
     drift; the weights above M at the moment they are scored are counted as violations.
@@ -151,7 +154,7 @@ class OnlineEnvelope:
         on_violation: str | None = None,
     ) -> None:
         self.policy, self.quantile, self.value, self.window = policy, quantile, value, window
-        self.recent = torch.empty(0, dtype=torch.float64)  # the last `window` finite log w
+        self.recent = torch.empty(0, dtype=torch.float64)  # the last `window` log w (zeros too)
         self.fixed = None
         if policy == "fixed":
             self.fixed = Envelope("fixed", value=value, on_violation=on_violation)  # type: ignore[arg-type]
@@ -160,12 +163,13 @@ class OnlineEnvelope:
         if self.fixed is not None:
             return self.fixed.log_m(log_w)
         log_w = log_w.to(torch.float64)
-        self.recent = torch.cat([self.recent, log_w[torch.isfinite(log_w)]])[-self.window :]
-        if not len(self.recent):
+        # Zero weights stay (a quantile ranks every sample); NaN and +inf do not.
+        self.recent = torch.cat([self.recent, log_w[log_w < math.inf]])[-self.window :]
+        if not (self.recent > -math.inf).any():
             return 0.0
         if self.policy == "max":
             return float(self.recent.max())
-        return float(torch.quantile(self.recent, self.quantile))
+        return quantile_log_m(self.recent, self.quantile)
 
     def state_dict(self) -> dict:
         return {"recent": self.recent.tolist()}

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from rsft.rule import Envelope, RejectionStats, accept, log_weights
+from rsft.rule import Envelope, RejectionStats, accept, acceptance_prob, log_weights
 
 
 class RejectionSampler(Sampler[int]):
@@ -117,7 +117,7 @@ class RejectionSampler(Sampler[int]):
 
     @property
     def expected_acceptance(self) -> float:
-        return float(torch.clamp(self.log_w - self.log_m, max=0).exp().mean())
+        return float(acceptance_prob(self.log_w, self.log_m).mean())
 
     def state_dict(self) -> dict:
         return {

@@ -32,6 +32,11 @@ from rsft.rule import accept
 
 Closure = Callable[[], torch.Tensor | float]
 
+TARGET_ACCEPTANCE = {"random_walk": 0.234, "mala": 0.574}
+"""The acceptance rate σ is adapted towards when the target is "auto": the optimal rates in
+many dimensions of a random walk (Roberts, Gelman & Gilks 1997) and of MALA (Roberts &
+Rosenthal 1998)."""
+
 
 class SeededStepper:
     """Shared by the parameter-level methods: the tuned tensors, the step counter, the seeds."""
@@ -89,6 +94,9 @@ class Metropolis(SeededStepper):
         mh = Metropolis(model, patterns=["classifier.*", "*.bias"], sigma=1e-2)
         for batch in batches:
             mh.step(lambda: loss_fn(model, batch))   # the same batch for both evaluations
+
+    σ is adapted towards ``target_acceptance``: ``"auto"`` is 0.234 for the random walk and
+    0.574 for MALA (:data:`TARGET_ACCEPTANCE`), ``None`` keeps σ fixed.
     """
 
     def __init__(
@@ -99,7 +107,7 @@ class Metropolis(SeededStepper):
         sigma: float = 1e-3,
         temperature: float | TemperatureSchedule = 1.0,
         proposal: Literal["random_walk", "mala"] = "random_walk",
-        target_acceptance: float | None = 0.234,
+        target_acceptance: float | Literal["auto"] | None = "auto",
         adapt_every: int = 20,
         adapt_gain: float = 1.0,
         adapt_until: int | None = None,
@@ -121,6 +129,8 @@ class Metropolis(SeededStepper):
         )
         self.proposal = proposal
         self.exact = restore == "exact"
+        if target_acceptance == "auto":
+            target_acceptance = TARGET_ACCEPTANCE[proposal]
         self.adapter = SigmaAdapter(target_acceptance, adapt_every, adapt_gain, adapt_until)
         self.convergence = Convergence(tol, patience)
         self.grad_reduce = grad_reduce

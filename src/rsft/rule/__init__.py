@@ -1,6 +1,12 @@
 """The rejection rule: accept a draw with probability min(1, p / (M q)), in log space."""
 
-from rsft.rule.acceptance import accept, acceptance_log_prob, acceptance_prob, log_weights
+from rsft.rule.acceptance import (
+    accept,
+    acceptance_log_prob,
+    acceptance_prob,
+    log_uniform,
+    log_weights,
+)
 from rsft.rule.envelope import Envelope, EnvelopeError
 from rsft.rule.stats import RejectionStats
 
@@ -11,5 +17,6 @@ __all__ = [
     "accept",
     "acceptance_log_prob",
     "acceptance_prob",
+    "log_uniform",
     "log_weights",
 ]

@@ -22,18 +22,50 @@ def acceptance_prob(log_w: torch.Tensor, log_m: float | torch.Tensor) -> torch.T
     return acceptance_log_prob(log_w, log_m).exp()
 
 
+_TAIL = 20.0
+"""Where :func:`log_uniform` hands over to a fresh exponential draw (see there)."""
+
+
+def log_uniform(
+    shape: int | tuple[int, ...],
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``log u`` for ``u ~ U(0, 1)``, exact however small: ``-E`` with ``E ~ Exponential(1)``.
+
+    ``torch.log(torch.rand(...))`` never goes below ``log 2^-53 ≈ -36.7`` (a float64 uniform
+    has 53 bits), so every probability below 2^-53 would be accepted with probability 2^-53.
+    torch's ``exponential_`` is ``-log(1 - u)`` of the same uniform and has the same floor.
+    The exponential's memorylessness removes it: a draw beyond ``_TAIL`` (where the uniform is
+    still fine-grained) is replaced by ``_TAIL`` plus a fresh draw, as often as needed, so
+    ``P(log u < t) = e^t`` for every t. Float64, on ``device``, from ``generator``.
+    """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    out = torch.zeros(shape, dtype=torch.float64, device=device)
+    todo = torch.arange(out.numel(), device=device)
+    flat = out.view(-1)
+    while len(todo):
+        e = torch.empty(len(todo), dtype=torch.float64, device=device)
+        e.exponential_(generator=generator)
+        deep = e > _TAIL
+        flat[todo[~deep]] -= e[~deep]
+        flat[todo[deep]] -= _TAIL
+        todo = todo[deep]
+    return out
+
+
 def accept(
     log_w: torch.Tensor,
     log_m: float | torch.Tensor,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Flip one coin per draw: keep it when ``u < a`` with ``u ~ U(0, 1)``.
+    """Flip one coin per draw: keep it when ``log u < log a`` with ``u ~ U(0, 1)``.
 
-    Compared in log space (``log u < log a``), so a weight that is exp(-800) still gets its
-    (tiny) chance instead of being rounded to zero.
+    Compared in log space with an exact log-uniform (:func:`log_uniform`), so a weight that
+    is exp(-800) gets its own tiny chance: neither rounded to zero nor raised to a floor.
     """
-    u = torch.rand(log_w.shape, generator=generator, dtype=torch.float64, device=log_w.device)
-    return torch.log(u) < acceptance_log_prob(log_w.to(torch.float64), log_m)
+    log_u = log_uniform(log_w.shape, generator, log_w.device)
+    return log_u < acceptance_log_prob(log_w.to(torch.float64), log_m)
 
 
 def log_weights(weights: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,9 @@ class Envelope:
     """How M is set.
 
     - ``max``: M = the largest weight (exact; the acceptance rate is mean(w)/max(w)).
-    - ``quantile``: M = the ``quantile`` of the weights (higher acceptance; the weights
-      above it are violations, counted).
+    - ``quantile``: M = the ``quantile`` of all the weights, zeros included (higher
+      acceptance; the weights above it, about 1 - quantile of the samples, are violations,
+      counted). See :func:`quantile_log_m`.
     - ``fixed``: M = ``value``. Weights above it raise :class:`EnvelopeError` unless
       ``on_violation="count"``.
     """
@@ -61,7 +62,7 @@ class Envelope:
         if self.policy == "max":
             return float(finite.max())
         if self.policy == "quantile":
-            return float(torch.quantile(finite.to(torch.float64), self.quantile))
+            return quantile_log_m(log_w, self.quantile)
         log_m = math.log(self.value)  # type: ignore[arg-type]
         if self.on_violation == "error":
             over = int((log_w > log_m + 1e-12).sum())
@@ -74,3 +75,20 @@ class Envelope:
                     "the bias and have it counted."
                 )
         return log_m
+
+
+def quantile_log_m(log_w: torch.Tensor, quantile: float) -> float:
+    """log of the ``quantile`` of the weights, zero weights (log w = -inf) counted.
+
+    Ranking every sample keeps the promise of a quantile envelope: about ``1 - quantile`` of
+    the samples are violations, whatever share of the weights is zero. The quantile is
+    interpolated between log weights, and never falls below the smallest positive weight:
+    M = 0 (a quantile among the zeros) would make every positive weight a violation, and
+    log 0 cannot be interpolated.
+    """
+    log_w = log_w.to(torch.float64).flatten()
+    positive = log_w > -math.inf
+    if not positive.any():
+        raise ValueError("a quantile envelope needs at least one positive weight.")
+    floor = log_w[positive].min()
+    return float(torch.quantile(torch.where(positive, log_w, floor), quantile))

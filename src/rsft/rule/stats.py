@@ -23,13 +23,16 @@ class RejectionStats:
 
     ``ess`` is Kish's effective sample size of the weights, (Σw)² / Σw²: how many equally
     weighted samples the weighted pool is worth. A violation is a draw whose ratio w exceeds
-    M, so it was accepted with probability 1 instead of w/M.
+    M, so it was accepted with probability 1 instead of w/M. ``sum_a`` adds up each draw's
+    acceptance probability min(1, w/M) at the M it was decided with, so it needs no rescaling
+    when an online envelope moves.
     """
 
     n: int = 0
     accepted: int = 0
     sum_w: float = 0.0
     sum_w2: float = 0.0
+    sum_a: float = 0.0
     violations: int = 0
     max_log_w: float = -math.inf
     log_m: float = math.nan
@@ -46,6 +49,7 @@ class RejectionStats:
         self.accepted += int(accepted.sum()) if accepted is not None else 0
         self.sum_w += float(rel.sum())
         self.sum_w2 += float((rel * rel).sum())
+        self.sum_a += float(rel.clamp(max=1.0).sum())
         self.violations += int((log_w > log_m + 1e-12).sum())
         if log_w.numel():
             self.max_log_w = max(self.max_log_w, float(log_w.max()))
@@ -67,6 +71,7 @@ class RejectionStats:
         self.violations += other.violations
         self.sum_w += other.sum_w
         self.sum_w2 += other.sum_w2
+        self.sum_a += other.sum_a
         self.max_log_w = max(self.max_log_w, other.max_log_w)
         self.log_m = other.log_m
         return self
@@ -77,8 +82,12 @@ class RejectionStats:
 
     @property
     def expected_acceptance(self) -> float:
-        """mean(min(1, w/M)) would need the clipped sum; mean(w/M) is exact without violations."""
-        return self.sum_w / self.n if self.n else math.nan
+        """mean(min(1, w/M)): the acceptance rate the rule aims at (each draw at its own M).
+
+        Not mean(w/M): under a quantile envelope the weights above M would count for more
+        than the certain acceptance they get.
+        """
+        return self.sum_a / self.n if self.n else math.nan
 
     @property
     def ess(self) -> float:
@@ -101,6 +110,7 @@ class RejectionStats:
         d = asdict(self)
         d.update(
             acceptance_rate=self.acceptance_rate,
+            expected_acceptance=self.expected_acceptance,
             ess=self.ess,
             ess_fraction=self.ess_fraction,
             max_ratio=self.max_ratio,

@@ -143,7 +143,11 @@ class EnvelopeConfig:
         help="How M is set: max (the largest weight: exact), quantile (a high quantile: "
         "more accepted, weights above it counted as violations), fixed (value).",
     )
-    quantile: float = opt(0.99, help="With policy: quantile, which quantile of the weights.")
+    quantile: float = opt(
+        0.99,
+        help="With policy: quantile, which quantile of all the weights (zeros included): "
+        "about 1 - quantile of the samples are violations.",
+    )
     value: float | None = opt(None, help="With policy: fixed, the envelope M.")
     on_violation: Literal["error", "count"] | None = opt(
         None, help="What a weight above M does: error (the default for fixed) or count."
@@ -177,10 +181,10 @@ class ParamLevelConfig:
     temperature_schedule: Literal["constant", "linear", "geometric", "cosine"] = opt(
         "constant", help="How T goes from temperature to temperature_end."
     )
-    target_acceptance: float | None = opt(
-        0.234,
-        help="σ is adapted towards this acceptance rate (0.234: random walk; ~0.57: mala); "
-        "null keeps σ fixed.",
+    target_acceptance: float | Literal["auto"] | None = opt(
+        "auto",
+        help="σ is adapted towards this acceptance rate; auto: each method's optimum in many "
+        "dimensions (0.234 for metropolis, a random walk; 0.574 for mala); null keeps σ fixed.",
     )
     adapt_every: int = opt(20, help="Adapt σ after every window of this many proposals.")
     adapt_gain: float = opt(1.0, help="Step of the log-σ adaptation (it shrinks as 1/sqrt(k)).")
@@ -209,7 +213,8 @@ class ParamLevelConfig:
             raise ConfigError(f"param_level.sigma must be > 0, got {self.sigma} (try 1e-3).")
         try:
             TemperatureSchedule(self.temperature, self.temperature_end, "constant")
-            SigmaAdapter(self.target_acceptance, self.adapt_every, self.adapt_gain)
+            target = None if self.target_acceptance == "auto" else self.target_acceptance
+            SigmaAdapter(target, self.adapt_every, self.adapt_gain)
         except ValueError as err:
             raise ConfigError(f"param_level: {err}") from err
         if self.temperature_schedule == "constant" and self.temperature_end is not None:

@@ -2,8 +2,8 @@
 
 A *round* is the next ``G = batch_size x accumulation x processes`` indices of the epoch's
 shuffled order. Each process scores its share; the raw scores are gathered back into the
-round's order, so weights, the online envelope, and the acceptance coins (one uniform per
-sample and epoch, drawn from the seed) are the same for 1 or N processes and any gradient
+round's order, so weights, the online envelope, and the acceptance coins (one log-uniform
+per sample and epoch, drawn from the seed) are the same for 1 or N processes and any gradient
 accumulation. Accepted samples join a FIFO queue shared (identically) by every process;
 whenever it holds G samples, they make one optimizer step, each process taking every N-th.
 
@@ -23,7 +23,7 @@ from rsft.data import Split
 from rsft.data_level.online import AcceptQueue, OnlineEnvelope, make_scorer
 from rsft.data_level.weights import balance_weights
 from rsft.models import Classifier
-from rsft.rule import EnvelopeError, RejectionStats
+from rsft.rule import EnvelopeError, RejectionStats, log_uniform
 from rsft.rule.stats import exp_or_inf
 
 
@@ -61,10 +61,10 @@ class ModelAwareRejection:
         return c.batch_size * c.gradient_accumulation_steps * self.acc.num_processes
 
     def coins(self, epoch: int) -> torch.Tensor:
-        """One uniform per sample and epoch: the same coin whoever scores the sample."""
+        """One log-uniform ``log u`` per sample and epoch: the same coin whoever scores it."""
         if self._coins is None or self._coins[0] != epoch:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 7919)
-            self._coins = (epoch, torch.rand(len(self.split), generator=gen, dtype=torch.float64))
+            self._coins = (epoch, log_uniform(len(self.split), gen))
         return self._coins[1]
 
     def batch(self, indices: list[int]) -> dict:
@@ -133,7 +133,7 @@ class ModelAwareRejection:
             accepted = torch.ones(len(idx), dtype=torch.bool)
             weights = torch.exp(torch.clamp(log_w, max=300.0))
         else:
-            accepted = torch.log(self.coins(epoch)[idx]) < log_a
+            accepted = self.coins(epoch)[idx] < log_a
             unbiased = self.config.rejection.unbiased
             weights = torch.exp(-log_a) if unbiased else torch.ones(len(idx), dtype=torch.float64)
         self.queue.extend(idx[accepted].tolist(), weights[accepted].tolist())

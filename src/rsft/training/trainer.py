@@ -247,13 +247,15 @@ class FineTuner:
         return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     @torch.no_grad()
-    def evaluate(self, split: Split) -> dict[str, float]:
-        """Accuracy and mean loss on a labelled split (every rank sees the whole split), and
-        how many samples are predicted as / labelled with each class (the divergence guard)."""
+    def evaluate(self, split: Split) -> dict[str, Any]:
+        """Accuracy, mean loss and per-item outcomes (1 correct, 0 not, in the split's order)
+        on a labelled split (every rank sees the whole split), and how many samples are
+        predicted as / labelled with each class (the divergence guard)."""
         model = self.accelerator.unwrap_model(self.model)
         was = model.training
         model.eval()
-        correct, loss_sum, n = 0, 0.0, 0
+        correct: list[int] = []
+        loss_sum = 0.0
         c = len(self.classes)
         predicted, labels = torch.zeros(c, dtype=torch.long), torch.zeros(c, dtype=torch.long)
         for batch in self._loader(split, self.config.eval_batch_size):
@@ -261,14 +263,15 @@ class FineTuner:
             logits = self.clf.logits(batch, model)
             loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
             pred = logits.argmax(-1)
-            correct += int((pred == batch["labels"]).sum())
-            n += len(batch["labels"])
+            correct += (pred == batch["labels"]).int().tolist()
             predicted += torch.bincount(pred.cpu(), minlength=c)
             labels += torch.bincount(batch["labels"].cpu(), minlength=c)
         model.train(was)
+        n = len(correct)
         return {
-            "accuracy": correct / n,
+            "accuracy": sum(correct) / n,
             "loss": loss_sum / n,
+            "correct": correct,
             "predicted": predicted.tolist(),
             "labels": labels.tolist(),
         }
@@ -600,6 +603,8 @@ class FineTuner:
         if self.test_split is not None:
             ev = self.evaluate(self.test_split)
             result.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
+            # Per-item outcomes: rsft compare's intervals cover the test set's sampling error.
+            result.update(test_correct=ev["correct"], test_size=len(ev["correct"]))
             if "initial_test" in state:
                 result["initial_test_accuracy"] = state["initial_test"]["accuracy"]
             self.divergence.check_test(state, ev)
