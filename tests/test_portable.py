@@ -131,3 +131,24 @@ def test_prepared_digits_are_reused_only_under_the_same_kernels(tmp_path, monkey
     assert _CountingTuner.runs == 2
     manifest = json.loads((tmp_path / "digits" / "manifest.json").read_text())
     assert manifest["kernels"] == kernel_settings()
+
+
+def test_compare_reruns_a_finished_run_under_other_kernels(tmp_path, monkeypatch):
+    from rsft import __version__
+    from rsft.compare.runner import _finished
+    from rsft.config import from_dict, to_dict
+    from rsft.training import TrainConfig
+
+    for key, value in PORTABLE_ENV.items():
+        monkeypatch.setenv(key, value)
+    cfg = from_dict(
+        TrainConfig,
+        {"model": {"path": "rsft.tasks.digits:DigitsNet"}, "data": {"train": "t.parquet"}},
+    )
+    cfg.output_dir = str(tmp_path)
+    done = {"config": to_dict(cfg), "rsft_version": __version__, "kernels": kernel_settings()}
+    (tmp_path / "results.json").write_text(json.dumps(done))
+    assert _finished(cfg) == done
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert _finished(cfg) is None
+    assert cfg.resume == "never"

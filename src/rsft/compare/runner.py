@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from rsft import __version__
 from rsft.compare.report import format_table, plot_results, summarize, write_results
 from rsft.config import ConfigError, deep_merge, from_dict, opt, to_dict
+from rsft.portable import kernel_settings
 from rsft.training import FineTuner, TrainConfig
 
 RECORD_KEYS = (
@@ -85,16 +86,21 @@ def build_runs(cfg: CompareConfig) -> list[tuple[str, int, TrainConfig]]:
 
 
 def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
-    """The run's results if it already finished with this config on this rsft version.
+    """The run's results if it already finished with this config, rsft version and kernels.
 
-    A run that finished with another config or version is stale: it is run again from the
+    A run that finished with another config, version or kernels is stale: it is run again from the
     start (its old checkpoints would otherwise be refused as belonging to another config).
     """
     path = Path(run_cfg.output_dir) / "results.json"
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    if result.get("config") == to_dict(run_cfg) and result.get("rsft_version") == __version__:
+    same = (
+        result.get("config") == to_dict(run_cfg)
+        and result.get("rsft_version") == __version__
+        and result.get("kernels") == kernel_settings()  # other kernels give other bits
+    )
+    if same:
         return result
     run_cfg.resume = "never"
     return None

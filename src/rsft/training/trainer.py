@@ -34,6 +34,7 @@ from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
 from rsft.param_level import Metropolis
+from rsft.portable import kernel_settings
 from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
 from rsft.training.config import PARAM_LEVEL, TrainConfig
@@ -517,6 +518,7 @@ class FineTuner:
         result: dict[str, Any] = {
             "config": to_dict(self.config),
             "rsft_version": __version__,
+            "kernels": kernel_settings(),  # what the bits depend on besides config and version
             "classes": self.classes,
             "parameters": self.param_counts,
             "weights": {k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},
