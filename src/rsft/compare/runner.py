@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from rsft import __version__
 from rsft.compare.report import format_table, plot_results, summarize, write_results
 from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
+from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
 from rsft.training import FineTuner, TrainConfig
 from rsft.training.resume import data_digest
@@ -104,17 +105,22 @@ def build_runs(cfg: CompareConfig) -> list[tuple[str, int, TrainConfig]]:
 
 
 def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
-    """The run's results if it already finished with this config and data on this version.
+    """The run's results if it already finished with this config, data, rsft version and
+    kernels.
 
-    A run that finished with another config, version or data (a file edited in place) is
-    stale: it is run again from the start (its old checkpoints would otherwise be refused as
-    belonging to another config or data).
+    A run that finished with another config, version, data (a file edited in place) or
+    kernels (other kernels give other bits) is stale: it is run again from the start (its
+    old checkpoints would otherwise be refused as belonging to another config or data).
     """
     path = Path(run_cfg.output_dir) / "results.json"
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    same = result.get("config") == to_dict(run_cfg) and result.get("rsft_version") == __version__
+    same = (
+        result.get("config") == to_dict(run_cfg)
+        and result.get("rsft_version") == __version__
+        and result.get("kernels") == kernel_settings()  # other kernels give other bits
+    )
     if same and result.get("data") == data_digest(run_cfg):
         return result
     run_cfg.resume = "never"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rsft import __version__
 from rsft.atomic import atomic_write_text
+from rsft.portable import kernel_settings
 from rsft.progress import Progress, say, says_lines
 from rsft.tasks.digits import build_digits_task
 
@@ -39,7 +40,12 @@ def prepare_digits(
     manifest = out / "manifest.json"
     if manifest.is_file() and not force:
         saved = json.loads(manifest.read_text())
-        fresh = saved.get("seed") == seed and saved.get("rsft_version") == __version__
+        # Pretraining's bits depend on the kernels (rsft.portable): rebuild under other ones.
+        fresh = (
+            saved.get("seed") == seed
+            and saved.get("rsft_version") == __version__
+            and saved.get("kernels") == kernel_settings()
+        )
         if fresh and Path(saved["paths"]["pretrained"]).is_dir():
             return saved["paths"]
     paths = {k: str(v) for k, v in build_digits_task(out, seed=seed).items()}
@@ -67,6 +73,8 @@ def prepare_digits(
         json.dumps(
             {
                 "seed": seed,
+                "rsft_version": __version__,
+                "kernels": kernel_settings(),
                 "paths": paths,
                 "pretrain_train_loss": result["history"][-1]["train_loss"],
             },
