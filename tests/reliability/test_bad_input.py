@@ -316,7 +316,9 @@ def _command(c: Case, files: dict[str, str], out: Path) -> list[str]:
     return [c.command, *config, *base, *args]
 
 
-@pytest.mark.parametrize("extra", [[], ["@images", "data.train=$good"]], ids=["table", "images"])
+@pytest.mark.parametrize(
+    "extra", [[], ["@images", "data.train=$good"]], ids=["control-table", "control-images"]
+)
 def test_control_the_unchanged_setup_trains(files, tmp_path, capsys, extra):
     """Each failure below comes from its one change, not from the setup."""
     out = tmp_path / "run"
