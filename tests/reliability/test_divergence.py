@@ -214,7 +214,7 @@ def test_collapse_threshold(predicted, labels, flagged):
 @pytest.mark.parametrize(
     "loss, start, classes, flagged",
     [
-        pytest.param(2e6, 0.9, 10, True, id="lr-1e6"),
+        pytest.param(2e6, 0.9, 10, True, id="2e6-as-with-lr-1e6"),
         pytest.param(math.inf, 0.9, 10, True, id="infinite"),
         pytest.param(math.nan, 0.9, 10, True, id="nan"),
         pytest.param(9.0, 0.9, 10, False, id="10x-a-small-start-is-below-10-ln-C"),

@@ -386,7 +386,7 @@ def scored():
     return results
 
 
-@pytest.mark.parametrize(("kind", "case"), VERIFIER_CASES, ids=lambda v: getattr(v, "id", v))
+@pytest.mark.parametrize(("kind", "case"), [pytest.param(k, c, id=c.id) for k, c in VERIFIER_CASES])
 def test_scoring_is_bounded_and_normal_answers_score_right(kind, case, scored):
     reward, error = scored[kind][case.id]
     assert reward == case.reward
@@ -397,7 +397,9 @@ def test_scoring_is_bounded_and_normal_answers_score_right(kind, case, scored):
 
 
 @pytest.mark.parametrize(
-    ("kind", "cases"), [("math_verify", MATH_VERIFY_CASES), ("function", FUNCTION_CASES)]
+    ("kind", "cases"),
+    [("math_verify", MATH_VERIFY_CASES), ("function", FUNCTION_CASES)],
+    ids=["math_verify-timeouts", "function-timeouts"],
 )
 def test_timeouts_are_counted(kind, cases, scored):
     assert scored[kind]["timeouts"] == sum(c.error == TIMED_OUT for c in cases)
@@ -437,7 +439,11 @@ def test_a_round_with_a_hostile_answer_goes_on_and_counts_it(tmp_path):
     assert saved[1]["error"] == TIMED_OUT
 
 
-@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    "value",
+    [0, -1, float("nan"), float("inf")],
+    ids=["timeout-0", "timeout-negative", "timeout-nan", "timeout-inf"],
+)
 def test_verifier_timeout_must_be_positive_seconds(value):
     from rsft.config import ConfigError
     from rsft.generation.config import VerifierConfig
@@ -472,7 +478,9 @@ def modes(folder: Path) -> dict[str, str]:
     return {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir() if p.is_file()}
 
 
-@pytest.mark.parametrize(("case", "mask", "mode"), FILE_MODE_CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("case", "mask", "mode"), FILE_MODE_CASES, ids=[c[0] for c in FILE_MODE_CASES]
+)
 def test_saved_model_and_results_get_the_umask_mode(case, mask, mode, tmp_path, umask, capsys):
     umask(mask)
     out = tmp_path / "run"
