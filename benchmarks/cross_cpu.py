@@ -151,6 +151,7 @@ def worker(out: Path, methods: list[str], seeds: list[int], epochs: int | None) 
         runs[f"{method}/{seed}"] = {
             "model": str(Path(cfg.output_dir) / "model" / "model.safetensors"),
             "test_accuracy": result["test_accuracy"],
+            "test_correct": result["test_correct"],  # for compare's paired intervals
             "initial_test_accuracy": result["initial_test_accuracy"],
             "wall_s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - c0,
@@ -234,6 +235,44 @@ def summarize(names: list[str], facts: dict[str, list[dict]]) -> list[dict[str, 
     return rows
 
 
+def deltas(name: str, facts: dict[str, list[dict]], baseline: str) -> dict[str, Any]:
+    """Compare's own summary (intervals over seeds and test items) of one setting's runs."""
+    from rsft.compare.report import summarize as compare_summary
+
+    runs = facts[name][0]["runs"]
+    records = [
+        {"method": key.split("/")[0], "seed": int(key.split("/")[1]), **r}
+        for key, r in runs.items()
+    ]
+    rows = compare_summary(records, metrics=(), baseline=baseline)
+    return {
+        r["method"]: [
+            r["delta_vs_baseline_mean"],
+            r["delta_vs_baseline_ci_low"],
+            r["delta_vs_baseline_ci_high"],
+        ]
+        for r in rows
+        if r["method"] != baseline
+    }
+
+
+def print_deltas(table: dict[str, dict[str, list[float]]], baseline: str) -> None:
+    """Δ vs the baseline [95% interval] per method (rows) and setting (columns), in points,
+    and whether the interval excludes 0 on the same side in every setting."""
+    names = list(table)
+    methods = list(dict.fromkeys(m for d in table.values() for m in d))
+    print(f"\nΔ vs {baseline} [95% CI], points, per setting (rsft compare's intervals):")
+    print(f"{'method':24} " + " ".join(f"{n:>22}" for n in names) + "  verdict")
+    for m in methods:
+        cells = [table[n].get(m) for n in names]
+        signs = {(c[1] > 0) - (c[2] < 0) for c in cells if c}
+        verdict = {1: "above 0 everywhere", -1: "below 0 everywhere"}.get(
+            signs.pop() if len(signs) == 1 else 0, "not settled"
+        )
+        text = [f"{100 * c[0]:+.1f} [{100 * c[1]:+.1f}, {100 * c[2]:+.1f}]" for c in cells if c]
+        print(f"{m:24} " + " ".join(f"{t:>22}" for t in text) + f"  {verdict}")
+
+
 def print_table(rows: list[dict[str, Any]], methods: list[str]) -> None:
     print(
         f"{'setting':26} {'aten':7} {'thr':>3} {'data':>4} {'pretrained':>12} {'acc':>6} "
@@ -274,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (config's)")
     p.add_argument("--repeats", type=int, default=1, help="rounds, for the time medians")
     p.add_argument("--quick", action="store_true", help="one fine-tuning epoch, one round")
+    p.add_argument("--baseline", default="plain", help="the method Δ is paired against")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cross_cpu.json")
     args = p.parse_args(argv)
     if args.worker is not None:
@@ -296,8 +336,13 @@ def main(argv: list[str] | None = None) -> int:
                 facts[name].append(run_setting(*name.split("/"), out, args))
                 print(f"  round {r + 1}: {name} ({time.perf_counter() - t0:.0f} s)", flush=True)
         rows = [row for group in groups.values() for row in summarize(group, facts)]
+    delta_table = {}
+    if args.baseline in args.methods and len(args.seeds) > 1:
+        delta_table = {n: deltas(n, facts, args.baseline) for n in names}
     print()
     print_table(rows, args.methods)
+    if delta_table:
+        print_deltas(delta_table, args.baseline)
     write_report(
         args.out,
         {
@@ -305,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine_info(),
             "settings": {n: setting_env(*n.split("/")) for n in names},
             "rows": rows,
+            "deltas": delta_table,
         },
     )
     return 0
