@@ -5,8 +5,9 @@ vectorised loops (AVX-512, AVX2 or none), oneDNN's convolutions (by instruction 
 thread count), MKL's matrix products (by vendor and instruction set), OpenBLAS's in numpy,
 scipy and scikit-learn (by CPU model). Each kernel sums in its own order, so one training
 step on two CPUs differs in the last bits, and training amplifies the difference: on the
-embedded digits task the pretrained model's target accuracy moves by up to 5 points between
-emulated CPUs (``benchmarks/cross_cpu.py``). :data:`PORTABLE_ENV` pins every one of these
+embedded digits task the pretrained model's target accuracy moves by up to 1.5 points
+between emulated CPUs, and a method's 5-seed gain over plain fine-tuning by up to 3.6
+(``benchmarks/cross_cpu.py``). :data:`PORTABLE_ENV` pins every one of these
 choices to one that any x86-64 CPU with AVX2 and FMA (Intel since 2013, AMD since 2015) can
 make; a run under it gives the same bits on all of them. Checked on emulated CPUs (AVX-512 or
 AVX2 kernels, 1 to 4 threads) on one machine; that Intel and AMD CPUs agree rests on MKL's
