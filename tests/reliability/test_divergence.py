@@ -30,7 +30,12 @@ from rsft.config import from_dict
 from rsft.data import DataWarning, load_split
 from rsft.data.config import DataConfig
 from rsft.training import DivergenceWarning, FineTuner, TrainConfig
-from rsft.training.divergence import collapse_event, loss_event
+from rsft.training.divergence import (
+    DivergenceError,
+    DivergenceGuard,
+    collapse_event,
+    loss_event,
+)
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,14 @@ class Case:
     rc: int
     stderr: tuple[str, ...]  # fragments of stderr
     events: frozenset[tuple[str, str]]  # (split, kind) recorded in results.json; empty: healthy
+    diverged: bool  # results.json's verdict on the final model (False: healthy or recovered)
 
 
-def case(id: str, args: list[str], rc: int, stderr: list[str], events=()) -> Case:
-    return Case(id, tuple(args), rc, tuple(stderr), frozenset(events))
+def case(
+    id: str, args: list[str], rc: int, stderr: list[str], events=(), diverged: bool | None = None
+) -> Case:
+    verdict = bool(events) if diverged is None else diverged
+    return Case(id, tuple(args), rc, tuple(stderr), frozenset(events), verdict)
 
 
 DIGITS_NET = ["model.path=rsft.tasks.digits:DigitsNet", "model.kwargs={width: 8}"]
@@ -58,6 +67,7 @@ COLLAPSING = [
 ]
 WARNED = "rsft train: warning: training diverged at epoch 1: "
 STOPPED = "rsft train: training stopped: diverged at epoch 1: "
+STOPPED_2 = "rsft train: training stopped: diverged at epoch 2: "  # a collapse that lasted
 LOSS_ROSE = "the train loss is"
 ONE_CLASS = "the model predicts class '0' for 100% of the 30 eval samples, of which only 33%"
 
@@ -92,6 +102,7 @@ CASES = [
         0,
         [WARNED + LOSS_ROSE, "above 2 times its start"],
         {("train", "loss"), ("eval", "loss")},
+        diverged=False,  # the losses fall back: transient events, the final model is fine
     ),
     case(
         "collapse",
@@ -100,7 +111,8 @@ CASES = [
         [WARNED + ONE_CLASS, "a training split dominated by that class"],
         {("eval", "collapse"), ("test", "collapse")},
     ),
-    case("collapse-stop", [*COLLAPSING, "on_divergence=stop"], 1, [STOPPED + ONE_CLASS]),
+    # A collapse stops the run when it lasts: the eval split is collapsed at epoch 2 as at 1.
+    case("collapse-stop", [*COLLAPSING, "on_divergence=stop"], 1, [WARNED, STOPPED_2 + ONE_CLASS]),
     case("healthy-linear-head", ["model.path=guard_fns:CentroidNet"], 0, []),
     case("healthy-digits-net", [*DIGITS_NET, "model.freeze=none", "optim.lr=0.05"], 0, []),
     case(
@@ -145,7 +157,8 @@ def _args(files: dict[str, str], out: Path, extra) -> list[str]:
 def test_divergence(c: Case, files, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(_args(files, out, c.args))
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert rc == c.rc, err
     assert "Traceback" not in err
     for fragment in c.stderr:
@@ -156,7 +169,10 @@ def test_divergence(c: Case, files, tmp_path, capsys):
     result = json.loads((out / "results.json").read_text())
     found = {(e["split"], e["kind"]) for e in result["divergence"]}
     assert found == c.events, result["divergence"]
-    assert result["diverged"] is bool(c.events)
+    assert result["diverged"] is c.diverged
+    if c.events and not c.diverged:  # recovered: the log says so after the warnings
+        assert "did not last: the final model is not diverged" in captured.out
+    assert all(e["transient"] is not c.diverged for e in result["divergence"])
     if not c.events:
         assert "warning" not in err, err
 
@@ -190,6 +206,38 @@ def test_python_api_warns_with_a_category(files, tmp_path):
         result = FineTuner(cfg).train()
     assert any("the train loss is" in str(w.message) for w in warned)
     assert result["diverged"] is True
+
+
+def _evaluation(predicted: list[int], labels: list[int], loss: float = 1.0) -> dict:
+    return {"predicted": predicted, "labels": labels, "loss": loss}
+
+
+COLLAPSED = _evaluation([30, 0, 0], [10, 10, 10])
+RECOVERED = _evaluation([10, 11, 9], [10, 10, 10])
+
+
+def test_a_collapse_that_recovers_is_transient_and_does_not_stop(tmp_path, capsys):
+    """A head that predicts one class after its first epoch, then recovers: warned, recorded
+    as transient, not a diverged run; on_divergence: stop lets it train on. A collapse that
+    lasts two epochs stops it."""
+    guard = DivergenceGuard(10.0, "stop", ["a", "b", "c"], tmp_path, fix="")
+    state: dict = {"step_losses": [1.0], "history": [], "initial_eval": RECOVERED}
+    with pytest.warns(DivergenceWarning, match="if it lasts to the next epoch"):
+        guard.check_epoch(0, state, 1.0, COLLAPSED)  # epoch 1: collapsed, not stopped
+    state["history"].append({})
+    guard.check_epoch(1, state, 1.0, RECOVERED)
+    state["history"].append({})
+    result = guard.result(state)
+    assert result["diverged"] is False
+    assert [(e["epoch"], e["kind"], e["transient"]) for e in result["divergence"]] == [
+        (1, "collapse", True)
+    ]
+    assert "did not last" in capsys.readouterr().out
+    state = {"step_losses": [1.0], "history": [{}], "initial_eval": RECOVERED}
+    with pytest.warns(DivergenceWarning):
+        guard.check_epoch(0, state, 1.0, COLLAPSED)
+    with pytest.raises(DivergenceError, match="diverged at epoch 2"):
+        guard.check_epoch(1, state, 1.0, COLLAPSED)
 
 
 # --------------------------------------------------------------------------- thresholds

@@ -363,10 +363,11 @@ class TrainConfig:
     progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="epoch"))
     on_divergence: Literal["warn", "stop"] = opt(
         "warn",
-        help="What a diverged run does: warn (a warning; results.json records it as "
-        "diverged) or stop (an error, exit code 1). Diverged: an epoch's mean train loss or "
-        "the eval loss above divergence_factor times its start, or (nearly) every eval or "
-        "test sample predicted as one class that most of them are not.",
+        help="What a diverged run does: warn (a warning; results.json records it, and the "
+        "run as diverged when its final model is) or stop (an error, exit code 1; a collapse "
+        "must last to the next epoch). Diverged: an epoch's mean train loss or the eval loss "
+        "above divergence_factor times its start, or (nearly) every eval or test sample "
+        "predicted as one class that most of them are not.",
     )
     divergence_factor: float = opt(
         10.0,

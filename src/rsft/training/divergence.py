@@ -12,9 +12,16 @@ end):
   before training: a run that never left such a start has not diverged, it has not learned).
 
 Each finding is an *event* (epoch, split, kind, reason) kept in the run's state (so a resumed
-run keeps them) and in results.json (``diverged``, ``divergence``). ``on_divergence: warn``
-warns once per kind and split and trains on; ``stop`` raises :class:`DivergenceError`, which
-the CLI turns into exit code 1.
+run keeps them) and in results.json (``divergence``). A run has *diverged* (``diverged``,
+which ``rsft compare`` flags) when its final model is diverged: an event at the last epoch's
+checks or at the end. An early event that training recovered from (a freshly initialized
+head often predicts one class after a step or two) stays in the list, marked ``transient``,
+and is warned about, but does not mark the run.
+
+``on_divergence: warn`` warns once per kind and split and trains on; ``stop`` raises
+:class:`DivergenceError`, which the CLI turns into exit code 1: at once for a loss far above
+its start, and for a collapse when the same split was collapsed at its previous check too
+(or at the end), so a head that recovers after its first epoch is not stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rsft.progress import say
 from rsft.training import checkpoint as ckpt
 
 COLLAPSE_SHARE = 0.95
@@ -140,9 +148,10 @@ class DivergenceGuard:
         past = state.setdefault("divergence", [])
         seen = {(e["kind"], e["split"]) for e in past}
         events = [{"epoch": epoch, **e} for e in events]
+        persists = any(self._persists(e, past) for e in events)
         past.extend(events)
         when = f"at epoch {epoch}" if epoch is not None else "at the end"
-        if self.action == "stop":
+        if self.action == "stop" and persists:
             last = ckpt.latest_checkpoint(self.output_dir)
             raise DivergenceError(
                 f"diverged {when}: {'; '.join(e['reason'] for e in events)}. "
@@ -151,9 +160,14 @@ class DivergenceGuard:
             )
         for e in events:
             if self.main_process and (e["kind"], e["split"]) not in seen:
+                stops = (
+                    "stops the run if it lasts to the next epoch"
+                    if e["kind"] == "collapse"
+                    else "stops the run"
+                )
                 warnings.warn(
                     f"training diverged {when}: {e['reason']}. {self._fix([e])} (results.json "
-                    "records it under 'divergence'; on_divergence: stop stops the run.)",
+                    f"records it under 'divergence'; on_divergence: stop {stops}.)",
                     DivergenceWarning,
                     stacklevel=3,
                 )
@@ -166,7 +180,31 @@ class DivergenceGuard:
         )
 
     @staticmethod
-    def result(state: dict) -> dict[str, Any]:
-        """The results.json keys: ``diverged`` and the list of events."""
-        events = state.get("divergence", [])
-        return {"diverged": bool(events), "divergence": events}
+    def _persists(event: dict, past: list[dict]) -> bool:
+        """Whether ``event`` stops a run: a loss rise always; a collapse at the end, or when
+        the same split was collapsed at its previous check (the epoch before) too."""
+        if event["kind"] != "collapse" or event["epoch"] is None:
+            return True
+        return any(
+            e["kind"] == "collapse"
+            and e["split"] == event["split"]
+            and e["epoch"] == event["epoch"] - 1
+            for e in past
+        )
+
+    def result(self, state: dict) -> dict[str, Any]:
+        """The results.json keys: ``diverged`` (the final model is: an event at the last
+        epoch or at the end) and every event, all marked ``transient`` when training
+        recovered from them. A run that recovered says so, after the warnings it gave."""
+        last = len(state.get("history", []))
+        past = state.get("divergence", [])
+        diverged = any(e["epoch"] is None or e["epoch"] >= last for e in past)
+        events = [{**e, "transient": not diverged} for e in past]
+        if events and not diverged and self.main_process:
+            epochs = sorted({e["epoch"] for e in events})
+            say(
+                f"the divergence seen at epoch(s) {', '.join(map(str, epochs))} did not last: "
+                "the final model is not diverged (results.json keeps those events, marked "
+                "transient)."
+            )
+        return {"diverged": diverged, "divergence": events}
