@@ -42,6 +42,7 @@ from rsft.generation.metrics import distinct_n, mean_pass_at_k
 from rsft.generation.prompts import chat_messages, load_prompts
 from rsft.generation.selection import select
 from rsft.generation.sft import sft_train
+from rsft.generation.sft_launch import launch_sft
 from rsft.generation.verifiers import make_verifier, score
 from rsft.progress import progress_bar, say, says_lines
 
@@ -293,17 +294,18 @@ class RFTPipeline:
                 "top_fraction)."
             )
         t0 = time.perf_counter()
-        model = sft_train(
-            start,
-            records,
-            out,
-            self.cfg.sft,
-            seed=_seed(self.cfg.seed, rnd, 3),
-            dtype=self.cfg.model.dtype,
-            device=self.cfg.model.device,
-            progress=self.cfg.progress,
-            trust_remote_code=self.cfg.model.trust_remote_code,
-        )
+        options = {
+            "seed": _seed(self.cfg.seed, rnd, 3),
+            "dtype": self.cfg.model.dtype,
+            "device": self.cfg.model.device,
+            "progress": self.cfg.progress,
+            "trust_remote_code": self.cfg.model.trust_remote_code,
+        }
+        if self.cfg.sft.launched:  # sft.processes > 1 or an accelerate config: a child command
+            files = [self.out / f"round_{r}" / data_file for r in rounds]
+            model = launch_sft(start, files, out, self.cfg.sft, **options)
+        else:
+            model = sft_train(start, records, out, self.cfg.sft, **options)
         self._timed("train", t0)
         return model
 
