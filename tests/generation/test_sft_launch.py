@@ -27,7 +27,8 @@ from rsft.generation.sft_launch import SFTLaunchError, launch_sft, write_job
 from rsft.generation.sft_worker import read_job
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
+CONFIGS_DIR = REPO / "configs" / "accelerate"
+CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
 HERE = Path(__file__).parent
 
 # Float32 losses of the same steps, summed in another order: DDP all-reduces two half-batch
@@ -82,6 +83,8 @@ def wait_gone(root: Path, timeout: float) -> list[int]:
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tiny_lm, tmp_path):
+    """The shipped ddp.yaml on 2 CPU processes (the pipeline test below uses the config rsft
+    writes when none is given)."""
     rows = records(16)
     data = write_records(tmp_path / "accepted.jsonl", rows)
     options = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "save_steps": 5}  # logs every step
@@ -90,7 +93,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_lm, tmp_path):
         tiny_lm,
         [data],
         tmp_path / "two",
-        SFTSection(**options, processes=2),
+        SFTSection(**options, processes=2, accelerate_config=str(CONFIGS_DIR / "ddp.yaml")),
         seed=3,
         device="cpu",
         progress=False,
@@ -212,7 +215,7 @@ def test_bad_options_stop_before_anything_loads(rft_dict, tmp_path, monkeypatch,
             distributed_type="FSDP",
             fsdp_config={"fsdp_state_dict_type": "SHARDED_STATE_DICT"},
         ),
-        "FSDP": lambda: str(REPO / "configs" / "accelerate" / "fsdp.yaml"),
+        "FSDP": lambda: str(CONFIGS_DIR / "fsdp.yaml"),
     }
     name = sft.get("accelerate_config")
     if name in files:
