@@ -321,6 +321,49 @@ def test_a_sigkilled_pipeline_takes_its_children_along_and_resumes(tiny_lm, tmp_
     assert re.search(r"resuming the fine-tuning from \S+/checkpoint-(4|8|12|16|20)\n", log)
 
 
+def test_a_stage_killed_on_one_process_resumes_on_two(tiny_lm, tmp_path, monkeypatch):
+    """sft.processes is not part of a run's identity: a stage stopped in step 7 of a
+    1-process run (checkpoint 4 saved) ends on 2 processes with the uninterrupted
+    1-process run's losses, within the float tolerance."""
+    import trl
+
+    rows = records(16)
+    data = write_records(tmp_path / "accepted.jsonl", rows)
+    options = {"epochs": 3, "batch_size": 4, "lr": 1e-3, "save_steps": 4}
+    real_step, calls = trl.SFTTrainer.training_step, []
+
+    def stop_in_step_7(self, *args, **kwargs):
+        calls.append(self.state.global_step)
+        if len(calls) == 7:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(trl.SFTTrainer, "training_step", stop_in_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        sft_train(tiny_lm, rows, tmp_path / "sft", SFTSection(**options), seed=0, progress=False)
+    monkeypatch.setattr(trl.SFTTrainer, "training_step", real_step)
+    two = SFTSection(**options, processes=2)
+    launch_sft(tiny_lm, [data], tmp_path / "sft", two, seed=0, device="cpu", progress=False)
+    sft_train(tiny_lm, rows, tmp_path / "full", SFTSection(**options), seed=0, progress=False)
+    assert "resuming the fine-tuning from" in (tmp_path / "sft" / "sft.log").read_text()
+    a, b = history(tmp_path / "sft"), history(tmp_path / "full")
+    assert a["processes"] == 2 and [s["step"] for s in a["steps"]] == list(range(1, 13))
+    loss_a = [s["loss"] for s in a["steps"]]
+    assert loss_a == pytest.approx([s["loss"] for s in b["steps"]], rel=LOSS_RTOL)
+
+
+def test_the_number_of_processes_is_not_part_of_a_runs_identity(rft_dict):
+    """A killed run may resume on another number of processes (and a run from before these
+    options existed keeps its hash); any option that changes the result still refuses."""
+    RFTPipeline(from_dict(RFTConfig, rft_dict))._prepare_output()
+    ddp = str(CONFIGS_DIR / "ddp.yaml")
+    rft_dict["sft"].update(processes=2, accelerate_config=ddp)
+    RFTPipeline(from_dict(RFTConfig, rft_dict))._prepare_output()
+    rft_dict["sft"]["lr"] = 1e-3
+    with pytest.raises(ConfigError, match="different options"):
+        RFTPipeline(from_dict(RFTConfig, rft_dict))._prepare_output()
+
+
 DIES_WITH_PARENT = """
 import os, sys, time
 from rsft.generation.sft_worker import die_with_parent

@@ -48,6 +48,9 @@ from rsft.progress import progress_bar, say, says_lines
 
 # Options that do not change what a run computes: a resumed run may change them.
 NOT_HASHED = ("output_dir", "resume", "progress", "rounds")
+# ... and in the sft section: how many processes share the same global batch (up to float
+# rounding); left out, a run from before these options existed resumes too.
+NOT_HASHED_SFT = ("processes", "accelerate_config")
 
 
 class NothingAcceptedError(RuntimeError):
@@ -102,6 +105,7 @@ class RFTPipeline:
 
     def _config_hash(self) -> str:
         data = {k: v for k, v in to_dict(self.cfg).items() if k not in NOT_HASHED}
+        data["sft"] = {k: v for k, v in data["sft"].items() if k not in NOT_HASHED_SFT}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def _prepare_output(self) -> None:
