@@ -242,6 +242,19 @@ def test_the_cli_names_the_option_and_exits_2(rft_dict, tmp_path, capsys):
     assert "sft.batch_size=3" in err
 
 
+def test_the_cli_stops_with_exit_1_and_the_childs_error(rft_dict, tmp_path, capsys, monkeypatch):
+    from rsft.cli.main import main
+
+    def failed(self):
+        raise SFTLaunchError("the fine-tuning child command failed (exit 1): ValueError: x")
+
+    monkeypatch.setattr(RFTPipeline, "run", failed)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(rft_dict))
+    assert main(["rft", "--config", str(cfg), "sft.processes=2"]) == 1
+    assert "rsft rft: training stopped: the fine-tuning child" in capsys.readouterr().err
+
+
 def test_a_failing_child_shows_its_log_tail(tiny_lm, tmp_path):
     bad = records(4)
     bad[2]["messages"] = bad[2]["messages"][:1]  # no assistant turn: sft_train refuses it

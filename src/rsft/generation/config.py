@@ -310,7 +310,8 @@ class SFTSection:
         1,
         help="Processes the fine-tuning runs on. 1: in the pipeline's own process. More: a "
         "child command under `accelerate launch` (DDP: gloo on CPU, NCCL on GPUs, one GPU "
-        "per process); batch_size must be divisible by it. Output in <stage>/sft.log.",
+        "per process); batch_size must be divisible by it. Output in <stage>/sft.log. "
+        "docs/generation.md: SFT across processes.",
     )
     accelerate_config: str | None = opt(
         None,
