@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "machine": machine_info(),
         "total_seconds": time.perf_counter() - started,
-        "command": command_line("benchmarks/sft_processes.py", argv),
+        "command": command_line("sft_processes.py", argv),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for mode in modes:
