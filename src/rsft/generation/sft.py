@@ -3,7 +3,8 @@
 Records arrive in the chat-messages format (``{"messages": [...]}``, the assistant's turn
 last). They are split into TRL's conversational prompt/completion form, so the loss covers
 the completion only. LoRA adapters (PEFT) are merged after training: every round hands the
-next one a plain transformers folder.
+next one a plain transformers folder; the adapter itself is kept beside it (``out/adapter``)
+for vLLM engines that load adapters into a running base model.
 """
 
 from __future__ import annotations
@@ -119,6 +120,13 @@ def sft_train(
     trainer.train(resume_from_checkpoint=last)
     trained = trainer.model
     if cfg.lora:
+        # The adapter alone too: engines that keep the base model load it at run time.
+        adapter = out / "adapter"
+        shutil.rmtree(out / "adapter.partial", ignore_errors=True)
+        with quiet():
+            trained.save_pretrained(str(out / "adapter.partial"))
+        shutil.rmtree(adapter, ignore_errors=True)
+        (out / "adapter.partial").rename(adapter)
         trained = trained.merge_and_unload()
     staging = out / "model.partial"
     shutil.rmtree(staging, ignore_errors=True)
