@@ -127,7 +127,7 @@ class EngineConfig:
         0.85, help="Share of each GPU's memory an engine may take (weights + KV cache)."
     )
     max_model_len: int = opt(2048, help="Longest prompt + completion an engine accepts.")
-    cpu_kv_cache_gib: float = opt(2.0, help="KV cache per CPU engine, in GiB.")
+    cpu_kv_cache_gib: int = opt(2, help="KV cache per CPU engine, in whole GiB.")
     cpu_threads: Literal["auto", "all"] = opt(
         "auto",
         help="CPU engines: auto gives each replica its own share of the cores; all lets "
@@ -142,11 +142,10 @@ class EngineConfig:
     request_timeout: float = opt(3600.0, help="Seconds one chunk's request may take.")
 
     def __post_init__(self) -> None:
-        for name in ("replicas", "tensor_parallel_size", "max_model_len"):
+        for name in ("replicas", "tensor_parallel_size", "max_model_len", "cpu_kv_cache_gib"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"engine.{name} must be >= 1, got {getattr(self, name)}.")
         check_number("engine.gpu_memory_utilization", self.gpu_memory_utilization, gt=0, le=1)
-        check_number("engine.cpu_kv_cache_gib", self.cpu_kv_cache_gib, gt=0)
         check_number("engine.start_timeout", self.start_timeout, gt=0)
         check_number("engine.request_timeout", self.request_timeout, gt=0)
         for url in self.endpoints:

