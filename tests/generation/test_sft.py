@@ -10,7 +10,7 @@ import trl
 
 from rsft.atomic import default_file_mode
 from rsft.generation.config import SFTSection
-from rsft.generation.sft import prompt_completion, sft_train
+from rsft.generation.sft import last_complete_checkpoint, prompt_completion, sft_train
 
 
 def records(n: int) -> list[dict]:
@@ -59,3 +59,17 @@ def test_a_crashed_fine_tuning_resumes_from_its_last_checkpoint(tiny_lm, tmp_pat
     assert (model / "model.safetensors").is_file() and not (tmp_path / "trainer").exists()
     assert (model / "model.safetensors").stat().st_mode & 0o777 == default_file_mode()
     assert json.loads((Path(model) / "config.json").read_text())["num_hidden_layers"] == 2
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_not_resumed_from(tmp_path):
+    """transformers writes trainer_state.json last: without it, or cut short, the folder is
+    a save that was killed, and the one before it is used."""
+    assert last_complete_checkpoint(tmp_path / "trainer") is None
+    for step, state in [(2, "{}"), (4, None), (6, '{"global_step": '), (10, None)]:
+        folder = tmp_path / "trainer" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert last_complete_checkpoint(tmp_path / "trainer") == tmp_path / "trainer" / "checkpoint-2"
+    (tmp_path / "trainer" / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path / "trainer").name == "checkpoint-10"

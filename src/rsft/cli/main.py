@@ -196,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as err:
         from rsft.generation.pipeline import NothingAcceptedError
+        from rsft.generation.sft_launch import SFTLaunchError
         from rsft.training import DivergenceError, NonFiniteLossError, NothingTrainedError
 
         stops = (NonFiniteLossError, DivergenceError, NothingAcceptedError, NothingTrainedError)
+        stops += (SFTLaunchError,)  # its message names the error and shows the log's tail
         if not isinstance(err, stops):
             raise
         print(f"rsft {args.command}: training stopped: {err}", file=sys.stderr)

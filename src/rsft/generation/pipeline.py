@@ -43,11 +43,15 @@ from rsft.generation.metrics import distinct_n, mean_pass_at_k
 from rsft.generation.prompts import chat_messages, load_prompts
 from rsft.generation.selection import select
 from rsft.generation.sft import sft_train
+from rsft.generation.sft_launch import launch_sft
 from rsft.generation.verifiers import make_verifier, score
 from rsft.progress import say, says_lines
 
 # Options that do not change what a run computes: a resumed run may change them.
 NOT_HASHED = ("output_dir", "resume", "progress", "rounds", "engine")
+# ... and in the sft section: how many processes share the same global batch (up to float
+# rounding); left out, a run from before these options existed resumes too.
+NOT_HASHED_SFT = ("processes", "accelerate_config")
 
 
 class NothingAcceptedError(RuntimeError):
@@ -103,6 +107,7 @@ class RFTPipeline:
 
     def _config_hash(self) -> str:
         data = {k: v for k, v in to_dict(self.cfg).items() if k not in NOT_HASHED}
+        data["sft"] = {k: v for k, v in data["sft"].items() if k not in NOT_HASHED_SFT}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def _prepare_output(self) -> None:
@@ -295,17 +300,18 @@ class RFTPipeline:
             )
         self.engines.release()  # the trainer gets the memory; a new model needs new engines
         t0 = time.perf_counter()
-        model = sft_train(
-            start,
-            records,
-            out,
-            self.cfg.sft,
-            seed=_seed(self.cfg.seed, rnd, 3),
-            dtype=self.cfg.model.dtype,
-            device=self.cfg.model.device,
-            progress=self.cfg.progress,
-            trust_remote_code=self.cfg.model.trust_remote_code,
-        )
+        options = {
+            "seed": _seed(self.cfg.seed, rnd, 3),
+            "dtype": self.cfg.model.dtype,
+            "device": self.cfg.model.device,
+            "progress": self.cfg.progress,
+            "trust_remote_code": self.cfg.model.trust_remote_code,
+        }
+        if self.cfg.sft.launched:  # sft.processes > 1 or an accelerate config: a child command
+            files = [self.out / f"round_{r}" / data_file for r in rounds]
+            model = launch_sft(start, files, out, self.cfg.sft, **options)
+        else:
+            model = sft_train(start, records, out, self.cfg.sft, **options)
         self._timed("train", t0)
         return model
 

@@ -9,17 +9,19 @@ for vLLM engines that load adapters into a running base model.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rsft.atomic import share_files
+from rsft.atomic import atomic_write_text, share_files
 from rsft.data.datasets_io import quiet
 from rsft.generation.config import SFTSection
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
-from rsft.progress import Progress, shows_bars
+from rsft.progress import Progress, say, says_lines, shows_bars
 
 
 def prompt_completion(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -31,6 +33,30 @@ def prompt_completion(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ValueError("an accepted record must end with the assistant's turn.")
         rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
     return rows
+
+
+def last_complete_checkpoint(trainer_dir: Path) -> Path | None:
+    """The newest of TRL's checkpoints that was saved to the end, or None.
+
+    transformers writes a checkpoint's files straight into ``checkpoint-N`` and its
+    ``trainer_state.json`` last; a stage killed during a save leaves that folder without it
+    (or with it cut short), and resuming from it would fail. The previous checkpoint is only
+    deleted after the new one is complete, so it is still there.
+    """
+    if not trainer_dir.is_dir():
+        return None
+    steps = []
+    for folder in trainer_dir.glob("checkpoint-*"):
+        tail = folder.name.removeprefix("checkpoint-")
+        if tail.isdigit() and folder.is_dir():
+            steps.append((int(tail), folder))
+    for _, folder in sorted(steps, reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return folder
+    return None
 
 
 def sft_train(
@@ -49,11 +75,16 @@ def sft_train(
 
     TRL's checkpoints go to ``out/trainer`` and a killed stage resumes from the last one.
     The final folder appears by an atomic rename, so ``out/model`` exists only when complete.
+    The logged losses are kept in ``out/sft_history.json``.
+
+    The same function runs in the pipeline's process and in each process of
+    ``accelerate launch`` (:mod:`rsft.generation.sft_launch`): transformers' Trainer does the
+    distribution; each process takes ``batch_size / processes`` sequences of a micro-batch
+    and only the main process writes the model.
     """
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     out = Path(out)
@@ -62,6 +93,12 @@ def sft_train(
         return final
     if not records:
         raise ValueError("no accepted samples to fine-tune on.")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != cfg.processes:
+        raise RuntimeError(
+            f"sft.processes is {cfg.processes} but this fine-tuning runs on {world} process(es) "
+            "(WORLD_SIZE): the per-process batch would not add up to sft.batch_size."
+        )
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     tokenizer = load_tokenizer(base, trust_remote_code)
@@ -86,7 +123,7 @@ def sft_train(
         output_dir=str(trainer_dir),
         num_train_epochs=cfg.epochs,
         learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=cfg.batch_size // cfg.processes,  # the same global batch
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         lr_scheduler_type=cfg.scheduler,
         warmup_steps=cfg.warmup_ratio,
@@ -116,28 +153,61 @@ def sft_train(
         )
     if progress is not True:  # without bars transformers prints every log; false: none of it
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(trainer_dir)) if trainer_dir.is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
-    trained = trainer.model
-    if cfg.lora:
-        # The adapter alone too: engines that keep the base model load it at run time.
-        adapter = out / "adapter"
-        shutil.rmtree(out / "adapter.partial", ignore_errors=True)
-        with quiet():
-            trained.save_pretrained(str(out / "adapter.partial"))
-        shutil.rmtree(adapter, ignore_errors=True)
-        (out / "adapter.partial").rename(adapter)
-        trained = trained.merge_and_unload()
+    last = last_complete_checkpoint(trainer_dir)
+    if last is not None and says_lines(progress) and os.environ.get("RANK", "0") == "0":
+        say(f"resuming the fine-tuning from {last}")
+    trainer.train(resume_from_checkpoint=None if last is None else str(last))
+    main = trainer.is_world_process_zero()
     staging = out / "model.partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     with quiet():
-        trained.save_pretrained(str(staging))
-    tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(str(staging))
-    share_files(staging)  # safetensors leaves its weights file 0600
-    staging.rename(final)
-    shutil.rmtree(trainer_dir, ignore_errors=True)  # optimizer states: large, no longer needed
-    del trainer, trained, model
+        if cfg.lora:  # the config refuses LoRA with sharded weights: every process holds them
+            if main:
+                # The adapter alone too: engines that keep the base model load it at run time.
+                adapter = out / "adapter"
+                shutil.rmtree(out / "adapter.partial", ignore_errors=True)
+                trainer.model.save_pretrained(str(out / "adapter.partial"))
+                shutil.rmtree(adapter, ignore_errors=True)
+                (out / "adapter.partial").rename(adapter)
+                trainer.model.merge_and_unload().save_pretrained(str(staging))
+        else:  # on every process: FSDP and ZeRO-3 gather the full weights here
+            trainer.save_model(str(staging))
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        history = {
+            "processes": trainer.args.world_size,  # as run, not as configured
+            "per_process_batch": trainer.args.per_device_train_batch_size,
+            "global_batch": trainer.args.world_size
+            * trainer.args.per_device_train_batch_size
+            * trainer.args.gradient_accumulation_steps,
+            "steps": [h for h in trainer.state.log_history if "loss" in h],
+            "summary": next(
+                (h for h in reversed(trainer.state.log_history) if "train_runtime" in h), {}
+            ),
+        }
+        _finish(staging, final, tokenizer, history, out / "sft_history.json")
+        shutil.rmtree(trainer_dir, ignore_errors=True)  # optimizer states: large, no longer needed
+    del trainer, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return final
+
+
+def _finish(
+    staging: Path, final: Path, tokenizer: Any, history: dict[str, Any], history_path: Path
+) -> None:
+    """Complete the saved folder, keep the loss history, and rename the folder into place."""
+    if not any(staging.glob("*.safetensors")):
+        raise RuntimeError(
+            f"the fine-tuned model was not saved: {staging} holds no weights. With an "
+            "accelerate config, check that it gathers the full weights (FSDP: "
+            "fsdp_state_dict_type FULL_STATE_DICT; ZeRO-3: zero3_save_16bit_model true)."
+        )
+    (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: a model folder runs no code
+    tokenizer.padding_side = "left"
+    tokenizer.save_pretrained(str(staging))
+    atomic_write_text(history_path, json.dumps(history, indent=2) + "\n")
+    share_files(staging)  # safetensors leaves its weights file 0600
+    staging.rename(final)
