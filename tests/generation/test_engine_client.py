@@ -63,7 +63,7 @@ def test_chunks_are_spread_over_replicas_and_each_is_delivered_once(tiny_lm):
 
 def test_a_replica_that_dies_mid_round_loses_and_doubles_nothing(tiny_lm):
     chunks = [convs(f"c{c}-", 2) for c in range(10)]
-    with FakeEngine(fail_after=2) as dying, FakeEngine() as healthy:
+    with FakeEngine(fail_after=2) as dying, FakeEngine(delay=0.05) as healthy:
         gen = EngineGenerator(
             tiny_lm, [Replica(dying.url, "rsft-model"), Replica(healthy.url, "rsft-model")]
         )
