@@ -37,32 +37,10 @@ pytestmark = [
 
 
 def save_engine_lm(folder: Path) -> str:
-    """A 2-layer Llama with head size 32 (vLLM's CPU attention has no smaller kernel)."""
-    import torch
-    from conftest import byte_tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """The suite's tiny Llama with head size 32 (vLLM's CPU attention has no smaller kernel)."""
+    from conftest import save_tiny_causal_lm
 
-    tok = byte_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_causal_lm(folder, hidden=64, heads=2, kv_heads=1, positions=512)
 
 
 @pytest.fixture(scope="module")

@@ -378,10 +378,10 @@ def test_the_number_of_processes_is_not_part_of_a_runs_identity(rft_dict):
 
 
 DIES_WITH_PARENT = """
-import os, sys, time
-from rsft.generation.sft_worker import die_with_parent
+import os, signal, sys, time
+from rsft.processes import die_with_parent
 if sys.argv[1] == "arm":
-    die_with_parent(os.getppid())
+    die_with_parent(signal.SIGKILL, os.getppid())
 print(os.getpid(), flush=True)
 time.sleep(120)
 """

@@ -13,13 +13,10 @@ process group with ``PR_SET_PDEATHSIG`` (Linux), so a SIGKILLed rsft leaves no e
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import ConfigError
+from rsft.processes import free_port, kill_group, own_group_dying_with_parent
 
 SERVED_NAME = "rsft-model"  # the name rsft's own engines serve their model under
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's accepted --max-lora-rank values
@@ -43,13 +41,6 @@ INSTALL_HINT = (
 
 class EngineError(RuntimeError):
     """An engine did not start, died, or serves something else than asked for."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def find_vllm_python(setting: str = "auto") -> str:
@@ -74,14 +65,6 @@ def find_vllm_python(setting: str = "auto") -> str:
     if importlib.util.find_spec("vllm") is not None:
         return sys.executable
     raise ConfigError(f"generation.backend is vllm, but vLLM is not installed. {INSTALL_HINT}")
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (Linux), own process group."""
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def log_tail(path: Path, lines: int = 25) -> str:
@@ -250,7 +233,7 @@ class VLLMServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self.environment(),
-                preexec_fn=_die_with_parent,
+                preexec_fn=own_group_dying_with_parent,
             )
 
     def wait_ready(self) -> None:
@@ -287,22 +270,8 @@ class VLLMServer:
     def stop(self, grace: float = 30.0) -> None:
         """SIGTERM to the engine's process group, SIGKILL after ``grace`` seconds."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                # the group may outlive its leader for a moment: finish it off
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-            break
+        if proc is not None:
+            kill_group(proc, grace=grace, kill_wait=10.0)
 
     def __enter__(self) -> VLLMServer:
         return self.start()
