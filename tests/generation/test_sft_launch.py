@@ -274,8 +274,11 @@ def test_a_failing_child_shows_its_log_tail(tiny_lm, tmp_path):
 
 
 PARENT = """
-import sys
+import signal, sys
 from pathlib import Path
+# Python's own Ctrl-C handler, even when started from a background job (whose shell left
+# SIGINT ignored, and an ignored SIGINT is inherited)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from rsft.generation.config import SFTSection
 from rsft.generation.sft_launch import launch_sft
 root = Path(sys.argv[1])
