@@ -83,14 +83,20 @@ from bench_common import (  # noqa: E402
 from rsft.config import from_dict  # noqa: E402
 from rsft.data.datasets_io import quiet  # noqa: E402
 from rsft.generation import RFTConfig, RFTPipeline  # noqa: E402
+from rsft.generation.engine_client import EngineGenerator, Replica  # noqa: E402
 from rsft.generation.generate import (  # noqa: E402
     Sampling,
     TransformersGenerator,
     resolve_device,
-    vllm_usable,
 )
 from rsft.generation.prompts import Prompts, chat_messages, load_prompts  # noqa: E402
 from rsft.generation.selection import select  # noqa: E402
+from rsft.generation.server import (  # noqa: E402
+    SERVED_NAME,
+    EngineOptions,
+    VLLMServer,
+    find_vllm_python,
+)
 from rsft.generation.verifiers import make_verifier, score  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,7 +299,9 @@ def pipeline_config(
             "max_new_tokens": args.max_new_tokens,
             "batch_size": args.batch_size,
             "backend": args.backend,
+            "dtype": args.pipeline_dtype,
         },
+        "engine": {"vllm_python": args.vllm_python, "max_model_len": args.max_model_len},
         "verifier": {"kind": "numeric", "workers": 4},
         "selection": {
             "rule": "correct",
@@ -374,6 +382,7 @@ def part_overhead(raw: dict[str, Any]) -> dict[str, Any]:
             - timings.get("select", 0.0)
             - report_time["seconds"],
         },
+        "engine_start_seconds": timings.get("engine_start", 0.0),  # inside generate/evaluate
         "generated_tokens": getattr(pipe, "generated_tokens", None),
         "candidates": rnd["candidates"],
         "accepted": rnd["accepted"],
@@ -383,41 +392,89 @@ def part_overhead(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- part 3: vLLM against transformers ----------------------------------------------------
+# --- part 3: engines side by side --------------------------------------------------------
 
 
-def part_vllm(model: Path, prompts: Prompts, args: argparse.Namespace, threshold: float):
-    if not vllm_usable():
-        missing = [
-            what
-            for what, ok in (
-                ("no GPU", torch.cuda.is_available()),
-                ("vLLM not installed", importlib.util.find_spec("vllm") is not None),
-            )
-            if not ok
-        ]
-        why = "no GPU/vLLM: " + ", ".join(missing)
-        print(f"[3/3] vLLM vs transformers: skipped ({why})", flush=True)
-        return {"skipped": why}
-    from rsft.generation.generate import VLLMGenerator
+ENGINES = ("transformers/float32", "transformers/bfloat16", "vllm/float32", "vllm/bfloat16")
 
-    print("[3/3] vLLM vs transformers generate, batched, on the GPU", flush=True)
+
+def start_engine(name: str, model: Path, args: argparse.Namespace, log_dir: Path):
+    """(generator, start seconds, stop function) for one engine of :data:`ENGINES`."""
+    backend, dtype = name.split("/")
     t0 = time.perf_counter()
-    hf = TransformersGenerator(model, device="cuda", batch_size=args.batch_size)
-    hf_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    vl = VLLMGenerator(model, seed=SEED)
-    vl_load = time.perf_counter() - t0
-    res = compare_modes(
-        {"transformers": (hf, BATCHED), "vllm": (vl, BATCHED)}, prompts, args, threshold, "vllm"
+    if backend == "transformers":
+        gen = TransformersGenerator(model, dtype=dtype, batch_size=args.batch_size)
+        return gen, time.perf_counter() - t0, gen.close
+    options = EngineOptions(
+        vllm_python=args.vllm_python, dtype=dtype, seed=SEED, max_model_len=args.max_model_len
     )
-    vl.close()
-    hf.close()
-    return {
-        "load_seconds": {"transformers": hf_load, "vllm": vl_load},
-        "modes": res,
-        "ratios": {"vllm_over_transformers": ratios(res["vllm"], res["transformers"])},
-    }
+    server = VLLMServer(model, options, log_dir / f"{backend}-{dtype}.log").start()
+    gen = EngineGenerator(model, [Replica(server.url, SERVED_NAME, server)])
+    return gen, server.start_seconds, server.stop
+
+
+def part_engines(model: Path, prompts: Prompts, args: argparse.Namespace, threshold: float):
+    """Each engine started, warmed up once, then timed on the same batched workload."""
+    try:
+        find_vllm_python(args.vllm_python)
+        names = list(ENGINES)
+        skipped = None
+    except Exception as err:  # no vLLM environment: transformers only, and say why
+        names = [n for n in ENGINES if n.startswith("transformers")]
+        skipped = f"vLLM engines skipped: {err}"
+    print(
+        f"[3/3] engines: {len(prompts)} prompts x k={args.k}, max_new_tokens "
+        f"{args.max_new_tokens}, {', '.join(names)}; transformers on {args.engine_threads} "
+        "torch thread(s)",
+        flush=True,
+    )
+    verifier = make_verifier("numeric")
+    convs = [chat_messages(t, None) for t in prompts.texts]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.engine_threads)
+    results: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="rsft-engines-") as logs:
+            for name in names:
+                gen, start_s, stop = start_engine(name, model, args, Path(logs))
+                try:
+                    run_mode(gen, BATCHED, convs[:2], args.k, args.max_new_tokens, seed=10_000)
+                    runs = []
+                    for r in range(args.repeats):
+                        runs.append(
+                            timed_pass(
+                                gen,
+                                BATCHED,
+                                convs,
+                                args.k,
+                                args.max_new_tokens,
+                                SEED + 1000 * r,
+                                verifier,
+                                prompts,
+                                threshold,
+                            )
+                        )
+                        print(
+                            f"  {name:<22} {runs[-1]['seconds']:7.2f} s "
+                            f"({runs[-1]['tokens'] / runs[-1]['seconds']:.0f} tokens/s)",
+                            flush=True,
+                        )
+                finally:
+                    stop()
+                results[name] = {"start_s": start_s, **summarize(runs)}
+    finally:
+        torch.set_num_threads(threads)
+    base = results["transformers/float32"]
+    out: dict[str, Any] = {"engines": results, "baseline": "transformers/float32"}
+    for name, r in results.items():
+        r["tokens_per_s_vs_transformers_float32"] = r["tokens_per_s"] / base["tokens_per_s"]
+        same = results.get(f"transformers/{name.split('/')[1]}")
+        r["tokens_per_s_vs_transformers_same_dtype"] = (
+            r["tokens_per_s"] / same["tokens_per_s"] if same else None
+        )
+    if skipped:
+        out["skipped"] = skipped
+    return out
 
 
 # --- report -------------------------------------------------------------------------------
@@ -445,7 +502,7 @@ def fmt_ratio(value: float | None) -> str:
 
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     s = report["settings"]
-    gen = report["generation"]
+    gen = report["generation"] or {"model_load_seconds": 0.0, "modes": {}, "ratios": {}}
     print()
     print_modes(
         f"Generation: {s['n_prompts']} prompts x k={s['k']}, max_new_tokens "
@@ -489,18 +546,29 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
             f"  accepted {o['accepted']}/{o['candidates']} (kept {o['kept']}); pass@1 "
             f"{o['pass@1_before']:.3f} -> {o['pass@1_after']:.3f}"
         )
-    v = report["vllm"]
+    e = report["engines"] or {"engines": {}, "skipped": "engines: not run"}
     print()
-    if "skipped" in v:
-        print(f"vLLM vs transformers: skipped ({v['skipped']})")
-    else:
-        print_modes("vLLM vs transformers (batched, GPU):", v["modes"])
-        r = v["ratios"]["vllm_over_transformers"]
+    print(
+        f"Engines ({s['engine_prompts']} prompts x k={s['k']}, max_new_tokens "
+        f"{s['max_new_tokens']}, median of {s['repeats']} rounds after one warm-up call; "
+        f"engines one after another):"
+    )
+    header = (
+        f"{'engine':<22} | {'start s':>7} | {'tok/s':>7} | {'seq/s':>6} | {'acc/s':>6} | "
+        f"{'x tf fp32':>9} | {'x tf same dtype':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, r in e["engines"].items():
+        same = r["tokens_per_s_vs_transformers_same_dtype"]
         print(
-            f"vllm_over_transformers: accepted/s {fmt_ratio(r['accepted_per_s'])}, "
-            f"sequences/s {fmt_ratio(r['sequences_per_s'])}, tokens/s "
-            f"{fmt_ratio(r['tokens_per_s'])}"
+            f"{name:<22} | {r['start_s']:>7.1f} | {r['tokens_per_s']:>7.0f} | "
+            f"{r['sequences_per_s']:>6.1f} | {r['accepted_per_s']:>6.2f} | "
+            f"{r['tokens_per_s_vs_transformers_float32']:>8.2f}x | "
+            f"{fmt_ratio(same):>15}"
         )
+    if "skipped" in e:
+        print(e["skipped"])
     m = report["machine"]
     print()
     print(
@@ -562,6 +630,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="generation backend of the part-2 pipeline",
     )
     p.add_argument("--skip-pipeline", action="store_true", help="skip part 2")
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("generation", "pipeline", "engines"),
+        default=["generation", "pipeline", "engines"],
+        help="parts to run; the others keep their figures from the --out file",
+    )
+    p.add_argument("--engine-prompts", type=int, default=64, help="prompts timed in part 3")
+    p.add_argument(
+        "--pipeline-dtype",
+        default="model",
+        help="generation.dtype of the part-2 pipeline (model, auto, float32, bfloat16)",
+    )
+    p.add_argument(
+        "--engine-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch threads of the transformers engines in part 3 (vLLM binds its own)",
+    )
+    p.add_argument("--vllm-python", default="auto", help="the vLLM environment's python")
+    p.add_argument("--max-model-len", type=int, default=512, help="vLLM engines' context")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument(
         "--out",
@@ -588,6 +677,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def read_earlier(path: Path) -> dict[str, Any]:
+    """The figures of the parts not run now, from the last results file (none: empty)."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     with quiet():  # no per-load progress bars from transformers and datasets: one line per phase
         return run(argv)
@@ -609,14 +708,24 @@ def run(argv: list[str] | None = None) -> int:
         else:
             model, train, held_out = real_setup(args)
         prompts = load_prompts(train, "prompt", "answer", limit=args.n_prompts)
-        generation = part_generation(model, prompts, args, device, threshold)
-        if args.skip_pipeline:
+        earlier = read_earlier(args.out)
+        if "generation" in args.parts:
+            generation = part_generation(model, prompts, args, device, threshold)
+        else:
+            generation = earlier.get("generation")
+        if "pipeline" not in args.parts:
+            overhead: dict[str, Any] = earlier.get("overhead", {"error": "not run"})
+        elif args.skip_pipeline:
             print("[2/3] overhead share: skipped (--skip-pipeline)", flush=True)
-            overhead: dict[str, Any] = {"error": "skipped (--skip-pipeline)"}
+            overhead = {"error": "skipped (--skip-pipeline)"}
         else:
             raw = pipeline_config(model, train, held_out, tmp_dir / "run", args, device, threshold)
             overhead = part_overhead(raw)
-        vllm = part_vllm(model, prompts, args, threshold)
+        if "engines" in args.parts:
+            engine_prompts = load_prompts(train, "prompt", "answer", limit=args.engine_prompts)
+            engines = part_engines(model, engine_prompts, args, threshold)
+        else:
+            engines = earlier.get("engines")
     load_after = os.getloadavg()
     machine = {
         **machine_info(),
@@ -627,15 +736,17 @@ def run(argv: list[str] | None = None) -> int:
     if device == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(0)
     report = {
-        "accepted_per_s_ratio": generation["ratios"][f"{BATCHED}_over_{PER_PROMPT}"][
-            "accepted_per_s"
-        ],
+        "accepted_per_s_ratio": (
+            generation["ratios"][f"{BATCHED}_over_{PER_PROMPT}"]["accepted_per_s"]
+            if generation
+            else None
+        ),
         "outside_share": overhead.get("outside_share"),
         "outside_share_goal": f"< {GOAL_SHARE}",
         "outside_share_met": overhead.get("met"),
         "generation": generation,
         "overhead": overhead,
-        "vllm": vllm,
+        "engines": engines,
         "settings": {
             "model": "tiny random Llama (--tiny)" if args.tiny else str(model),
             "prompts": "generated addition prompts (--tiny)" if args.tiny else str(train),
@@ -651,8 +762,11 @@ def run(argv: list[str] | None = None) -> int:
             "verifier": "numeric",
             "rule": f"correct (threshold {threshold})",
             "pipeline_backend": args.backend,
+            "engine_prompts": args.engine_prompts,
+            "engine_threads": args.engine_threads,
+            "parts_run": args.parts,
             "tiny": args.tiny,
-            "modes": list(generation["modes"]),
+            "modes": list(generation["modes"]) if generation else [],
             "timed": "part 1: wall (perf_counter) and process CPU time of the generate calls "
             "only (model loaded once beforehand, one warm-up call); accepted/s etc. are the "
             "median over rounds of per-round rates. part 2: wall around RFTPipeline.run(); "

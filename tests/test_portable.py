@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,17 @@ def test_compare_reruns_a_finished_run_under_other_kernels(tmp_path, monkeypatch
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert _finished(cfg) is None
     assert cfg.resume == "never"
+
+
+def test_machine_info_names_the_cpu_and_the_numeric_libraries():
+    import numpy
+    import torch
+
+    from rsft.portable import machine_info
+
+    info = machine_info()
+    assert info["cpu"]["machine"] == platform.machine()
+    assert info["versions"]["torch"] == torch.__version__
+    assert info["versions"]["numpy"] == numpy.__version__
+    if sys.platform.startswith("linux"):
+        assert info["cpu"]["model_name"]  # read from /proc/cpuinfo

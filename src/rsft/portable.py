@@ -1,4 +1,4 @@
-"""The same numbers on every x86-64 CPU with AVX2: pin the kernels the libraries choose.
+"""Pin the kernels the libraries choose, so that x86-64 CPUs with AVX2 pick the same ones.
 
 torch, MKL, oneDNN and OpenBLAS each pick their kernels from the CPU they start on: ATen's
 vectorised loops (AVX-512, AVX2 or none), oneDNN's convolutions (by instruction set and
@@ -9,9 +9,11 @@ embedded digits task the pretrained model's target accuracy moves by up to 1.5 p
 between emulated CPUs, and a method's 5-seed gain over plain fine-tuning by up to 3.6
 (``benchmarks/cross_cpu.py``). :data:`PORTABLE_ENV` pins every one of these
 choices to one that any x86-64 CPU with AVX2 and FMA (Intel since 2013, AMD since 2015) can
-make; a run under it gives the same bits on all of them. Checked on emulated CPUs (AVX-512 or
-AVX2 kernels, 1 to 4 threads) on one machine; that Intel and AMD CPUs agree rests on MKL's
-documented reproducible mode and on the other libraries choosing by instruction set alone.
+make. Checked on emulated CPUs (AVX-512 or AVX2 kernels, 1 to 4 threads) on one machine:
+the same bits on all of them. Two real machines of the same kind have still disagreed on
+some rejection methods' runs (cause not found; README, "What make demo shows"), and that
+Intel and AMD CPUs agree rests on MKL's documented reproducible mode only, so
+:func:`machine_info` is recorded beside the pins.
 The cost is a single thread: on 2 cores the digits demo takes 15-20% longer.
 
 The variables are read when the libraries start, so they have to be set before Python
@@ -49,6 +51,40 @@ PORTABLE_ENV: dict[str, str] = {
 def kernel_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str | None]:
     """The values of the variables :data:`PORTABLE_ENV` pins, as they are now (None: unset)."""
     return {key: environ.get(key) for key in PORTABLE_ENV}
+
+
+def machine_info() -> dict[str, object]:
+    """What a run's bits may depend on beyond the pinned kernels: the CPU and the numeric
+    libraries' versions. Recorded beside :func:`kernel_settings`, so that two runs that
+    differ can be told apart: the pins make emulated CPUs agree on one machine, but two
+    machines of the same kind have given different rows for some rejection methods."""
+    from importlib import metadata
+
+    cpu: dict[str, object] = {"machine": platform.machine()}
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:  # not Linux: the platform string is what there is
+        cpu["processor"] = platform.processor()
+    else:
+        fields = dict(
+            line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line
+        )
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        flags = set(fields.get("flags", "").split())
+        cpu.update(
+            model_name=fields.get("model name"),
+            family_model_stepping=[fields.get(k) for k in ("cpu family", "model", "stepping")],
+            isa=sorted(
+                f for f in flags if f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+            ),
+        )
+    versions = {}
+    for pkg in ("torch", "numpy", "scipy", "scikit-learn", "transformers"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"cpu": cpu, "python": platform.python_version(), "versions": versions}
 
 
 def check_cpu() -> None:

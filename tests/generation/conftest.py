@@ -37,20 +37,23 @@ def byte_tokenizer():
     return fast
 
 
-def save_tiny_causal_lm(folder, seed: int = 0) -> str:
-    """A 2-layer Llama with the byte tokenizer, saved as a transformers folder."""
+def save_tiny_causal_lm(
+    folder, seed: int = 0, hidden: int = 32, heads: int = 4, kv_heads: int = 2, positions=256
+) -> str:
+    """A 2-layer Llama with the byte tokenizer, saved as a transformers folder (head size
+    hidden / heads: vLLM's CPU engine needs 32 or more)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = byte_tokenizer()
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=positions,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
         bos_token_id=tok.bos_token_id,

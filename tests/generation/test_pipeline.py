@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from rsft.config import ConfigError, from_dict
 from rsft.generation import RFTConfig, RFTPipeline
+from rsft.generation import engines as engines_module
 from rsft.generation import pipeline as pipeline_module
 from rsft.tasks.arithmetic import prepare_arithmetic
 
@@ -115,7 +116,9 @@ def test_crash_in_fine_tuning_resumes_without_regenerating(rft_config, monkeypat
     calls = []
     monkeypatch.setattr(pipeline_module, "sft_train", real_sft)
     monkeypatch.setattr(
-        pipeline_module, "make_generator", _counting(pipeline_module.make_generator, calls)
+        engines_module,
+        "TransformersGenerator",
+        _counting(engines_module.TransformersGenerator, calls),
     )
     run(rft_config)
     # Only evaluation loads a generator now (base: already evaluated; round 1 after training).
@@ -125,9 +128,9 @@ def test_crash_in_fine_tuning_resumes_without_regenerating(rft_config, monkeypat
 
 
 def _counting(make, calls):
-    def wrapped(path, **kwargs):
+    def wrapped(path, *args, **kwargs):
         calls.append("eval" if "sft" in str(path) else "generate")
-        return make(path, **kwargs)
+        return make(path, *args, **kwargs)
 
     return wrapped
 
@@ -171,7 +174,9 @@ def test_killed_generation_resumes_after_its_last_saved_chunk(rft_config, tmp_pa
 def test_a_second_round_samples_from_the_first_rounds_model(rft_config, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        pipeline_module, "make_generator", _counting(pipeline_module.make_generator, calls)
+        engines_module,
+        "TransformersGenerator",
+        _counting(engines_module.TransformersGenerator, calls),
     )
     rft_config.update(rounds=2, data_mode="accumulate")
     result = run(rft_config)

@@ -274,8 +274,11 @@ def test_a_failing_child_shows_its_log_tail(tiny_lm, tmp_path):
 
 
 PARENT = """
-import sys
+import signal, sys
 from pathlib import Path
+# Python's own Ctrl-C handler, even when started from a background job (whose shell left
+# SIGINT ignored, and an ignored SIGINT is inherited)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from rsft.generation.config import SFTSection
 from rsft.generation.sft_launch import launch_sft
 root = Path(sys.argv[1])
@@ -378,10 +381,10 @@ def test_the_number_of_processes_is_not_part_of_a_runs_identity(rft_dict):
 
 
 DIES_WITH_PARENT = """
-import os, sys, time
-from rsft.generation.sft_worker import die_with_parent
+import os, signal, sys, time
+from rsft.processes import die_with_parent
 if sys.argv[1] == "arm":
-    die_with_parent(os.getppid())
+    die_with_parent(signal.SIGKILL, os.getppid())
 print(os.getpid(), flush=True)
 time.sleep(120)
 """

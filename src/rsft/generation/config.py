@@ -1,6 +1,6 @@
 """The options of one rejection-sampling fine-tuning run of a language model (``rsft rft``).
 
-A YAML config mirrors these sections: ``model``, ``data``, ``generation``, ``verifier``,
+A YAML config mirrors these sections: ``model``, ``data``, ``generation``, ``engine``, ``verifier``,
 ``selection``, ``sft``, ``eval`` and the top-level run options. Bad combinations fail in
 ``__post_init__`` with a message, before a model is loaded.
 """
@@ -85,8 +85,14 @@ class GenerationConfig:
     )
     backend: Literal["auto", "transformers", "vllm"] = opt(
         "auto",
-        help="auto: vLLM when it is installed and a GPU is present, else transformers' "
-        "batched generate.",
+        help="vllm: vLLM engines (OpenAI-compatible servers rsft starts, or engine.endpoints); "
+        "transformers: batched generate in this process; auto: vllm when a GPU and vLLM are "
+        "present, else transformers.",
+    )
+    dtype: Literal["model", "auto", "float32", "bfloat16", "float16"] = opt(
+        "model",
+        help="Dtype of generation (and evaluation): model (model.dtype, the default), auto "
+        "(bfloat16 where the CPU or GPU computes it natively, else float32), or a dtype.",
     )
 
     def __post_init__(self) -> None:
@@ -97,6 +103,60 @@ class GenerationConfig:
         for name in ("max_new_tokens", "batch_size", "chunk_prompts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"generation.{name} must be >= 1, got {getattr(self, name)}.")
+
+
+@dataclass
+class EngineConfig:
+    """The vLLM engines of ``generation.backend: vllm`` (see docs/generation.md)."""
+
+    replicas: int = opt(
+        1, help="Engines rsft starts on this machine; a round's chunks are spread over them."
+    )
+    endpoints: list[str] = opt(
+        factory=list,
+        help="URLs of running OpenAI-compatible vLLM servers (e.g. http://host:8000) to use "
+        "instead of starting engines; each must serve this run's model.",
+    )
+    served_model: str | None = opt(
+        None, help="The model name the endpoints serve (default: model.path)."
+    )
+    vllm_python: str = opt(
+        "auto",
+        help="Python of the environment vLLM is installed in (auto: ./.venv-vllm/bin/python "
+        "from `make vllm-env`, else this Python if it has vllm).",
+    )
+    tensor_parallel_size: int = opt(1, help="GPUs per engine (vLLM tensor parallelism).")
+    gpu_memory_utilization: float = opt(
+        0.85, help="Share of each GPU's memory an engine may take (weights + KV cache)."
+    )
+    max_model_len: int = opt(2048, help="Longest prompt + completion an engine accepts.")
+    cpu_kv_cache_gib: int = opt(2, help="KV cache per CPU engine, in whole GiB.")
+    cpu_threads: Literal["auto", "all"] = opt(
+        "auto",
+        help="CPU engines: auto gives each replica its own share of the cores; all lets "
+        "every replica use every core.",
+    )
+    request_seed: Literal["auto", "on", "off"] = opt(
+        "auto",
+        help="Send each chunk's seed with its request (a chunk's samples then do not depend "
+        "on the replica). auto: on with a GPU; vLLM's CPU engine crashes on it.",
+    )
+    start_timeout: float = opt(600.0, help="Seconds an engine may take to answer after start.")
+    request_timeout: float = opt(3600.0, help="Seconds one chunk's request may take.")
+
+    def __post_init__(self) -> None:
+        for name in ("replicas", "tensor_parallel_size", "max_model_len", "cpu_kv_cache_gib"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"engine.{name} must be >= 1, got {getattr(self, name)}.")
+        check_number("engine.gpu_memory_utilization", self.gpu_memory_utilization, gt=0, le=1)
+        check_number("engine.start_timeout", self.start_timeout, gt=0)
+        check_number("engine.request_timeout", self.request_timeout, gt=0)
+        for url in self.endpoints:
+            if not str(url).startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"engine.endpoints: {url!r} is not an http(s) URL; give the server's base "
+                    "URL, e.g. http://10.0.0.5:8000."
+                )
 
 
 @dataclass
@@ -384,6 +444,7 @@ class RFTConfig:
     model: LMConfig = opt(help="The pretrained language model.")
     data: PromptDataConfig = opt(help="Training and held-out prompts.")
     generation: GenerationConfig = opt(factory=GenerationConfig, help="Sampling candidates.")
+    engine: EngineConfig = opt(factory=EngineConfig, help="vLLM engines (backend: vllm).")
     verifier: VerifierConfig = opt(factory=VerifierConfig, help="Scoring candidates.")
     selection: SelectionConfig = opt(factory=SelectionConfig, help="Accepting candidates.")
     sft: SFTSection = opt(factory=SFTSection, help="Fine-tuning on the accepted set.")
@@ -412,6 +473,24 @@ class RFTConfig:
     def __post_init__(self) -> None:
         if self.rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {self.rounds}.")
+        e = self.engine
+        if e.endpoints:
+            if self.generation.backend != "vllm":
+                raise ConfigError(
+                    "engine.endpoints are vLLM servers: set generation.backend: vllm to use them."
+                )
+            if e.replicas > 1:
+                raise ConfigError(
+                    "engine.replicas counts the engines rsft starts; with engine.endpoints, "
+                    "list every endpoint instead."
+                )
+            if not (self.sft.lora and self.start_from == "base"):
+                raise ConfigError(
+                    "engine.endpoints keep the weights they were started with, so each round's "
+                    "model reaches them as a LoRA adapter loaded at run time: set sft.lora: true "
+                    "and start_from: base (the servers need --enable-lora, "
+                    "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, and read access to output_dir)."
+                )
         if self.sft.launched:
             check_sft_devices(self.sft, self.model.device)
 

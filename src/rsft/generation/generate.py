@@ -1,21 +1,22 @@
-"""Sampling completions: transformers' batched ``generate`` everywhere, vLLM on a GPU.
+"""Sampling completions: the :class:`Generator` interface and transformers' batched ``generate``.
 
-Both backends take conversations (chat messages) and a :class:`Sampling`, and return, per
-conversation, a list of completion texts. Randomness comes from one seed per call, so a
-resumed run that regenerates a chunk draws what the first run drew.
+A generator takes conversations (chat messages) and a :class:`Sampling`, and returns, per
+conversation, a list of completion texts. Here randomness comes from one seed per call, so
+a resumed run that regenerates a chunk draws what the first run drew. vLLM engines
+implement the same interface over HTTP (``engine_client.py``, ``engines.py``).
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rsft.progress import interactive, progress_bar
+from rsft.progress import progress_bar
 
 Conversation = list[dict[str, str]]
 
@@ -42,6 +43,22 @@ class Generator:
         self, conversations: list[Conversation], sampling: Sampling, progress: bool = False
     ) -> list[list[str]]:
         raise NotImplementedError
+
+    def generate_chunks(
+        self,
+        chunks: list[list[Conversation]],
+        sampling_for: Callable[[int], Sampling],
+        on_done: Callable[[int, list[list[str]]], None],
+        progress: bool = False,
+        desc: str = "generate",
+    ) -> None:
+        """Every chunk in turn; ``on_done(i, outputs)`` as each is complete (engines with
+        replicas spread the chunks over them instead)."""
+        bar = progress_bar(total=len(chunks), desc=desc, unit="chunks", show=progress)
+        for i, chunk in enumerate(chunks):
+            on_done(i, self.generate(chunk, sampling_for(i)))
+            bar.update(1)
+        bar.close()
 
     def close(self) -> None:
         """Free the model (and the GPU memory it holds) before the next stage loads one."""
@@ -102,10 +119,6 @@ def render(tokenizer: Any, conversation: Conversation) -> str:
             conversation, tokenize=False, add_generation_prompt=True
         )
     return "\n".join(m["content"] for m in conversation) + "\n"
-
-
-def vllm_usable() -> bool:
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
 class TransformersGenerator(Generator):
@@ -179,74 +192,3 @@ class TransformersGenerator(Generator):
             bar.update(len(idx) * n)
         bar.close()
         return out
-
-
-class VLLMGenerator(Generator):
-    """vLLM's ``LLM.chat`` with ``n`` samples per prompt (GPU only; optional extra)."""
-
-    _model_attr = "llm"
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        dtype: str = "auto",
-        seed: int = 0,
-        trust_remote_code: bool = False,
-    ) -> None:
-        from vllm import LLM
-
-        self.llm = LLM(
-            model=str(path),
-            dtype=dtype,
-            seed=seed,
-            gpu_memory_utilization=0.5,
-            trust_remote_code=trust_remote_code,
-        )
-        self.generated_tokens = 0
-
-    def generate(
-        self, conversations: list[Conversation], sampling: Sampling, progress: bool = False
-    ) -> list[list[str]]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            n=sampling.n,
-            temperature=0.0 if sampling.greedy else sampling.temperature,
-            top_p=1.0 if sampling.greedy else sampling.top_p,
-            max_tokens=sampling.max_new_tokens,
-            seed=sampling.seed,
-        )
-        results = self.llm.chat(conversations, params, use_tqdm=progress and interactive())
-        self.generated_tokens += sum(len(o.token_ids) for r in results for o in r.outputs)
-        return [[o.text.strip() for o in r.outputs] for r in results]
-
-
-def make_generator(
-    path: str | Path,
-    *,
-    backend: str,
-    dtype: str,
-    device: str,
-    batch_size: int,
-    seed: int,
-    trust_remote_code: bool = False,
-) -> Generator:
-    """The backend named by ``generation.backend`` (auto: vLLM where it can run).
-
-    The folder's own code (``auto_map``) runs only with ``trust_remote_code``.
-    """
-    if backend == "vllm" and not vllm_usable():
-        raise RuntimeError(
-            "generation.backend is vllm, but vLLM is not installed or no GPU is visible. "
-            "Install it (pip install vllm) on a GPU machine, or use backend: auto."
-        )
-    if backend == "vllm" or (backend == "auto" and vllm_usable()):
-        return VLLMGenerator(path, dtype=dtype, seed=seed, trust_remote_code=trust_remote_code)
-    return TransformersGenerator(
-        path,
-        dtype=dtype,
-        device=device,
-        batch_size=batch_size,
-        trust_remote_code=trust_remote_code,
-    )

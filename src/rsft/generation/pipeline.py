@@ -37,17 +37,18 @@ from rsft.atomic import atomic_write_jsonl, atomic_write_text
 from rsft.config import ConfigError, check_output_dir, to_dict
 from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
-from rsft.generation.generate import Sampling, check_model_folder, make_generator
+from rsft.generation.engines import EnginePool
+from rsft.generation.generate import Sampling, check_model_folder
 from rsft.generation.metrics import distinct_n, mean_pass_at_k
 from rsft.generation.prompts import chat_messages, load_prompts
 from rsft.generation.selection import select
 from rsft.generation.sft import sft_train
 from rsft.generation.sft_launch import launch_sft
 from rsft.generation.verifiers import make_verifier, score
-from rsft.progress import progress_bar, say, says_lines
+from rsft.progress import say, says_lines
 
 # Options that do not change what a run computes: a resumed run may change them.
-NOT_HASHED = ("output_dir", "resume", "progress", "rounds")
+NOT_HASHED = ("output_dir", "resume", "progress", "rounds", "engine")
 # ... and in the sft section: how many processes share the same global batch (up to float
 # rounding); left out, a run from before these options existed resumes too.
 NOT_HASHED_SFT = ("processes", "accelerate_config")
@@ -100,6 +101,7 @@ class RFTPipeline:
         self.verifier = make_verifier(cfg.verifier.kind, **cfg.verifier.options())
         self.out = Path(cfg.output_dir)
         self.timings: dict[str, float] = {}
+        self.engines = EnginePool(cfg, self.base, self.out / "engines")
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -133,16 +135,7 @@ class RFTPipeline:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
     def _generator(self, model: Path, batch_size: int | None = None):
-        g, m = self.cfg.generation, self.cfg.model
-        return make_generator(
-            model,
-            backend=g.backend,
-            dtype=m.dtype,
-            device=m.device,
-            batch_size=batch_size or g.batch_size,
-            seed=self.cfg.seed,
-            trust_remote_code=m.trust_remote_code,
-        )
+        return self.engines.generator(model, batch_size)
 
     # --- stages ------------------------------------------------------------------------
 
@@ -160,34 +153,42 @@ class RFTPipeline:
         if todo:
             t0 = time.perf_counter()
             gen = self._generator(model)
-            bar = progress_bar(
-                total=len(p),
-                initial=(len(starts) - len(todo)) * g.chunk_prompts,
-                desc=f"round {rnd}: generate",
-                unit="prompts",
-                show=self.cfg.progress is True,
-            )
-            for c in todo:
+            system = self.cfg.data.system_prompt
+
+            def convs(c: int) -> list:
                 lo, hi = starts[c], min(starts[c] + g.chunk_prompts, len(p))
-                convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts[lo:hi]]
-                seed = _seed(self.cfg.seed, rnd, 0, c)
-                sampling = Sampling(g.k, g.temperature, g.top_p, g.max_new_tokens, seed=seed)
-                outs = gen.generate(convs, sampling)
+                return [chat_messages(t, system) for t in p.texts[lo:hi]]
+
+            def sampling(i: int) -> Sampling:
+                seed = _seed(self.cfg.seed, rnd, 0, todo[i])
+                return Sampling(g.k, g.temperature, g.top_p, g.max_new_tokens, seed=seed)
+
+            def save(i: int, outs: list[list[str]]) -> None:
+                c = todo[i]
+                lo = starts[c]
                 rows = [
                     {
-                        "prompt_id": p.ids[i],
-                        "prompt": p.texts[i],
-                        "reference": p.references[i],
+                        "prompt_id": p.ids[lo + n],
+                        "prompt": p.texts[lo + n],
+                        "reference": p.references[lo + n],
                         "sample": j,
                         "completion": text,
                     }
-                    for i, texts in zip(range(lo, hi), outs)
+                    for n, texts in enumerate(outs)
                     for j, text in enumerate(texts)
                 ]
                 atomic_write_jsonl(chunks / f"{c:05d}.jsonl", rows)
-                bar.update(hi - lo)
-            bar.close()
+
+            gen.generate_chunks(
+                [convs(c) for c in todo],
+                sampling,
+                save,
+                progress=self.cfg.progress is True,
+                desc=f"round {rnd}: generate",
+            )
             self.generated_tokens = getattr(self, "generated_tokens", 0) + gen.generated_tokens
+            for line in getattr(gen, "failures", []):
+                self._say(f"round {rnd}: {line}")
             gen.close()
             self._timed("generate", t0)
         rows = [r for c in range(len(starts)) for r in read_jsonl(chunks / f"{c:05d}.jsonl")]
@@ -297,6 +298,7 @@ class RFTPipeline:
                 "generation.temperature, or use a looser rule (selection.rule: best_of_k or "
                 "top_fraction)."
             )
+        self.engines.release()  # the trainer gets the memory; a new model needs new engines
         t0 = time.perf_counter()
         options = {
             "seed": _seed(self.cfg.seed, rnd, 3),
@@ -367,6 +369,13 @@ class RFTPipeline:
     # --- the run ------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """Every round; the engines rsft started are stopped however the run ends."""
+        try:
+            return self._run()
+        finally:
+            self.engines.close()
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         self._prepare_output()
         rows = []
@@ -378,18 +387,23 @@ class RFTPipeline:
             candidates = self.generate(rnd, current)
             stats = self.score_and_select(rnd, candidates)
             start = self.base if cfg.start_from == "base" else current
+            control_eval = None
+            if cfg.selection.control == "random":  # first: the model's engine then serves on
+                ctrl = self.train(rnd, start, "control.jsonl", rdir / "control")
+                control_eval = self.evaluate(ctrl, rdir, "control_eval")
             model = self.train(rnd, start, "accepted.jsonl", rdir / "sft")
             after = self.evaluate(model, rdir)
             row = {"round": rnd, **stats, "before": before, "after": after}
-            if cfg.selection.control == "random":
-                ctrl = self.train(rnd, start, "control.jsonl", rdir / "control")
-                row["control_eval"] = self.evaluate(ctrl, rdir, "control_eval")
+            if control_eval is not None:
+                row["control_eval"] = control_eval
             rows.append(row)
             self._say(
                 f"round {rnd}: kept {stats['kept']} of {stats['candidates']} candidates; "
                 f"{_eval_line(after)}"
             )
             before, current = after, model
+        if self.engines.starts:
+            self.timings["engine_start"] = sum(self.engines.starts)
         results = {
             "rsft_version": __version__,
             "base_model": str(self.base),
@@ -397,6 +411,11 @@ class RFTPipeline:
             "rounds": rows,
             "final_model": str(current),
             "timings": self.timings,
+            "engine": {
+                "backend": "vllm" if self.engines.vllm else "transformers",
+                "starts_s": self.engines.starts,
+                "model_reload": "lora" if self.engines.lora else "restart",
+            },
         }
         write_json(self.out / "results.json", results)
         from rsft.generation.report import format_rounds, plot_rounds

@@ -3,7 +3,8 @@
 Records arrive in the chat-messages format (``{"messages": [...]}``, the assistant's turn
 last). They are split into TRL's conversational prompt/completion form, so the loss covers
 the completion only. LoRA adapters (PEFT) are merged after training: every round hands the
-next one a plain transformers folder.
+next one a plain transformers folder; the adapter itself is kept beside it (``out/adapter``)
+for vLLM engines that load adapters into a running base model.
 """
 
 from __future__ import annotations
@@ -164,6 +165,12 @@ def sft_train(
     with quiet():
         if cfg.lora:  # the config refuses LoRA with sharded weights: every process holds them
             if main:
+                # The adapter alone too: engines that keep the base model load it at run time.
+                adapter = out / "adapter"
+                shutil.rmtree(out / "adapter.partial", ignore_errors=True)
+                trainer.model.save_pretrained(str(out / "adapter.partial"))
+                shutil.rmtree(adapter, ignore_errors=True)
+                (out / "adapter.partial").rename(adapter)
                 trainer.model.merge_and_unload().save_pretrained(str(staging))
         else:  # on every process: FSDP and ZeRO-3 gather the full weights here
             trainer.save_model(str(staging))

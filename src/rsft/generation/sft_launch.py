@@ -20,8 +20,6 @@ import collections
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +33,7 @@ from rsft.atomic import atomic_write_text
 from rsft.config import to_dict
 from rsft.generation.config import SFTSection
 from rsft.generation.generate import resolve_device
+from rsft.processes import free_port, kill_group
 from rsft.progress import Progress, say, says_lines
 
 JOB_VERSION = 1
@@ -44,13 +43,6 @@ PARENT_PID_ENV = "RSFT_SFT_PARENT_PID"
 
 class SFTLaunchError(RuntimeError):
     """The fine-tuning child command failed; the message ends with its log's tail."""
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, for the processes' rendezvous."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_job(
@@ -137,27 +129,6 @@ def child_env(cfg: SFTSection, cpu: bool) -> dict[str, str]:
         # torchrun would give each process 1 thread; share the cores instead.
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.processes)))
     return env
-
-
-def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the child's process group (the launcher then stops its workers), SIGKILL what
-    is left after ``grace`` seconds. The workers, in sessions of their own, die with the
-    launcher through their parent-death signal."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-    try:  # the group may outlive its leader
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _stream(proc: subprocess.Popen, log: IO[str], echo: bool) -> collections.deque[str]:

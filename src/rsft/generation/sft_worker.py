@@ -7,8 +7,6 @@ what every launched process runs: it reads the JSON job spec and calls ``sft_tra
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import signal
@@ -16,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PR_SET_PDEATHSIG = 1
+from rsft.processes import die_with_parent
+
 PARENT_PID_ENV = "RSFT_SFT_PARENT_PID"  # the pipeline's pid, then the launcher's
 JOB_KEYS = {
     "version": int,
@@ -29,24 +28,6 @@ JOB_KEYS = {
     "device": str,
     "trust_remote_code": bool,
 }
-
-
-def die_with_parent(expected_parent: int | None) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies, so a SIGKILLed pipeline (or
-    launcher) leaves no process behind. Elsewhere, or without libc, a no-op.
-
-    The parent may already be gone before the request is made: then exit at once.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            return
-    except (OSError, AttributeError):
-        return
-    if expected_parent is not None and os.getppid() != expected_parent:
-        os._exit(1)
 
 
 def _expected_parent() -> int | None:
@@ -77,7 +58,7 @@ def read_records(files: list[str]) -> list[dict[str, Any]]:
 
 def train(job_path: str) -> int:
     """One launched process: the same ``sft_train`` as a one-process run."""
-    die_with_parent(_expected_parent())
+    die_with_parent(signal.SIGKILL, _expected_parent())
     job = read_job(job_path)
     from rsft.config import from_dict
     from rsft.generation.config import SFTSection
@@ -105,7 +86,7 @@ def train(job_path: str) -> int:
 def launch(args: list[str]) -> int:
     """accelerate's own ``accelerate launch``, after arming the parent-death signal. Its
     workers learn this pid, so they can arm theirs against it."""
-    die_with_parent(_expected_parent())
+    die_with_parent(signal.SIGKILL, _expected_parent())
     os.environ[PARENT_PID_ENV] = str(os.getpid())
     from accelerate.commands.launch import launch_command, launch_command_parser
 

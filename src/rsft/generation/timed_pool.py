@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from rsft.processes import die_with_parent
+
 # Imported once by the fork server, so that workers start without importing them again.
 PRELOAD = ["rsft.generation.verifiers", "math_verify"]
 STARTUP_TIMEOUT = 120.0  # seconds a worker may take to import and build its function
@@ -57,11 +59,7 @@ def _die_with_parent() -> None:
         with contextlib.suppress(OSError):
             os.close(alive_fd)
         server._forkserver_alive_fd = None  # type: ignore[union-attr]
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent(signal.SIGKILL)
 
 
 def _serve(conn: Connection, build: bytes, sys_path: list[str]) -> None:

