@@ -126,6 +126,30 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_lm, tmp_path):
     assert not sft_processes(tmp_path)
 
 
+def test_lora_on_two_processes_is_merged_like_one(tiny_lm, tmp_path):
+    """LoRA under DDP: the main process merges the adapters. Without dropout the merged
+    weights equal one process's (with sft.lora_dropout > 0 each process draws its own masks,
+    and the runs agree only in distribution)."""
+    import torch
+    from safetensors.torch import load_file
+
+    rows = records(16)
+    data = write_records(tmp_path / "accepted.jsonl", rows)
+    options = {"epochs": 2, "batch_size": 4, "lr": 1e-2, "save_steps": 5}
+    options.update(lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    one = sft_train(tiny_lm, rows, tmp_path / "one", SFTSection(**options), seed=0, progress=False)
+    cfg = SFTSection(**options, processes=2)
+    two = launch_sft(tiny_lm, [data], tmp_path / "two", cfg, seed=0, device="cpu", progress=False)
+    base = load_file(str(Path(tiny_lm) / "model.safetensors"))
+    wa, wb = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    assert wb.keys() == base.keys(), "merged: no adapter weights in the model"
+    assert any(not torch.equal(base[k], wb[k]) for k in base)
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    loss_a = [s["loss"] for s in history(tmp_path / "one")["steps"]]
+    loss_b = [s["loss"] for s in history(tmp_path / "two")["steps"]]
+    assert loss_b == pytest.approx(loss_a, rel=LOSS_RTOL)
+
+
 def test_pipeline_runs_its_sft_stage_on_two_processes(tiny_lm, tmp_path, monkeypatch):
     from rsft.generation import pipeline as pipeline_module
     from rsft.tasks.arithmetic import prepare_arithmetic
