@@ -62,6 +62,9 @@ def run_config(
     return raw
 
 
+from rsft.portable import machine_info as rsft_machine_info  # noqa: E402
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
@@ -72,6 +75,7 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "device": "cpu",
+        **rsft_machine_info(),  # the CPU model, its ISA and the numeric libraries' versions
     }
 
 

@@ -53,6 +53,9 @@ def kernel_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str | 
     return {key: environ.get(key) for key in PORTABLE_ENV}
 
 
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
 def machine_info() -> dict[str, object]:
     """What a run's bits may depend on beyond the pinned kernels: the CPU and the numeric
     libraries' versions. Recorded beside :func:`kernel_settings`, so that two runs that

@@ -27,16 +27,14 @@ from rsft.generation.server import (
     check_endpoint,
     http_text,
 )
+from rsft.portable import machine_info
 from rsft.progress import say
 
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    isa = machine_info()["cpu"].get("isa", [])
+    return "avx512_bf16" in isa or "amx_bf16" in isa
 
 
 def generation_dtype(setting: str, model_dtype: str, gpu: bool) -> str:
