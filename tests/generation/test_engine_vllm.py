@@ -68,13 +68,20 @@ def engine_config(engine_lm, tmp_path):
 
 
 def engine_pids() -> set[int]:
-    """Processes running vLLM's OpenAI server (the engines rsft starts)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return {
-        int(line.split()[0])
-        for line in out.splitlines()[1:]
-        if "vllm.entrypoints.openai.api_server" in line
-    }
+    """Processes running vLLM's OpenAI server (the engines rsft starts).
+
+    Read from /proc: ``ps`` may cut command lines to the terminal's width, and a long
+    checkout path then hides the module name.
+    """
+    pids = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes()
+        except OSError:  # the process ended while we looked
+            continue
+        if b"vllm.entrypoints.openai.api_server" in args:
+            pids.add(int(cmdline.parent.name))
+    return pids
 
 
 def test_two_rounds_through_real_engines_and_none_left_running(engine_config):
@@ -135,17 +142,19 @@ def test_sigkill_of_rsft_leaves_no_engine_running(engine_config, tmp_path):
     cfg_path.write_text(yaml.safe_dump(engine_config))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     before = engine_pids()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rsft.cli.main", "rft", "--config", str(cfg_path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "rsft.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rsft.cli.main", "rft", "--config", str(cfg_path)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 240
-    while not (engine_pids() - before) and time.monotonic() < deadline:
+    while not (engine_pids() - before) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     started = engine_pids() - before
-    assert started, "rsft never started an engine"
+    assert started, f"rsft never started an engine (exit {proc.poll()}):\n{log.read_text()[-3000:]}"
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 60
