@@ -93,6 +93,7 @@ def test_two_rounds_through_real_engines_and_none_left_running(engine_config):
     assert all(isinstance(json.loads(r)["completion"], str) for r in rows)
     # base (eval + round 1), round 1's model (eval + round 2), round 2's model (eval)
     assert len(result["engine"]["starts_s"]) == 3
+    assert result["engine"]["adapter_loads_s"] == []
     assert result["engine"]["backend"] == "vllm"
     assert sorted(p.name for p in (out / "engines").glob("*.log")) == [
         "engine-0.log",
@@ -108,6 +109,7 @@ def test_lora_adapters_are_loaded_into_the_running_engine(engine_config):
     result = RFTPipeline(from_dict(RFTConfig, engine_config)).run()
     assert len(result["engine"]["starts_s"]) == 1  # one engine, every model an adapter
     assert result["engine"]["model_reload"] == "lora"
+    assert len(result["engine"]["adapter_loads_s"]) == 2  # each round's adapter, once
     assert (Path(engine_config["output_dir"]) / "round_2" / "eval.json").is_file()
 
 

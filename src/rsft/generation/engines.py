@@ -14,6 +14,7 @@ Each fine-tuned model reaches the engines one of two ways:
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from rsft.generation.config import RFTConfig
@@ -76,6 +77,7 @@ class EnginePool:
         self.serving: Path | None = None  # the folder the local engines were started on
         self.adapters: set[tuple[str, str]] = set()
         self.starts: list[float] = []  # seconds each engine start took, for the timings
+        self.adapter_loads: list[float] = []  # seconds each adapter load took (all replicas)
 
     # --- public --------------------------------------------------------------------------
 
@@ -190,6 +192,8 @@ class EnginePool:
                 "base model can only load adapters. Fine-tune with sft.lora: true."
             )
         name = f"rsft-{model.parent.parent.name}-{model.parent.name}"
+        started = time.perf_counter()
+        loaded = False
         for r in self.replicas:
             if (r.url, name) in self.adapters:
                 continue
@@ -206,6 +210,9 @@ class EnginePool:
                     "that folder."
                 ) from err
             self.adapters.add((r.url, name))
+            loaded = True
+        if loaded:
+            self.adapter_loads.append(time.perf_counter() - started)
         return [Replica(r.url, name, r.server) for r in self.replicas]
 
 

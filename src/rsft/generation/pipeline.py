@@ -404,6 +404,8 @@ class RFTPipeline:
             before, current = after, model
         if self.engines.starts:
             self.timings["engine_start"] = sum(self.engines.starts)
+        if self.engines.adapter_loads:
+            self.timings["adapter_load"] = sum(self.engines.adapter_loads)
         results = {
             "rsft_version": __version__,
             "base_model": str(self.base),
@@ -414,6 +416,7 @@ class RFTPipeline:
             "engine": {
                 "backend": "vllm" if self.engines.vllm else "transformers",
                 "starts_s": self.engines.starts,
+                "adapter_loads_s": self.engines.adapter_loads,
                 "model_reload": "lora" if self.engines.lora else "restart",
             },
         }
