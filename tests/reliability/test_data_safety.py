@@ -29,7 +29,7 @@ from rsft.compare.runner import CompareConfig, run_compare
 from rsft.config import ConfigError, from_dict
 from rsft.data_level import RejectionSampler
 from rsft.rule import Envelope
-from rsft.training import FineTuner, NothingTrainedError, TrainConfig, model_aware
+from rsft.training import Callback, FineTuner, NothingTrainedError, TrainConfig, model_aware
 from rsft.training import checkpoint as ckpt
 from rsft.training.resume import find_resumable, path_digest
 
@@ -233,7 +233,7 @@ def _kill_every_step_of_a_save(tmp_path: Path, monkeypatch, target: int, train_a
     cfg = _config(tmp_path)
     faults = Faults(monkeypatch)
     tuner = _tuner(cfg, tmp_path / "full")
-    save, calls, killed = tuner._save, [0], []
+    save, calls, killed = tuner.save_checkpoint, [0], []
 
     def sweep(state: dict) -> None:
         calls[0] += 1
@@ -241,7 +241,7 @@ def _kill_every_step_of_a_save(tmp_path: Path, monkeypatch, target: int, train_a
             killed.extend(_kill_each_step(tmp_path, faults, tuner, lambda: save(state)))
         save(state)
 
-    monkeypatch.setattr(tuner, "_save", sweep)
+    monkeypatch.setattr(tuner, "save_checkpoint", sweep)
     full = tuner.train()
     assert len(killed) > 30, "a save has dozens of filesystem steps"
     for i, (out, expected) in enumerate(killed):
@@ -306,14 +306,13 @@ def _crashed_run(tmp_path: Path, step: int = 13) -> tuple[dict, dict]:
     cfg = _config(tmp_path)
     full = _tuner(cfg, tmp_path / "full").train()
     tuner = _tuner(cfg)
-    after_step = tuner._after_step
 
-    def dies(state: dict) -> None:
-        after_step(state)
-        if state["global_step"] == step:
-            raise Killed("after step")
+    class Dies(Callback):  # after the step (and any checkpoint it was due)
+        def on_step_end(self, trainer, state, result) -> None:
+            if state.global_step == step:
+                raise Killed("after step")
 
-    tuner._after_step = dies
+    tuner.add_callback(Dies())
     with pytest.raises(Killed):
         tuner.train()
     assert not (Path(cfg["output_dir"]) / "results.json").exists()

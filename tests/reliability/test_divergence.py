@@ -36,6 +36,7 @@ from rsft.training.divergence import (
     collapse_event,
     loss_event,
 )
+from rsft.training.state import TrainState
 
 
 @dataclass(frozen=True)
@@ -221,19 +222,19 @@ def test_a_collapse_that_recovers_is_transient_and_does_not_stop(tmp_path, capsy
     as transient, not a diverged run; on_divergence: stop lets it train on. A collapse that
     lasts two epochs stops it."""
     guard = DivergenceGuard(10.0, "stop", ["a", "b", "c"], tmp_path, fix="")
-    state: dict = {"step_losses": [1.0], "history": [], "initial_eval": RECOVERED}
+    state = TrainState(step_losses=[1.0], history=[], initial_eval=RECOVERED)
     with pytest.warns(DivergenceWarning, match="if it lasts to the next epoch"):
         guard.check_epoch(0, state, 1.0, COLLAPSED)  # epoch 1: collapsed, not stopped
-    state["history"].append({})
+    state.history.append({})
     guard.check_epoch(1, state, 1.0, RECOVERED)
-    state["history"].append({})
+    state.history.append({})
     result = guard.result(state)
     assert result["diverged"] is False
     assert [(e["epoch"], e["kind"], e["transient"]) for e in result["divergence"]] == [
         (1, "collapse", True)
     ]
     assert "did not last" in capsys.readouterr().out
-    state = {"step_losses": [1.0], "history": [{}], "initial_eval": RECOVERED}
+    state = TrainState(step_losses=[1.0], history=[{}], initial_eval=RECOVERED)
     with pytest.warns(DivergenceWarning):
         guard.check_epoch(0, state, 1.0, COLLAPSED)
     with pytest.raises(DivergenceError, match="diverged at epoch 2"):

@@ -13,7 +13,7 @@ config_path, out_path = sys.argv[1], sys.argv[2]
 tuner = FineTuner(from_dict(TrainConfig, yaml.safe_load(open(config_path))))
 online = tuner.online
 rounds, steps = [], []
-score, step = online.score_round, tuner._optimizer_step
+score, step = online.score_round, tuner.stepper.step
 
 
 def score_round(model, indices, epoch, global_step):
@@ -23,14 +23,14 @@ def score_round(model, indices, epoch, global_step):
     return out
 
 
-def optimizer_step(micro, state, n_step):
+def optimizer_step(micro, n_step):
     # A zero-weight stand-in (a final step smaller than the number of ranks) is not trained.
     steps.append([i for b, w in micro for i, x in zip(b["index"].tolist(), w.tolist()) if x])
-    return step(micro, state, n_step)
+    return step(micro, n_step)
 
 
 online.score_round = score_round
-tuner._optimizer_step = optimizer_step
+tuner.stepper.step = optimizer_step
 result = tuner.train()
 acc = tuner.accelerator
 record = {

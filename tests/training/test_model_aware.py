@@ -3,7 +3,7 @@ accumulation, DDP, bad input, importance weights, resuming, and the acceptance t
 
 Weights that depend on the model are scored round by round during training (S3.3). The
 tests record what was scored and accepted (by wrapping ``ModelAwareRejection.score_round``)
-and what was trained on (by wrapping ``FineTuner._optimizer_step``), and compare the two.
+and what was trained on (by wrapping the trainer's stepper), and compare the two.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from scipy.stats import binomtest
 from rsft.cli.main import main
 from rsft.config import ConfigError, from_dict
 from rsft.data_level.online import ScoreError
-from rsft.training import FineTuner, TrainConfig
+from rsft.training import Callback, FineTuner, TrainConfig
 from rsft.training.checkpoint import latest_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -81,7 +81,7 @@ class Recorder:
         self.rounds: list[dict] = []  # per scored round: epoch, scored, accepted (in order)
         self.steps: list[dict] = []  # per optimizer step: indices, micro sizes, weights, loss
         online = tuner.online
-        score, step = online.score_round, tuner._optimizer_step
+        score, step = online.score_round, tuner.stepper.step
 
         def score_round(model, indices, epoch, global_step):
             if before_round:
@@ -92,10 +92,10 @@ class Recorder:
             self.rounds.append({"epoch": epoch, "scored": list(indices), "accepted": accepted})
             return out
 
-        def optimizer_step(micro, state, n_step):
+        def optimizer_step(micro, n_step):
             if before_step:
                 before_step(micro)
-            loss = step(micro, state, n_step)
+            loss = step(micro, n_step)
             self.steps.append(
                 {
                     "indices": [i for b, _ in micro for i in b["index"].tolist()],
@@ -107,7 +107,7 @@ class Recorder:
             return loss
 
         monkeypatch.setattr(online, "score_round", score_round)
-        monkeypatch.setattr(tuner, "_optimizer_step", optimizer_step)
+        monkeypatch.setattr(tuner.stepper, "step", optimizer_step)
 
     @property
     def accepted(self) -> list[int]:
@@ -302,15 +302,13 @@ def test_every_accepted_sample_is_trained_exactly_once(tiny_config, tmp_path, mo
     tuner = _tuner(cfg)
     rec = Recorder(tuner, monkeypatch)
     carried = []
-    drain = tuner._drain
 
-    def spy_drain(state, final=False):
-        out = drain(state, final)
-        if final or state["round"] == math.ceil(60 / 8):
-            carried.append(len(tuner.online.queue))
-        return out
+    class QueueAtEpochEnd(Callback):  # after the epoch's last drain (the final flush too)
+        def on_epoch_end(self, trainer, epoch, state, record):
+            assert state.round == math.ceil(60 / 8)
+            carried.append(len(trainer.online.queue))
 
-    monkeypatch.setattr(tuner, "_drain", spy_drain)
+    tuner.add_callback(QueueAtEpochEnd())
     result = tuner.train()
 
     assert rec.trained == rec.accepted  # same samples, same order: nothing lost or repeated
@@ -638,14 +636,13 @@ def test_crashed_model_aware_run_resumes_with_the_same_losses(
     full = _tuner(dict(cfg, output_dir=str(tmp_path / "full"))).train()
 
     crashing = _tuner(dict(cfg, output_dir=str(tmp_path / "crash")))
-    after_step = crashing._after_step
 
-    def dies(state):
-        after_step(state)
-        if state["global_step"] == 10:
-            raise _Crash("killed")
+    class Dies(Callback):  # after step 10 (and any checkpoint it was due)
+        def on_step_end(self, trainer, state, step):
+            if state.global_step == 10:
+                raise _Crash("killed")
 
-    monkeypatch.setattr(crashing, "_after_step", dies)
+    crashing.add_callback(Dies())
     with pytest.raises(_Crash):
         crashing.train()
     out = tmp_path / "crash"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rsft.config import from_dict
-from rsft.training import FineTuner, TrainConfig
+from rsft.training import Callback, FineTuner, TrainConfig
 from rsft.training.checkpoint import latest_checkpoint
 
 
@@ -38,13 +38,12 @@ def test_rejected_samples_are_never_trained_on(tiny_config, monkeypatch):
     tiny_config["rejection"] = {"weights": "column", "column": "w"}
     tuner = _tuner(tiny_config)
     seen = []
-    step = tuner._optimizer_step
 
-    def recording(micro, state, n_step):
-        seen.extend(i for batch, _ in micro for i in batch["index"].tolist())
-        return step(micro, state, n_step)
+    class Recording(Callback):
+        def on_step_begin(self, trainer, micro, state):
+            seen.extend(i for batch, _ in micro for i in batch["index"].tolist())
 
-    monkeypatch.setattr(tuner, "_optimizer_step", recording)
+    tuner.add_callback(Recording())
     result = tuner.train()
     flat = seen
     assert all(i % 2 == 1 for i in flat)  # odd rows have weight 1

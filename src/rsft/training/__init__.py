@@ -1,5 +1,6 @@
 """The training loop (on accelerate), its config, and atomic checkpoints."""
 
+from rsft.training.callbacks import Callback
 from rsft.training.config import (
     DataSection,
     EnvelopeConfig,
@@ -9,9 +10,12 @@ from rsft.training.config import (
     TrainConfig,
 )
 from rsft.training.divergence import DivergenceError, DivergenceWarning
+from rsft.training.results import RunResult
+from rsft.training.state import TrainState
 from rsft.training.trainer import FineTuner, NonFiniteLossError, NothingTrainedError
 
 __all__ = [
+    "Callback",
     "DataSection",
     "DivergenceError",
     "DivergenceWarning",
@@ -22,5 +26,7 @@ __all__ = [
     "NothingTrainedError",
     "OptimConfig",
     "RejectionConfig",
+    "RunResult",
     "TrainConfig",
+    "TrainState",
 ]

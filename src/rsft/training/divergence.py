@@ -34,6 +34,7 @@ from typing import Any
 
 from rsft.progress import say
 from rsft.training import checkpoint as ckpt
+from rsft.training.state import TrainState
 
 COLLAPSE_SHARE = 0.95
 """Predictions are collapsed when one class gets at least this share of them ..."""
@@ -109,21 +110,21 @@ class DivergenceGuard:
         self.output_dir, self.fix, self.main_process = Path(output_dir), fix, main_process
 
     def check_epoch(
-        self, epoch: int, state: dict, train_loss: float, evaluation: dict | None
+        self, epoch: int, state: TrainState, train_loss: float, evaluation: dict | None
     ) -> None:
         """After an epoch: its mean training loss against the first step's, and the eval
         split's loss and predictions (``evaluation``, from FineTuner.evaluate)."""
         events = []
-        losses = state["step_losses"]
+        losses = state.step_losses
         if losses and not math.isnan(train_loss):  # NaN: an epoch without a step
             events.append(self._loss("train", train_loss, losses[0]))
         if evaluation is not None:
-            events += self._split("eval", evaluation, state.get("initial_eval"))
+            events += self._split("eval", evaluation, state.initial_eval)
         self._report([e for e in events if e], epoch + 1, state)
 
-    def check_test(self, state: dict, evaluation: dict) -> None:
+    def check_test(self, state: TrainState, evaluation: dict) -> None:
         """At the end: the test split's loss and predictions."""
-        self._report(self._split("test", evaluation, state.get("initial_test")), None, state)
+        self._report(self._split("test", evaluation, state.initial_test), None, state)
 
     def _loss(self, split: str, loss: float, start: float) -> dict:
         return loss_event(split, loss, start, self.factor, len(self.classes))
@@ -141,11 +142,11 @@ class DivergenceGuard:
     def _collapse(self, split: str, evaluation: dict) -> dict:
         return collapse_event(split, evaluation["predicted"], evaluation["labels"], self.classes)
 
-    def _report(self, events: list[dict], epoch: int | None, state: dict) -> None:
+    def _report(self, events: list[dict], epoch: int | None, state: TrainState) -> None:
         """Record the events; stop, or warn about each kind and split the first time."""
         if not events:
             return
-        past = state.setdefault("divergence", [])
+        past = state.divergence
         seen = {(e["kind"], e["split"]) for e in past}
         events = [{"epoch": epoch, **e} for e in events]
         persists = any(self._persists(e, past) for e in events)
@@ -192,12 +193,12 @@ class DivergenceGuard:
             for e in past
         )
 
-    def result(self, state: dict) -> dict[str, Any]:
+    def result(self, state: TrainState) -> dict[str, Any]:
         """The results.json keys: ``diverged`` (the final model is: an event at the last
         epoch or at the end) and every event, all marked ``transient`` when training
         recovered from them. A run that recovered says so, after the warnings it gave."""
-        last = len(state.get("history", []))
-        past = state.get("divergence", [])
+        last = len(state.history)
+        past = state.divergence
         diverged = any(e["epoch"] is None or e["epoch"] >= last for e in past)
         events = [{**e, "transient": not diverged} for e in past]
         if events and not diverged and self.main_process:

@@ -1,18 +1,20 @@
 """The fine-tuning loop: plain, rejection-sampled (reject) or importance-weighted (weight).
 
 Reads top to bottom: ``FineTuner(config)`` loads and validates everything (data, model,
-weights, sampler) before any training starts; ``train()`` runs the epochs on accelerate, so
-one code path serves CPU, one GPU and DDP; it checkpoints atomically and resumes mid-epoch.
+weights, sampler) before any training starts and picks the run's two components: a *batch
+source* (:mod:`rsft.training.batch_sources`: the sampler's epoch, or the model-aware queue)
+and a *stepper* (:mod:`rsft.training.steppers`: a gradient step, or a parameter-level
+method). ``train()`` runs the epochs on accelerate, so one code path serves CPU, one GPU and
+DDP; it checkpoints atomically, resumes mid-epoch, calls the callbacks
+(:mod:`rsft.training.callbacks`) and returns a :class:`~rsft.training.results.RunResult`.
 Plain fine-tuning is the same loop with every weight equal to 1.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from contextlib import nullcontext
-from itertools import islice
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,6 @@ from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from rsft import __version__
-from rsft.atomic import atomic_write_text
 from rsft.compare.report import plot_trace
 from rsft.config import ConfigError, check_output_dir, to_dict
 from rsft.data import Split, load_split, with_feature_columns
@@ -32,16 +33,21 @@ from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
-from rsft.param_level import Metropolis
 from rsft.portable import kernel_settings, machine_info
 from rsft.progress import progress_bar, say, says_lines
 from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
+from rsft.training.batch_sources import ModelAwareSource, SamplerSource, Step
+from rsft.training.callbacks import Callback, CallbackList
 from rsft.training.config import PARAM_LEVEL, TrainConfig
 from rsft.training.divergence import DivergenceGuard
-from rsft.training.gradient_free import PASSES, batch_loss, build_stepper, check_method
+from rsft.training.evaluation import evaluate, make_loader, to_device
+from rsft.training.gradient_free import PASSES, build_stepper, check_method
 from rsft.training.model_aware import ModelAwareRejection
+from rsft.training.results import RunResult
 from rsft.training.resume import data_digest, find_resumable, fingerprint
+from rsft.training.state import StepResult, TrainState
+from rsft.training.steppers import GradientStepper, ParamLevelStepper, Stepper, build_optimizer
 
 # Optimizer steps profiled for peak memory (the first creates the optimizer state).
 MEMORY_STEPS = 2
@@ -55,25 +61,18 @@ class NothingTrainedError(RuntimeError):
     """Rejection accepted no sample in the whole run: not a single step was taken."""
 
 
-def build_optimizer(cfg, params) -> torch.optim.Optimizer:
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-        )
-    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
 class FineTuner:
     """One fine-tuning run, configured by a :class:`TrainConfig`."""
 
-    def __init__(self, config: TrainConfig, accelerator: Accelerator | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        accelerator: Accelerator | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
         self.config = cfg = config
         self.accelerator = acc = accelerator or Accelerator()
+        self.callbacks = CallbackList(callbacks, self)
         set_seed(cfg.seed)
         t0 = time.perf_counter()
         check_output_dir(cfg.output_dir)
@@ -180,28 +179,45 @@ class FineTuner:
         if self.sample_budget is not None and self.online is None:
             per_step = micro * acc.num_processes * self.passes[0]
             total_steps = max(1, math.ceil(self.sample_budget / per_step))
-        self.scheduler: Any = None
+        self.output_dir = Path(cfg.output_dir)
+        self.state = TrainState()  # the run's state while it trains
         if self.gradient_free:
-            # Parameter level (seed 001): no optimizer, the method moves the parameters itself.
-            self.optimizer: Any = build_stepper(cfg, self.clf.model, total_steps, acc.num_processes)
-            self.param_counts["trainable"] = self.optimizer.num_parameters
-            # No DDP wrapper: nothing is backpropagated across processes; the processes stay
-            # identical because they start identical and draw the same seeds.
+            # Parameter level: no optimizer, the method moves the parameters itself.
+            method = build_stepper(cfg, self.clf.model, total_steps, acc.num_processes)
+            self.param_counts["trainable"] = method.num_parameters
             self.model = self.clf.model
+            self.stepper: Stepper = ParamLevelStepper(
+                acc,
+                self.model,
+                method,
+                cfg.optim.name,
+                self._loss_sum,
+                self._check_finite,
+                max_iter=cfg.param_level.max_iter,
+            )
         else:
             params = [p for p in self.clf.model.parameters() if p.requires_grad]
-            self.optimizer = build_optimizer(cfg.optim, params)
-            self.scheduler = get_scheduler(
+            optimizer = build_optimizer(cfg.optim, params)
+            scheduler = get_scheduler(
                 cfg.optim.scheduler,
-                self.optimizer,
+                optimizer,
                 num_warmup_steps=cfg.optim.warmup_steps,
                 num_training_steps=total_steps,
             )
-            self.model, self.optimizer = acc.prepare(self.clf.model, self.optimizer)
+            self.model, optimizer = acc.prepare(self.clf.model, optimizer)
+            self.stepper = GradientStepper(
+                acc,
+                self.model,
+                optimizer,
+                scheduler,
+                self._loss_sum,
+                self._check_finite,
+                max_grad_norm=cfg.optim.max_grad_norm,
+            )
+        self.source = self._batch_source()
         self.memory = {"parameters": parameter_bytes(self.clf.model)}
         self.memory["inference_peak"] = self._inference_peak()
         self.setup_time = time.perf_counter() - t0
-        self.output_dir = Path(cfg.output_dir)
         self.divergence = DivergenceGuard(
             cfg.divergence_factor,
             cfg.on_divergence,
@@ -209,6 +225,40 @@ class FineTuner:
             self.output_dir,
             fix=_NON_FINITE_FIX.get(cfg.optim.name, _NON_FINITE_FIX["sgd"]),
             main_process=acc.is_main_process,
+        )
+
+    def add_callback(self, callback: Callback) -> None:
+        """Call ``callback``'s hooks from now on (after the ones given to the constructor)."""
+        self.callbacks.add(callback)
+
+    @property
+    def optimizer(self) -> Any:
+        """The torch optimizer, or the parameter-level method (what a checkpoint saves)."""
+        return self.stepper.optimizer
+
+    @property
+    def scheduler(self) -> Any:
+        return self.stepper.scheduler
+
+    def _batch_source(self) -> SamplerSource | ModelAwareSource:
+        cfg, acc = self.config, self.accelerator
+        if self.online is not None:
+            return ModelAwareSource(
+                self.online,
+                self.sampler,
+                lambda: acc.unwrap_model(self.model),
+                acc.device,
+                lambda: self.epochs - 1,
+                self.callbacks,
+            )
+        return SamplerSource(
+            self.sampler,
+            lambda sampler: self._loader(self.train_split, cfg.batch_size, sampler),
+            self._to_device,
+            cfg.batch_size,
+            cfg.gradient_accumulation_steps,
+            acc.num_processes,
+            self.loss_weights,
         )
 
     @torch.no_grad()
@@ -229,86 +279,61 @@ class FineTuner:
         data = with_feature_columns(self.config.data, self.train_split.feature_columns)
         return load_split(path, data, classes=self.classes, processor=processor)
 
-    # ------------------------------------------------------------------------------------
     def _loader(self, split: Split, batch_size: int, sampler=None) -> DataLoader:
-        # A generator of its own: starting an iterator would otherwise draw from the global
-        # RNG, and a resumed run (which starts one mid-epoch) would drift from the original.
-        return DataLoader(
-            split.dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            shuffle=False,
-            collate_fn=split.collate,
-            num_workers=self.config.num_workers,
-            generator=torch.Generator().manual_seed(self.config.seed),
-        )
+        cfg = self.config
+        return make_loader(split, batch_size, cfg.seed, cfg.num_workers, sampler)
 
     def _to_device(self, batch: dict) -> dict:
-        dev = self.accelerator.device
-        return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+        return to_device(batch, self.accelerator.device)
 
-    @torch.no_grad()
     def evaluate(self, split: Split) -> dict[str, Any]:
-        """Accuracy, mean loss and per-item outcomes (1 correct, 0 not, in the split's order)
-        on a labelled split (every rank sees the whole split), and how many samples are
-        predicted as / labelled with each class (the divergence guard)."""
-        model = self.accelerator.unwrap_model(self.model)
-        was = model.training
-        model.eval()
-        correct: list[int] = []
-        loss_sum = 0.0
-        c = len(self.classes)
-        predicted, labels = torch.zeros(c, dtype=torch.long), torch.zeros(c, dtype=torch.long)
-        for batch in self._loader(split, self.config.eval_batch_size):
-            batch = self._to_device(batch)
-            logits = self.clf.logits(batch, model)
-            loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
-            pred = logits.argmax(-1)
-            correct += (pred == batch["labels"]).int().tolist()
-            predicted += torch.bincount(pred.cpu(), minlength=c)
-            labels += torch.bincount(batch["labels"].cpu(), minlength=c)
-        model.train(was)
-        n = len(correct)
-        return {
-            "accuracy": sum(correct) / n,
-            "loss": loss_sum / n,
-            "correct": correct,
-            "predicted": predicted.tolist(),
-            "labels": labels.tolist(),
-        }
+        """Accuracy, mean loss, per-item outcomes and class counts on a labelled split
+        (every rank sees the whole split): :func:`rsft.training.evaluation.evaluate`."""
+        with self.callbacks.phase("evaluate"):
+            return evaluate(
+                self.accelerator.unwrap_model(self.model),
+                self.clf.logits,
+                self._loader(split, self.config.eval_batch_size),
+                len(self.classes),
+                self.accelerator.device,
+            )
 
-    def _save(self, state: dict) -> None:
+    # --- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, state: TrainState) -> None:
+        """An atomic checkpoint of the model, the stepper, the sampler and ``state``."""
         acc = self.accelerator
-        name = ckpt.checkpoint_name(self.output_dir, state["global_step"])
-        acc.wait_for_everyone()  # every rank has the name before the main process adds a folder
-        tmp = ckpt.checkpoint_dir(self.output_dir) / f".tmp-{name}"
-        if acc.is_main_process:
-            ckpt.begin_checkpoint(self.output_dir, name)
-        acc.wait_for_everyone()
-        ckpt.write_rng(tmp, acc.process_index)
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            state = {**state, "sampler": self.sampler.state_dict()}
-            state.update(config=fingerprint(self.config), data=self.data_digest)
-            if self.online is not None:
-                state["online"] = self.online.state_dict()
-            model = acc.unwrap_model(self.model)
-            ckpt.write_training_state(tmp, model, self.optimizer, self.scheduler, state)
-            ckpt.commit_checkpoint(self.output_dir, tmp, name)
-        acc.wait_for_everyone()
+        with self.callbacks.phase("save"):
+            name = ckpt.checkpoint_name(self.output_dir, state.global_step)
+            acc.wait_for_everyone()  # every rank has the name before the main process adds it
+            tmp = ckpt.checkpoint_dir(self.output_dir) / f".tmp-{name}"
+            if acc.is_main_process:
+                ckpt.begin_checkpoint(self.output_dir, name)
+            acc.wait_for_everyone()
+            ckpt.write_rng(tmp, acc.process_index)
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                saved = {**state.to_dict(), "sampler": self.sampler.state_dict()}
+                saved.update(config=fingerprint(self.config), data=self.data_digest)
+                saved.update(self.source.state_dict())
+                model = acc.unwrap_model(self.model)
+                ckpt.write_training_state(tmp, model, self.optimizer, self.scheduler, saved)
+                ckpt.commit_checkpoint(self.output_dir, tmp, name)
+            acc.wait_for_everyone()
+        self.callbacks.call("on_save", state)
 
-    def _resume(self) -> dict | None:
+    def _resume(self) -> TrainState | None:
         """Load the checkpoint found (and checked) in the constructor; its loop state."""
         if self.resume_from is None:
             return None
         model = self.accelerator.unwrap_model(self.model)
-        state = ckpt.load_training_state(
+        saved = ckpt.load_training_state(
             self.resume_from, model, self.optimizer, self.scheduler, self.accelerator.process_index
         )
-        self.sampler.load_state_dict(state["sampler"])
-        if self.online is not None:
-            self.online.load_state_dict(state.pop("online"))
-        return state
+        self.sampler.load_state_dict(saved.pop("sampler"))
+        self.source.load_state_dict(saved)
+        for key in ("config", "data"):  # checked when the checkpoint was found
+            saved.pop(key, None)
+        return TrainState.from_dict(saved)
 
     def _check_scorer(self) -> None:
         """Score a first batch before training, so a broken weight function or a fixed
@@ -318,164 +343,103 @@ class FineTuner:
         self.online.check(self.clf.model, list(range(n)))
         self.weight_info["scoring_forwarded"] = self.weight_info.get("scoring_forwarded", 0) + n
 
-    # ------------------------------------------------------------------------------------
-    def train(self) -> dict[str, Any]:
+    # --- the loop ------------------------------------------------------------------------
+    def train(self) -> RunResult:
         """Run every epoch; return (and write) the run's results."""
         cfg, acc = self.config, self.accelerator
-        state = self._resume() or {
-            "epoch": 0,
-            "step_in_epoch": 0,
-            "round": 0,
-            "global_step": 0,
-            "forwarded": 0,
-            "backpropagated": 0,
-            "train_time": 0.0,
-            "step_losses": [],
-            "history": [],
-        }
-        resumed_from = state["global_step"] if state["global_step"] else None
+        self.state = state = self._resume() or TrainState()
+        resumed_from = state.global_step or None
         if resumed_from is None and self.test_split is not None:
             # The pretrained model's score: what fine-tuning is measured against.
-            state["initial_test"] = self.evaluate(self.test_split)
+            state.initial_test = self.evaluate(self.test_split)
         if resumed_from is None and self.eval_split is not None:
-            state["initial_eval"] = self.evaluate(self.eval_split)  # the guard's start
+            state.initial_eval = self.evaluate(self.eval_split)  # the guard's start
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.callbacks.call("on_train_begin", state)
         self.model.train()
-        for epoch in range(state["epoch"], self.epochs):
+        for epoch in range(state.epoch, self.epochs):
             if self._budget_spent(state):  # a resumed run that had already stopped early
                 break
             self.sampler.set_epoch(epoch)
-            if state["step_in_epoch"] == 0:  # the epoch starts (not resumed mid-epoch)
-                state["epoch_first_step"] = len(state["step_losses"])
-                if isinstance(self.optimizer, Metropolis):
-                    state["epoch_proposals"] = [self.optimizer.proposed, self.optimizer.accepted]
+            if state.step_in_epoch == 0:  # the epoch starts (not resumed mid-epoch)
+                state.epoch_first_step = len(state.step_losses)
+                self.stepper.epoch_begin(state)
+            self.callbacks.call("on_epoch_begin", epoch, state)
             t_epoch = time.perf_counter()
-            run = self._model_aware_epoch if self.online else self._epoch
-            run(epoch, state)
-            state["train_time"] += time.perf_counter() - t_epoch
+            with self.callbacks.phase("epoch"):
+                self._run_epoch(epoch, state)
+            state.train_time += time.perf_counter() - t_epoch
             record = self._epoch_record(epoch, state)
-            state["history"].append(record)
-            state.update(epoch=epoch + 1, step_in_epoch=0, round=0)
-            self._save(state)
+            self.callbacks.call("on_epoch_end", epoch, state, record)
+            state.history.append(record)
+            state.epoch, state.step_in_epoch, state.round = epoch + 1, 0, 0
+            self.save_checkpoint(state)
             if acc.is_main_process and says_lines(cfg.progress):
                 say(_format_record(record))
             if self._budget_spent(state):
                 break
-        if not state["global_step"]:
-            accepted = sum(h["accepted"] for h in state["history"])
+        if not state.global_step:
+            accepted = sum(h["accepted"] for h in state.history)
             raise NothingTrainedError(
                 f"no training step was taken: rejection accepted {accepted} samples in "
-                f"{len(state['history'])} epoch(s). Check rejection.weights, or lower "
+                f"{len(state.history)} epoch(s). Check rejection.weights, or lower "
                 "rejection.envelope (an envelope far above the weights accepts almost nothing)."
             )
-        return self._finish(state, resumed_from)
+        with self.callbacks.phase("finish"):
+            result = self._finish(state, resumed_from)
+        self.callbacks.call("on_train_end", result)
+        return result
 
-    def _bar(self, iterable, epoch: int, total: int | None = None):
+    def _run_epoch(self, epoch: int, state: TrainState) -> None:
+        """Take the batch source's steps until the epoch or the budget ends."""
         show = self.config.progress is True and self.accelerator.is_local_main_process
         desc = f"epoch {epoch + 1}" + ("" if self.sample_budget else f"/{self.epochs}")
-        unit = "rounds" if self.online else "steps"
-        return progress_bar(iterable, desc=desc, total=total, unit=unit, show=show)
+        total = self.source.total(state)
+        bar = progress_bar(desc=desc, total=total, unit=self.source.unit, show=show)
+        steps = self.source.steps(epoch, state, bar.update)
+        try:
+            while not self._budget_spent(state):  # checked before the source does any work
+                step = next(steps, None)
+                if step is None:
+                    break
+                result = self._step(step, state)
+                bar.set_postfix(loss=f"{result.loss:.4f}")
+                state.step_in_epoch += 1
+                every = self.config.checkpoint_every
+                if every and state.global_step % every == 0:
+                    self.save_checkpoint(state)
+                self.callbacks.call("on_step_end", state, result)
+        finally:
+            steps.close()
+            bar.close()
 
-    def _epoch(self, epoch: int, state: dict) -> list[float]:
-        """Weights known before training: the sampler has already decided the epoch."""
-        cfg = self.config
-        k = cfg.gradient_accumulation_steps
-        self.sampler.skip(state["step_in_epoch"] * cfg.batch_size * k)
-        batches = iter(self._loader(self.train_split, cfg.batch_size, self.sampler))
-        losses: list[float] = []
-        bar = self._bar(range(math.ceil(len(self.sampler) / (cfg.batch_size * k))), epoch)
-        for _ in bar:
-            if self._budget_spent(state):
-                break
-            micro = [self._to_device(b) for b in islice(batches, k)]
-            if not micro:
-                break
-            weights = [
-                None if self.loss_weights is None else self.loss_weights[b["index"]] for b in micro
-            ]
-            n = sum(len(b["labels"]) for b in micro) * self.accelerator.num_processes
-            losses.append(self._step(list(zip(micro, weights)), state, n))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            self._after_step(state)
-        return losses
+    def _budget_spent(self, state: TrainState) -> bool:
+        if self.stepper.done():
+            return True
+        spent = getattr(state, self.budget_key)
+        return self.sample_budget is not None and spent >= self.sample_budget
 
-    def _model_aware_epoch(self, epoch: int, state: dict) -> list[float]:
-        """Weights that depend on the model: score a round, accept, train full batches."""
-        online = self.online
-        assert online is not None
-        order = self.sampler.accepted_indices(epoch).tolist()
-        g = online.round_size
-        n_rounds = math.ceil(len(order) / g)
-        losses: list[float] = []
-        model = self.accelerator.unwrap_model(self.model)
-        for r in self._bar(range(state["round"], n_rounds), epoch, n_rounds - state["round"]):
-            losses += self._drain(state)
-            if self._budget_spent(state):
-                return losses
-            indices = order[r * g : (r + 1) * g]
-            state["forwarded"] += online.score_round(model, indices, epoch, state["global_step"])
-            state["round"] = r + 1
-        losses += self._drain(state, final=epoch == self.epochs - 1)
-        return losses
-
-    def _drain(self, state: dict, final: bool = False) -> list[float]:
-        """Train on the queue while it holds a full step (or anything at all, if final)."""
-        online = self.online
-        assert online is not None
-        losses = []
-        while not self._budget_spent(state) and (micro := online.next_step(final)):
-            batches = [(online.batch(idx), w.to(self.accelerator.device)) for idx, w in micro]
-            losses.append(self._step(batches, state, online.last_step_size))
-            self._after_step(state)
-        return losses
-
-    def _budget_spent(self, state: dict) -> bool:
-        if self.gradient_free:
-            max_iter = self.config.param_level.max_iter
-            if self.optimizer.converged or (max_iter and self.optimizer.t >= max_iter):
-                return True
-        return self.sample_budget is not None and state[self.budget_key] >= self.sample_budget
-
-    def _after_step(self, state: dict) -> None:
-        state["step_in_epoch"] += 1
-        every = self.config.checkpoint_every
-        if every and state["global_step"] % every == 0:
-            self._save(state)
-
-    def _step(self, micro: list[tuple[dict, torch.Tensor | None]], state: dict, n: int) -> float:
-        """One step of the run's method; counts its passes; profiles the first few steps."""
-        step = self._gradient_free_step if self.gradient_free else self._optimizer_step
-        if state["global_step"] < MEMORY_STEPS:
-            with PeakMemory(self.accelerator.device) as peak:
-                loss = step(micro, state, n)
-            if peak.peak_bytes is not None and peak.net_bytes is not None:
-                # What earlier steps left allocated (optimizer state) counts in later peaks.
-                held = state.get("train_held", 0)
-                state["train_peak"] = max(state.get("train_peak") or 0, held + peak.peak_bytes)
-                state["train_held"] = held + peak.net_bytes
-        else:
-            loss = step(micro, state, n)
-        state["forwarded"] += n * self.passes[0]
-        state["backpropagated"] += n * self.passes[1]
-        return loss
-
-    def _gradient_free_step(
-        self, micro: list[tuple[dict, torch.Tensor | None]], state: dict, n_step: int
-    ) -> float:
-        """Metropolis, MALA or zeroth-order SGD on the step's batch; the loss at θ."""
-        acc = self.accelerator
-        model = acc.unwrap_model(self.model)
-        reduce = (lambda t: acc.reduce(t, "sum")) if acc.num_processes > 1 else None
-        closure = batch_loss(micro, lambda b, w: self._loss_sum(b, w, model), n_step, reduce)
-        model.eval()  # L must be a function of θ alone: no dropout, frozen norm statistics
-        out = self.optimizer.step(closure)
-        model.train()
-        loss = out if isinstance(out, float) else out.loss
-        self._check_finite(loss, state)
-        state["global_step"] += 1
-        state["step_losses"].append(loss)
-        return loss
+    def _step(self, step: Step, state: TrainState) -> StepResult:
+        """One step of the run's stepper; counts its passes; profiles the first few steps."""
+        self.callbacks.call("on_step_begin", step.micro, state)
+        with self.callbacks.phase("step"):
+            if state.global_step < MEMORY_STEPS:
+                with PeakMemory(self.accelerator.device) as peak:
+                    loss = self.stepper.step(step.micro, step.samples)
+                if peak.peak_bytes is not None and peak.net_bytes is not None:
+                    # What earlier steps left allocated (optimizer state) counts later.
+                    held = state.train_held
+                    state.train_peak = max(state.train_peak or 0, held + peak.peak_bytes)
+                    state.train_held = held + peak.net_bytes
+            else:
+                loss = self.stepper.step(step.micro, step.samples)
+        state.global_step += 1
+        state.step_losses.append(loss)
+        forward, backward = self.stepper.passes
+        state.forwarded += step.samples * forward
+        state.backpropagated += step.samples * backward
+        return StepResult(loss, step.samples)
 
     def _loss_sum(self, batch: dict, weights: torch.Tensor | None, model: Any) -> torch.Tensor:
         """The run's loss of a micro-batch: cross-entropy per sample, times its loss weight."""
@@ -483,71 +447,31 @@ class FineTuner:
         per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
         return (per_sample if weights is None else per_sample * weights).sum()
 
-    def _check_finite(self, loss: float, state: dict) -> None:
+    def _check_finite(self, loss: float) -> None:
         if not math.isfinite(loss):
+            state = self.state
             last = ckpt.latest_checkpoint(self.output_dir)
             raise NonFiniteLossError(
-                f"the training loss is {loss} at epoch {state['epoch'] + 1}, step "
-                f"{state['step_in_epoch'] + 1} (global step {state['global_step'] + 1}). "
+                f"the training loss is {loss} at epoch {state.epoch + 1}, step "
+                f"{state.step_in_epoch + 1} (global step {state.global_step + 1}). "
                 f"{_NON_FINITE_FIX.get(self.config.optim.name, _NON_FINITE_FIX['sgd'])} "
                 f"Last checkpoint: {last or 'none'}."
             )
 
-    def _optimizer_step(
-        self, micro: list[tuple[dict, torch.Tensor | None]], state: dict, n_step: int
-    ) -> float:
-        """One optimizer step over micro-batches (gradient accumulation); the mean loss.
-
-        ``n_step`` is the step's sample count over all processes: every sample weighs
-        1/n_step, however the step is split into micro-batches and processes (DDP averages
-        the processes' gradients, hence the factor num_processes).
-        """
-        cfg, acc = self.config, self.accelerator
-        scale = acc.num_processes / n_step
-        total = torch.zeros((), device=acc.device)
-        for j, (batch, weights) in enumerate(micro):
-            # Only the last micro-batch synchronises gradients across processes.
-            sync = acc.no_sync(self.model) if j < len(micro) - 1 else nullcontext()
-            with sync:
-                loss = self._loss_sum(batch, weights, self.model) * scale
-                acc.backward(loss)
-            total += loss.detach()
-        mean_loss = float(acc.reduce(total, "mean"))
-        self._check_finite(mean_loss, state)
-        if cfg.optim.max_grad_norm:
-            acc.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        state["global_step"] += 1
-        state["step_losses"].append(mean_loss)
-        return mean_loss
-
-    def _epoch_record(self, epoch: int, state: dict) -> dict[str, Any]:
-        # Every step of the epoch, those before a mid-epoch resume included.
-        losses = state["step_losses"][state["epoch_first_step"] :]
-        if self.online is not None:
-            stats = self.online.end_epoch()
-        else:
-            stats = self.sampler.stats(epoch)
+    # --- records and results -------------------------------------------------------------
+    def _epoch_record(self, epoch: int, state: TrainState) -> dict[str, Any]:
+        losses = state.epoch_losses
+        stats = self.source.epoch_stats(epoch)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
-            "step": state["global_step"],
+            "step": state.global_step,
             "train_loss": sum(losses) / len(losses) if losses else math.nan,
             "accepted": stats.accepted,
             "acceptance_rate": stats.acceptance_rate,
             # With the forwards that computed the weights, as the run's total counts them.
-            "forwarded": state["forwarded"] + self.weight_info.get("scoring_forwarded", 0),
+            "forwarded": state.forwarded + self.weight_info.get("scoring_forwarded", 0),
         }
-        if isinstance(self.optimizer, Metropolis):
-            mh = self.optimizer
-            p0, a0 = state.get("epoch_proposals", [0, 0])
-            proposed = mh.proposed - p0
-            record.update(
-                step_acceptance=(mh.accepted - a0) / proposed if proposed else math.nan,
-                sigma=mh.sigma,
-                temperature=mh.temperature(mh.t),
-            )
+        record.update(self.stepper.epoch_record(state))
         ev = None
         if self.eval_split is not None:
             ev = self.evaluate(self.eval_split)
@@ -555,75 +479,67 @@ class FineTuner:
         self.divergence.check_epoch(epoch, state, record["train_loss"], ev)
         return record
 
-    def _finish(self, state: dict, resumed_from: int | None) -> dict[str, Any]:
+    def _finish(self, state: TrainState, resumed_from: int | None) -> RunResult:
         acc = self.accelerator
-        stats = self.sampler.stats(0)
         scoring = self.weight_info.get("scoring_forwarded", 0)
-        result: dict[str, Any] = {
-            "config": to_dict(self.config),
-            "rsft_version": __version__,
-            "data": self.data_digest,  # what a finished run may be reused for (compare)
-            "kernels": kernel_settings(),  # what the bits depend on besides config and version
-            "machine": machine_info(),
-            "classes": self.classes,
-            "parameters": self.param_counts,
-            "weights": {k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},
-            "acceptance_rate": _mean([h["acceptance_rate"] for h in state["history"]]),
-            "ess_fraction": 1.0,
-            "violations": stats.violations,
-            "envelope": stats.envelope,
-            "forwarded": state["forwarded"] + scoring,
-            "backpropagated": state["backpropagated"],
-            "setup_time": self.setup_time,
-            "train_time": state["train_time"],
-            "wall_time": self.setup_time + state["train_time"],
-            "global_step": state["global_step"],
-            "epochs_run": len(state["history"]),
-            "resumed_from_step": resumed_from,
-            "step_losses": state["step_losses"],
-            "history": state["history"],
-        }
-        result.update(self._memory_record(state))
-        if isinstance(self.optimizer, Metropolis):
-            result.update(
-                step_acceptance=self.optimizer.acceptance_rate,
-                proposals=self.optimizer.proposed,
-                sigma=self.optimizer.sigma,
-            )
-        if self.weights is not None:
-            w = torch.as_tensor(self.weights, dtype=torch.float64)
-            result["ess_fraction"] = float(w.sum() ** 2 / (w * w).sum() / len(w))
         if self.online is not None:
-            total = self.online.stats
-            result.update(
-                acceptance_rate=total.acceptance_rate,
-                ess_fraction=total.ess_fraction,
-                violations=total.violations,
-                envelope=total.envelope,
-                epochs_run=len(state["history"]),
-                trace=self.online.trace,
-            )
+            stats = self.online.stats  # the whole run's
+            acceptance, ess = stats.acceptance_rate, stats.ess_fraction
+        else:
+            stats = self.sampler.stats(0)
+            acceptance, ess = _mean([h["acceptance_rate"] for h in state.history]), 1.0
+            if self.weights is not None:
+                w = torch.as_tensor(self.weights, dtype=torch.float64)
+                ess = float(w.sum() ** 2 / (w * w).sum() / len(w))
+        result = RunResult(
+            config=to_dict(self.config),
+            rsft_version=__version__,
+            data=self.data_digest,
+            kernels=kernel_settings(),
+            machine=machine_info(),
+            classes=self.classes,
+            parameters=self.param_counts,
+            weights={k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},
+            acceptance_rate=acceptance,
+            ess_fraction=ess,
+            violations=stats.violations,
+            envelope=stats.envelope,
+            forwarded=state.forwarded + scoring,
+            backpropagated=state.backpropagated,
+            setup_time=self.setup_time,
+            train_time=state.train_time,
+            wall_time=self.setup_time + state.train_time,
+            global_step=state.global_step,
+            epochs_run=len(state.history),
+            resumed_from_step=resumed_from,
+            step_losses=state.step_losses,
+            history=state.history,
+            trace=self.online.trace if self.online is not None else None,
+            **self._memory_record(state),
+            **self.stepper.result_fields(),
+        )
         if self.test_split is not None:
             ev = self.evaluate(self.test_split)
-            result.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
+            result.test_accuracy, result.test_loss = ev["accuracy"], ev["loss"]
             # Per-item outcomes: rsft compare's intervals cover the test set's sampling error.
-            result.update(test_correct=ev["correct"], test_size=len(ev["correct"]))
-            if "initial_test" in state:
-                result["initial_test_accuracy"] = state["initial_test"]["accuracy"]
+            result.test_correct, result.test_size = ev["correct"], len(ev["correct"])
+            if state.initial_test is not None:
+                result.initial_test_accuracy = state.initial_test["accuracy"]
             self.divergence.check_test(state, ev)
-        result.update(self.divergence.result(state))
+        guard = self.divergence.result(state)
+        result.diverged, result.divergence = guard["diverged"], guard["divergence"]
         if acc.is_main_process:
             save_classifier(self.clf, self.output_dir / "model", self.classes)
-            atomic_write_text(self.output_dir / "results.json", json.dumps(result, indent=2))
+            result.write(self.output_dir / "results.json")
             if self.online is not None:
                 plot_trace(self.online.trace, self.output_dir / "acceptance.png")
         acc.wait_for_everyone()
         return result
 
-    def _memory_record(self, state: dict) -> dict[str, Any]:
+    def _memory_record(self, state: TrainState) -> dict[str, Any]:
         """Peak tensor memory of a training step and of one inference pass, weights included."""
         weights = self.memory["parameters"]
-        inference, train = self.memory["inference_peak"], state.get("train_peak")
+        inference, train = self.memory["inference_peak"], state.train_peak
         out: dict[str, Any] = {"parameter_bytes": weights}
         if inference is not None and train is not None:
             out.update(

@@ -1,0 +1,68 @@
+"""Loading batches and evaluating a model on a labelled split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from rsft.data import Split
+
+
+def make_loader(
+    split: Split, batch_size: int, seed: int, num_workers: int = 0, sampler: Sampler | None = None
+) -> DataLoader:
+    """A DataLoader with a generator of its own: starting an iterator would otherwise draw
+    from the global RNG, and a resumed run (which starts one mid-epoch) would drift from the
+    original."""
+    return DataLoader(
+        split.dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        collate_fn=split.collate,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def to_device(batch: dict, device: torch.device | str) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    logits_fn: Any,
+    loader: DataLoader,
+    num_classes: int,
+    device: torch.device | str,
+) -> dict[str, Any]:
+    """Accuracy, mean loss and per-item outcomes (1 correct, 0 not, in the split's order),
+    and how many samples are predicted as / labelled with each class (the divergence
+    guard's collapse check). ``logits_fn(batch, model)`` calls the model."""
+    was = model.training
+    model.eval()
+    correct: list[int] = []
+    loss_sum = 0.0
+    c = num_classes
+    predicted, labels = torch.zeros(c, dtype=torch.long), torch.zeros(c, dtype=torch.long)
+    for batch in loader:
+        batch = to_device(batch, device)
+        logits = logits_fn(batch, model)
+        loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+        pred = logits.argmax(-1)
+        correct += (pred == batch["labels"]).int().tolist()
+        predicted += torch.bincount(pred.cpu(), minlength=c)
+        labels += torch.bincount(batch["labels"].cpu(), minlength=c)
+    model.train(was)
+    n = len(correct)
+    return {
+        "accuracy": sum(correct) / n,
+        "loss": loss_sum / n,
+        "correct": correct,
+        "predicted": predicted.tolist(),
+        "labels": labels.tolist(),
+    }
