@@ -1,23 +1,12 @@
-"""Summaries, tables, files and plots for ``rsft compare``.
+"""Plots for ``rsft compare``, and the names this module has always offered.
 
-The runner produces one plain-dict record per (method, seed). This module turns those into
-the evidence a reader needs to decide whether a method helps: per-method means with intervals
-that cover both the seeds' spread and the test set's own sampling error (see
-:mod:`rsft.compare.stats`), and the *paired* difference to a baseline (same seed, same data,
-same budget, same test items), which removes the variation that both methods share.
-
-Failed runs (NaN accuracy) are never dropped: they make the affected means NaN so that the
-failure shows in the table instead of silently flattering a method. A field that a record does
-not carry (missing or None, e.g. ``step_acceptance`` for a gradient method, or memory in a record
-written before it was measured) is *absent*, not failed: other metrics are averaged over the
-seeds that report them, and a method none of whose seeds reports one gets NaN for it.
+The statistics, the table and the files live in :mod:`rsft.compare.summary`,
+:mod:`rsft.compare.table` and :mod:`rsft.compare.files`; they are re-exported here so
+existing imports keep working.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,15 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from rsft.atomic import atomic_target, atomic_write_text
-from rsft.compare.stats import (
-    BOOTSTRAP_REPLICATES,
-    SEEDS_ONLY,
-    interval,
-    mean_ci,
-    outcome_matrix,
-    paired_differences,
+from rsft.atomic import atomic_target
+from rsft.compare.files import write_results
+from rsft.compare.stats import SEEDS_ONLY, mean_ci
+from rsft.compare.summary import (
+    ACCURACY_KEY,
+    DEFAULT_METRICS,
+    as_float,
+    group_by_method,
+    summarize,
 )
+from rsft.compare.table import SEEDS_ONLY_MARK, format_table
 
 __all__ = [
     "ACCURACY_KEY",
@@ -47,486 +38,7 @@ __all__ = [
     "write_results",
 ]
 
-ACCURACY_KEY = "test_accuracy"
-"""The record field every comparison is about: accuracy on the target test set."""
-
-DEFAULT_METRICS: tuple[str, ...] = (
-    "test_loss",
-    "acceptance_rate",
-    "ess_fraction",
-    "violations",
-    "forwarded",
-    "backpropagated",
-    "wall_time",
-    "step_acceptance",
-    "peak_memory",
-    "inference_memory",
-    "memory_vs_inference",
-    "domain_auc",
-)
-"""Record fields averaged over seeds (mean only) in each summary row, as ``<name>_mean``.
-
-``step_acceptance`` (fraction of proposed parameter updates kept) exists only for the
-Metropolis/MALA methods; ``peak_memory`` / ``inference_memory`` are bytes (weights included)
-of a training step and of one inference forward, ``memory_vs_inference`` their ratio;
-``domain_auc`` is the density-ratio classifier's out-of-fold ROC AUC (source vs target).
-"""
-
 _NAN = float("nan")
-
-
-# --------------------------------------------------------------------------------------------
-# statistics
-
-
-def _as_float(value: Any) -> float:
-    """A record field as float; missing or non-numeric -> NaN so it shows rather than crashes."""
-    if value is None:
-        return _NAN
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return _NAN
-
-
-def _group_by_method(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Records per method in first-appearance order; rejects duplicates that would break pairing."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    seen: set[tuple[str, Any]] = set()
-    for i, rec in enumerate(records):
-        if "method" not in rec or "seed" not in rec:
-            raise ValueError(f"record {i} lacks 'method' or 'seed': keys are {sorted(rec)}.")
-        key = (str(rec["method"]), rec["seed"])
-        if key in seen:
-            raise ValueError(
-                f"two records for method {key[0]!r} seed {key[1]!r}: pairing by seed would be "
-                "ambiguous. Drop the duplicate run before summarizing."
-            )
-        seen.add(key)
-        groups.setdefault(key[0], []).append(rec)
-    return groups
-
-
-def _metric_mean(values: Iterable[Any]) -> float:
-    """Mean of a (non-accuracy) metric over the seeds that report it.
-
-    None (the record lacks the field) is skipped, so a method that has no such metric gets NaN
-    and one old record without it does not blank its method's mean. A reported NaN still makes
-    the mean NaN: a value that is there but broken is shown, not averaged away.
-    """
-    present = [_as_float(v) for v in values if v is not None]
-    return float(np.mean(present)) if present else _NAN
-
-
-def summarize(
-    records: Sequence[Mapping[str, Any]],
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    baseline: str | None = "plain",
-    confidence: float = 0.95,
-) -> list[dict[str, Any]]:
-    """One row per method (first-appearance order) with everything the table and plot need.
-
-    Keys of each row: ``method``, ``n_seeds``, ``seeds``, ``n_failed`` (NaN accuracies),
-    ``n_diverged`` (runs whose results say ``diverged``),
-    ``confidence``, ``test_accuracy_mean`` / ``_ci_low`` / ``_ci_high`` with ``interval``
-    (``"seeds+items"``, or ``"seeds"`` for runs without per-item outcomes), ``test_size``
-    (items in the target test set, None when unknown), ``<metric>_mean`` for each of
-    ``metrics`` (over the seeds whose record has the field, NaN when none has it; only a NaN
-    *accuracy* counts as a failed run), ``baseline`` (its name, or None when absent from the
-    records) and ``delta_vs_baseline_mean`` / ``_ci_low`` / ``_ci_high`` with
-    ``delta_n_pairs`` and ``delta_interval``.
-
-    Intervals cover the seeds and the test items (:func:`rsft.compare.stats.interval`),
-    clipped to [0, 1] for accuracy and [-1, 1] for the delta. The delta is the mean over the
-    seeds both methods ran of ``acc(method) - acc(baseline)``, its interval computed on the
-    per-item differences of those paired runs: pairing by seed and by test item cancels what
-    both methods share, so it is far more sensitive than comparing two independent intervals.
-    The baseline's own row has NaN delta fields (comparing it with itself says nothing).
-    """
-    groups = _group_by_method(records)
-    base_name = baseline if baseline is not None and baseline in groups else None
-    base_recs = {r["seed"]: r for r in groups[base_name]} if base_name else {}
-
-    rows: list[dict[str, Any]] = []
-    for method, recs in groups.items():
-        acc = [_as_float(r.get(ACCURACY_KEY)) for r in recs]
-        mean, low, high, kind = interval(acc, outcome_matrix(recs), confidence)
-        row: dict[str, Any] = {
-            "method": method,
-            "n_seeds": len(recs),
-            "seeds": [r["seed"] for r in recs],
-            "n_failed": sum(math.isnan(a) for a in acc),
-            "n_diverged": sum(bool(r.get("diverged")) for r in recs),
-            "confidence": confidence,
-            f"{ACCURACY_KEY}_mean": mean,
-            f"{ACCURACY_KEY}_ci_low": low,
-            f"{ACCURACY_KEY}_ci_high": high,
-            "interval": kind,
-            "test_size": _test_size(recs),
-        }
-        for metric in metrics:
-            row[f"{metric}_mean"] = _metric_mean(r.get(metric) for r in recs)
-
-        row["baseline"] = base_name
-        d_mean, d_low, d_high, d_kind = _NAN, _NAN, _NAN, None
-        n_pairs = 0
-        if base_name is not None and method != base_name:
-            pairs = [(r, base_recs[r["seed"]]) for r in recs if r["seed"] in base_recs]
-            n_pairs = len(pairs)
-            diffs = [
-                _as_float(r.get(ACCURACY_KEY)) - _as_float(b.get(ACCURACY_KEY)) for r, b in pairs
-            ]
-            d_mean, d_low, d_high, d_kind = interval(
-                diffs, paired_differences(pairs), confidence, bounds=(-1.0, 1.0)
-            )
-        row["delta_vs_baseline_mean"] = d_mean
-        row["delta_vs_baseline_ci_low"] = d_low
-        row["delta_vs_baseline_ci_high"] = d_high
-        row["delta_n_pairs"] = n_pairs
-        row["delta_interval"] = d_kind
-        rows.append(row)
-    return rows
-
-
-def _test_size(records: Sequence[Mapping[str, Any]]) -> int | None:
-    """The target test set's size, when the records state one and agree on it."""
-    sizes = {r.get("test_size") for r in records} - {None}
-    return int(sizes.pop()) if len(sizes) == 1 else None
-
-
-# --------------------------------------------------------------------------------------------
-# text table
-
-
-def _isnan(x: Any) -> bool:
-    return isinstance(x, float) and math.isnan(x)
-
-
-def _pct(x: float, signed: bool = False) -> str:
-    """Fraction -> percent (points) with one decimal; NaN stays 'nan' so failures are seen."""
-    if _isnan(x):
-        return "nan"
-    return f"{100.0 * x:+.1f}" if signed else f"{100.0 * x:.1f}"
-
-
-def _interval_cell(
-    mean: float, low: float, high: float, n: int, signed: bool = False, kind: str | None = None
-) -> str:
-    """``mean [low, high]`` in percent; a seeds-only interval (no per-item outcomes) gets
-    ``_SEEDS_ONLY_MARK``."""
-    if _isnan(mean):
-        return "nan"
-    if n < 2 or _isnan(low) or _isnan(high):
-        return f"{_pct(mean, signed)} (n={n})"
-    mark = _SEEDS_ONLY_MARK if kind == SEEDS_ONLY else ""
-    return f"{_pct(mean, signed)} [{_pct(low, signed)}, {_pct(high, signed)}]{mark}"
-
-
-_SEEDS_ONLY_MARK = "†"
-"""Marks an interval over seeds only: its runs did not record per-item test outcomes."""
-
-
-def _num(x: Any, fmt: str) -> str:
-    x = _as_float(x)
-    return "nan" if math.isnan(x) else format(x, fmt)
-
-
-def _count(x: Any) -> str:
-    """Sample counts with thousands separators: budgets are compared at a glance."""
-    return _num(x, ",.0f")
-
-
-def _violations(x: Any) -> str:
-    x = _as_float(x)
-    if math.isnan(x):
-        return "nan"
-    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
-
-
-_ABSENT = "–"
-"""Cell of a metric the method does not have (e.g. step acceptance of a gradient method)."""
-
-_MB = 1e6
-"""Bytes per MB in the table (SI megabytes, as the legend says)."""
-
-
-def _step_accept(x: Any) -> str:
-    """Mean fraction of proposed parameter updates kept, in % with one decimal; '–' if none."""
-    x = _as_float(x)
-    return _ABSENT if math.isnan(x) else f"{100 * x:.1f}%"
-
-
-def _memory(peak: Any, ratio: Any) -> str:
-    """Peak training-step memory in MB with its multiple of one inference pass, ``1.2 MB (1.8×)``.
-
-    '–' without a peak; the multiplier is left off when the ratio is unknown.
-    """
-    peak = _as_float(peak)
-    if math.isnan(peak):
-        return _ABSENT
-    cell = f"{peak / _MB:,.1f} MB"
-    ratio = _as_float(ratio)
-    return cell if math.isnan(ratio) else f"{cell} ({ratio:.1f}×)"
-
-
-def _auc(x: Any) -> str:
-    """The domain classifier's AUC with three decimals; '–' for methods without one."""
-    x = _as_float(x)
-    return _ABSENT if math.isnan(x) else f"{x:.3f}"
-
-
-def _test_set_line(rows: Sequence[Mapping[str, Any]]) -> str:
-    """``target test set: 200 items``: the n behind every accuracy, stated beside the table."""
-    sizes = {r.get("test_size") for r in rows} - {None}
-    if not sizes:
-        return "target test set: size not recorded (runs from an older rsft)."
-    if len(sizes) == 1:
-        return f"target test set: {sizes.pop():,} items."
-    each = ", ".join(f"{r['method']} {r['test_size']:,}" for r in rows if r.get("test_size"))
-    return f"target test sets differ in size between methods: {each} items."
-
-
-def _has(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
-    return any(not math.isnan(_as_float(r.get(key))) for r in rows)
-
-
-def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
-    """Fixed-width markdown pipe table of ``summarize`` rows, readable as-is and in a README.
-
-    Accuracy and the paired delta are in percent (points) with one decimal; a single seed
-    shows ``(n=1)`` instead of an interval, a failed run makes the cell ``nan``, and an
-    interval over seeds only (runs without per-item test outcomes) is marked ``†``. Three
-    columns appear only when some row has the data: ``step accept`` (mean fraction of
-    proposed parameter updates kept, Metropolis/MALA; ``–`` for other methods), ``domain
-    AUC`` (the density-ratio classifier's out-of-fold ROC AUC; ``–`` for other weights) and
-    ``peak mem`` (peak tensor memory of a training step in MB, with its multiple of one
-    inference forward, ``–`` when not measured). A method with diverged runs is marked
-    ``⚠ diverged k/n``. With ``notes``, a blank line, the target
-    test set's size and a short legend follow the table (the blank line keeps markdown from
-    reading the legend as a row).
-    """
-    rows = list(rows)
-    level = rows[0].get("confidence", 0.95) if rows else 0.95
-    pct_level = f"{100 * level:g}%"
-    base = next((r.get("baseline") for r in rows if r.get("baseline")), None)
-    show_step = _has(rows, "step_acceptance_mean")
-    show_auc = _has(rows, "domain_auc_mean")
-    show_mem = _has(rows, "peak_memory_mean")
-    header = [
-        "method",
-        f"target acc (mean [{pct_level} CI])",
-        f"Δ vs {base or 'baseline'} [{pct_level} CI]",
-        "accept rate",
-        *(["step accept"] if show_step else []),
-        "ESS",
-        *(["domain AUC"] if show_auc else []),
-        "violations",
-        "fwd samples",
-        "bwd samples",
-        *(["peak mem"] if show_mem else []),
-        "wall s",
-    ]
-    body: list[list[str]] = []
-    for r in rows:
-        n = int(r.get("n_seeds", 0))
-        acc = _interval_cell(
-            r.get(f"{ACCURACY_KEY}_mean", _NAN),
-            r.get(f"{ACCURACY_KEY}_ci_low", _NAN),
-            r.get(f"{ACCURACY_KEY}_ci_high", _NAN),
-            n,
-            kind=r.get("interval"),
-        )
-        failed = int(r.get("n_failed", 0))
-        if failed:
-            acc = f"{acc} ({failed}/{n} failed)"
-        if base is None:
-            delta = "n/a"
-        elif r.get("method") == base:
-            delta = "(baseline)"
-        elif int(r.get("delta_n_pairs", 0)) == 0:
-            delta = "n/a (no shared seeds)"
-        else:
-            delta = _interval_cell(
-                r.get("delta_vs_baseline_mean", _NAN),
-                r.get("delta_vs_baseline_ci_low", _NAN),
-                r.get("delta_vs_baseline_ci_high", _NAN),
-                int(r["delta_n_pairs"]),
-                signed=True,
-                kind=r.get("delta_interval"),
-            )
-        accept = _as_float(r.get("acceptance_rate_mean"))
-        name = str(r.get("method", "?"))
-        if r.get("n_diverged"):
-            name += f" ⚠ diverged {r['n_diverged']}/{n}"
-        body.append(
-            [
-                name,
-                acc,
-                delta,
-                "nan" if math.isnan(accept) else f"{100 * accept:.1f}%",
-                *([_step_accept(r.get("step_acceptance_mean"))] if show_step else []),
-                _num(r.get("ess_fraction_mean"), ".2f"),
-                *([_auc(r.get("domain_auc_mean"))] if show_auc else []),
-                _violations(r.get("violations_mean")),
-                _count(r.get("forwarded_mean")),
-                _count(r.get("backpropagated_mean")),
-                *(
-                    [_memory(r.get("peak_memory_mean"), r.get("memory_vs_inference_mean"))]
-                    if show_mem
-                    else []
-                ),
-                _num(r.get("wall_time_mean"), ".1f"),
-            ]
-        )
-
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        # First column (names) left-aligned, numbers right-aligned so digits line up.
-        parts = [
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ]
-        return "| " + " | ".join(parts) + " |"
-
-    rule = (
-        "| "
-        + " | ".join(("-" * w) if i == 0 else ("-" * (w - 1) + ":") for i, w in enumerate(widths))
-        + " |"
-    )
-    lines = [line(header), rule, *(line(b) for b in body)]
-    if notes:
-        seeds_only = any(
-            r.get("interval") == SEEDS_ONLY or r.get("delta_interval") == SEEDS_ONLY for r in rows
-        )
-        lines += [
-            "",
-            _test_set_line(rows),
-            "",
-            f"Accuracy in %, mean over seeds, with a {pct_level} interval that covers both the "
-            "seeds' spread (Student t over the per-seed accuracies) and the test set's own "
-            f"sampling error (a bootstrap over its items, {BOOTSTRAP_REPLICATES:,} resamples "
-            "from a fixed seed), added in quadrature and clipped to [0, 100]. "
-            + (
-                f"Δ: paired by seed and by test item against {base!r}, in percentage points. "
-                if base
-                else "No baseline method in these runs, so no Δ. "
-            )
-            + (
-                f"{_SEEDS_ONLY_MARK}: interval over seeds only (Student t): these runs recorded "
-                "no per-item test outcomes (an older rsft), so the test set's error is left out. "
-                if seeds_only
-                else ""
-            )
-            + "accept rate / ESS / violations / samples / wall s: means over seeds."
-            + (
-                " step accept: fraction of proposed parameter updates kept (Metropolis/MALA; "
-                f"{_ABSENT} for methods that do not propose updates), mean over seeds."
-                if show_step
-                else ""
-            )
-            + (
-                " domain AUC: out-of-fold ROC AUC of the density ratio's domain classifier "
-                "(0.5: the domains look alike; near 1: little overlap, a few huge weights), "
-                f"mean over seeds; {_ABSENT} for other weights."
-                if show_auc
-                else ""
-            )
-            + (
-                " peak mem: peak tensor memory of a training step (weights included), "
-                "MB = 10^6 bytes, mean over seeds, with (×) its ratio to one inference "
-                f"forward pass of a training batch; {_ABSENT} where not measured."
-                if show_mem
-                else ""
-            ),
-        ]
-    if notes and any(r.get("n_diverged") for r in rows):
-        lines.append(
-            "⚠ diverged k/n: in k of the n seeds the loss rose far above its start or the "
-            "predictions collapsed to one class (see 'divergence' in each run's results.json); "
-            "those runs' numbers do not measure the method."
-        )
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# files
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types only: numpy scalars unwrapped, non-finite floats -> null (strict JSON)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return str(obj)
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, (Mapping, list, tuple)):
-        return json.dumps(_jsonable(value))
-    return "" if value is None else value
-
-
-def _csv_text(rows: Sequence[Mapping[str, Any]], skip: frozenset[str] = frozenset()) -> str:
-    """CSV with the union of keys as columns (first-appearance order); NaN written as 'nan'."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in skip and k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_cell(row[k]) for k in columns if k in row})
-    return buf.getvalue()
-
-
-def write_results(
-    records: Sequence[Mapping[str, Any]],
-    rows: Sequence[Mapping[str, Any]],
-    out_dir: str | os.PathLike[str],
-    meta: Mapping[str, Any] | None = None,
-) -> dict[str, Path]:
-    """Write ``results.json``, ``results.csv`` and ``summary.csv`` into ``out_dir``, atomically.
-
-    ``results.json`` holds ``{"meta", "summary", "records"}`` (histories included) as strict
-    JSON: NaN/inf become ``null``, so a failed run reads as ``"test_accuracy": null``.
-    ``results.csv`` has one line per record with flat columns (no history, no per-item
-    outcomes) and ``summary.csv``
-    one line per method; both write NaN as ``nan``. Returns ``{"json", "csv", "summary_csv"}``.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "meta": _jsonable(dict(meta or {})),
-        "summary": _jsonable(list(rows)),
-        "records": _jsonable(list(records)),
-    }
-    paths = {
-        "json": out / "results.json",
-        "csv": out / "results.csv",
-        "summary_csv": out / "summary.csv",
-    }
-    atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    flat = frozenset({"history", "test_correct"})  # per-epoch and per-item lists: JSON only
-    atomic_write_text(paths["csv"], _csv_text(records, skip=flat))
-    atomic_write_text(paths["summary_csv"], _csv_text(rows))
-    return paths
-
-
-# --------------------------------------------------------------------------------------------
-# plot
 
 
 _X_LABEL = {
@@ -556,7 +68,7 @@ def _epoch_curve(
         if epoch is None or y is None:
             continue
         x = entry.get(x_key, epoch if x_key == "step" else None)
-        curve[float(epoch)] = (_as_float(x), _as_float(y))
+        curve[float(epoch)] = (as_float(x), as_float(y))
     return curve
 
 
@@ -612,7 +124,7 @@ def plot_results(
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    groups = _group_by_method(records)
+    groups = group_by_method(records)
     methods = [str(r["method"]) for r in rows] or list(groups)
     x_key = _x_key(r.get("history") or () for r in records)
 
@@ -665,7 +177,7 @@ def plot_results(
     for i, m in enumerate(methods):
         row = row_of.get(m, {})
         marker = style[m][2]
-        seeds_acc = np.array([_as_float(r.get(ACCURACY_KEY)) for r in groups.get(m, ())])
+        seeds_acc = np.array([as_float(r.get(ACCURACY_KEY)) for r in groups.get(m, ())])
         ok = seeds_acc[~np.isnan(seeds_acc)]
         jitter = rng.uniform(-0.12, 0.12, size=ok.size)
         ax.scatter(
@@ -677,9 +189,9 @@ def plot_results(
             alpha=0.55,
             edgecolors="none",
         )
-        mean = _as_float(row.get(f"{ACCURACY_KEY}_mean"))
-        low = _as_float(row.get(f"{ACCURACY_KEY}_ci_low"))
-        high = _as_float(row.get(f"{ACCURACY_KEY}_ci_high"))
+        mean = as_float(row.get(f"{ACCURACY_KEY}_mean"))
+        low = as_float(row.get(f"{ACCURACY_KEY}_ci_low"))
+        high = as_float(row.get(f"{ACCURACY_KEY}_ci_high"))
         if math.isnan(mean) and 0 < ok.size < seeds_acc.size:
             # A failed seed makes the mean NaN; still place the survivors' mean, hollow,
             # and say so, so the failure is visible on the plot as in the table.
@@ -738,7 +250,7 @@ def plot_results(
             )
         )
     if base is not None and base in row_of:
-        base_mean = _as_float(row_of[base].get(f"{ACCURACY_KEY}_mean"))
+        base_mean = as_float(row_of[base].get(f"{ACCURACY_KEY}_mean"))
         if not math.isnan(base_mean):
             handles.append(
                 ax.axhline(
@@ -759,7 +271,7 @@ def plot_results(
     kinds = {r.get("interval") for r in rows if r.get("interval")}
     over = "seeds" if kinds == {SEEDS_ONLY} else "seeds and test items"
     if len(kinds) > 1:
-        over += f" (some over seeds only: {_SEEDS_ONLY_MARK} in the table)"
+        over += f" (some over seeds only: {SEEDS_ONLY_MARK} in the table)"
     ax.set_title(f"(a) Target test accuracy (mean, {100 * level:g}% CI over {over})")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(handles=handles, loc="best", fontsize=7 if many else 8)

@@ -16,7 +16,10 @@ from typing import Any
 from accelerate import Accelerator
 
 from rsft import __version__
-from rsft.compare.report import format_table, plot_results, summarize, write_results
+from rsft.compare.files import write_results
+from rsft.compare.report import plot_results
+from rsft.compare.summary import summarize
+from rsft.compare.table import format_table
 from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
 from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
