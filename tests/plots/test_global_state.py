@@ -15,6 +15,7 @@ import pytest
 
 from rsft.compare.summary import summarize
 from rsft.plots import plot_results, plot_rounds, plot_trace
+from rsft.tasks.digits import render_examples
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -37,10 +38,11 @@ def _plots(records: list[dict]) -> dict[str, Callable[[Path], Path]]:
         "compare": lambda p: plot_results(records, summarize(records), p),
         "trace": lambda p: plot_trace(TRACE, p),
         "rounds": lambda p: plot_rounds(ROUNDS, p),
+        "digits": lambda p: render_examples(p, n=4),
     }
 
 
-@pytest.mark.parametrize("name", ["compare", "trace", "rounds"])
+@pytest.mark.parametrize("name", ["compare", "trace", "rounds", "digits"])
 def test_plot_keeps_backend_and_opens_no_pyplot_figure(
     name: str, records: list[dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
