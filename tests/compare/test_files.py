@@ -12,6 +12,7 @@ from compare_records import DELTA, PLAIN
 
 from rsft.compare.files import write_results
 from rsft.compare.summary import summarize
+from rsft.compare.table import format_table
 
 
 def test_write_results_round_trip(records: list[dict], tmp_path: Path) -> None:
@@ -44,3 +45,13 @@ def test_write_results_round_trip(records: list[dict], tmp_path: Path) -> None:
     assert sum_rows[1]["delta_vs_baseline_mean"] == "nan"
     assert data["summary"][1]["delta_vs_baseline_mean"] is None
     assert float(sum_rows[1]["test_accuracy_mean"]) == pytest.approx(np.mean(PLAIN) + DELTA)
+
+
+def test_write_results_writes_the_table_when_given(records: list[dict], tmp_path: Path) -> None:
+    rows = summarize(records)
+    table = format_table(rows)
+    paths = write_results(records, rows, tmp_path, table=table)
+    assert set(paths) == {"json", "csv", "summary_csv", "table"}
+    assert paths["table"] == tmp_path / "table.md"
+    assert paths["table"].read_text(encoding="utf-8") == table + "\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

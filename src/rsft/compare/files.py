@@ -1,7 +1,7 @@
-"""The files ``rsft compare`` leaves: results.json, results.csv and summary.csv.
+"""The files ``rsft compare`` leaves: results.json, results.csv, summary.csv and table.md.
 
-JSON for programs (strict: a failed run's NaN is ``null``), CSV for spreadsheets. Each is
-written atomically, so a compare killed while writing leaves the old
+JSON for programs (strict: a failed run's NaN is ``null``), CSV for spreadsheets, markdown
+for people. Each is written atomically, so a compare killed while writing leaves the old
 file or the new one, never half of one.
 """
 
@@ -68,14 +68,16 @@ def write_results(
     rows: Sequence[Mapping[str, Any]],
     out_dir: str | os.PathLike[str],
     meta: Mapping[str, Any] | None = None,
+    table: str | None = None,
 ) -> dict[str, Path]:
-    """Write ``results.json``, ``results.csv`` and ``summary.csv`` into ``out_dir``, atomically.
+    """Write ``results.json``, ``results.csv``, ``summary.csv`` (and ``table.md``) atomically.
 
     ``results.json`` holds ``{"meta", "summary", "records"}`` (histories included) as strict
     JSON: NaN/inf become ``null``, so a failed run reads as ``"test_accuracy": null``.
     ``results.csv`` has one line per record with flat columns (no history, no per-item
-    outcomes) and ``summary.csv``
-    one line per method; both write NaN as ``nan``. Returns ``{"json", "csv", "summary_csv"}``.
+    outcomes) and ``summary.csv`` one line per method; both write NaN as ``nan``. With
+    ``table`` (the text of :func:`rsft.compare.table.format_table`), ``table.md`` holds it.
+    Returns ``{"json", "csv", "summary_csv"}``, with ``"table"`` when one was written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,4 +95,7 @@ def write_results(
     flat = frozenset({"history", "test_correct"})  # per-epoch and per-item lists: JSON only
     atomic_write_text(paths["csv"], _csv_text(records, skip=flat))
     atomic_write_text(paths["summary_csv"], _csv_text(rows))
+    if table is not None:
+        paths["table"] = out / "table.md"
+        atomic_write_text(paths["table"], table + "\n")
     return paths

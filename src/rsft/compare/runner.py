@@ -179,7 +179,6 @@ def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> d
         )
     if accelerator.is_main_process:
         meta = {"config": to_dict(cfg), "seeds": cfg.seeds}
-        files = write_results(records, rows, out, meta=meta)
+        files = write_results(records, rows, out, meta=meta, table=table)
         files["plot"] = plot_results(records, rows, out / "compare.png")
-        (out / "table.md").write_text(table + "\n")
     return {"records": records, "summary": rows, "table": table, "files": files}
