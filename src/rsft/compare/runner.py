@@ -17,7 +17,7 @@ from accelerate import Accelerator
 
 from rsft import __version__
 from rsft.compare.files import write_results
-from rsft.compare.summary import summarize
+from rsft.compare.summary import ACCURACY_KEY, DEFAULT_METRICS, summarize
 from rsft.compare.table import format_table
 from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
 from rsft.plots.comparison import plot_results
@@ -27,28 +27,19 @@ from rsft.training import FineTuner, TrainConfig
 from rsft.training.resume import data_digest
 
 RECORD_KEYS = (
-    "test_accuracy",
-    "test_loss",
+    ACCURACY_KEY,
     "initial_test_accuracy",
-    "acceptance_rate",
-    "ess_fraction",
-    "violations",
+    *(m for m in DEFAULT_METRICS if m != "domain_auc"),
     "envelope",
-    "forwarded",
-    "backpropagated",
-    "wall_time",
-    "step_acceptance",
-    "peak_memory",
-    "inference_memory",
-    "memory_vs_inference",
     "history",
     "diverged",
     "divergence",
     "test_correct",
     "test_size",
 )
-"""The fields of a run's results.json that a compare record keeps (besides ``domain_auc``,
-taken from its ``weights``). ``test_correct`` (1/0 per test item, in test-set order) lets the
+"""The fields of a run's results.json that a compare record keeps: the accuracy, the metrics
+the summary averages (``domain_auc`` is taken from the run's ``weights``), and what the table
+and plot read besides. ``test_correct`` (1/0 per test item, in test-set order) lets the
 intervals cover the test set's sampling error."""
 
 
