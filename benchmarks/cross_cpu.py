@@ -237,7 +237,7 @@ def summarize(names: list[str], facts: dict[str, list[dict]]) -> list[dict[str, 
 
 def deltas(name: str, facts: dict[str, list[dict]], baseline: str) -> dict[str, Any]:
     """Compare's own summary (intervals over seeds and test items) of one setting's runs."""
-    from rsft.compare.report import summarize as compare_summary
+    from rsft.compare.summary import summarize as compare_summary
 
     runs = facts[name][0]["runs"]
     records = [

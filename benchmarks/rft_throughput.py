@@ -327,10 +327,11 @@ def part_overhead(raw: dict[str, Any]) -> dict[str, Any]:
         flush=True,
     )
     from rsft.generation import report
+    from rsft.plots import rounds
 
-    # Time the end-of-run table and plot (looked up on the module inside run()).
+    # Time the end-of-run table and plot (looked up on their modules inside run()).
     report_time = {"seconds": 0.0}
-    originals = report.format_rounds, report.plot_rounds
+    originals = report.format_rounds, rounds.plot_rounds
 
     def timed(fn):
         def wrapper(*a, **kw):
@@ -342,7 +343,7 @@ def part_overhead(raw: dict[str, Any]) -> dict[str, Any]:
 
         return wrapper
 
-    report.format_rounds, report.plot_rounds = (timed(f) for f in originals)
+    report.format_rounds, rounds.plot_rounds = (timed(f) for f in originals)
     try:
         t0 = time.perf_counter()
         pipe = RFTPipeline(from_dict(RFTConfig, raw))
@@ -355,7 +356,7 @@ def part_overhead(raw: dict[str, Any]) -> dict[str, Any]:
             return {"error": str(e), "timings": pipe.timings}
         wall = time.perf_counter() - w0
     finally:
-        report.format_rounds, report.plot_rounds = originals
+        report.format_rounds, rounds.plot_rounds = originals
     timings = dict(result["timings"])
     generation = timings.get("generate", 0.0) + timings.get("evaluate", 0.0)
     train = timings.get("train", 0.0)

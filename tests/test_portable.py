@@ -134,6 +134,18 @@ def test_prepared_digits_are_reused_only_under_the_same_kernels(tmp_path, monkey
     assert manifest["kernels"] == kernel_settings()
 
 
+# The rest of a finished run's results.json (what _finished does not look at).
+FINISHED_RUN = {
+    **dict.fromkeys(["machine", "parameters", "weights"], {}),
+    **dict.fromkeys(["acceptance_rate", "ess_fraction", "violations", "envelope"], 1.0),
+    **dict.fromkeys(["forwarded", "backpropagated", "global_step", "epochs_run"], 1),
+    **dict.fromkeys(["setup_time", "train_time", "wall_time"], 0.5),
+    **{"classes": ["0", "1"], "resumed_from_step": None, "step_losses": [0.5]},
+    "history": [{"train_loss": 0.5}],
+    **{"diverged": False, "divergence": [], "schema": 1},
+}
+
+
 def test_compare_reruns_a_finished_run_under_other_kernels(tmp_path, monkeypatch):
     from rsft import __version__
     from rsft.compare.runner import _finished
@@ -149,6 +161,7 @@ def test_compare_reruns_a_finished_run_under_other_kernels(tmp_path, monkeypatch
     )
     cfg.output_dir = str(tmp_path)
     done = {
+        **FINISHED_RUN,
         "config": to_dict(cfg),
         "rsft_version": __version__,
         "kernels": kernel_settings(),

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from rsft.compare.stats import (
     interval,
     item_bootstrap,
+    mean_ci,
     outcome_matrix,
     seeds_items_ci,
     shared_item_share,
@@ -55,3 +57,29 @@ def test_one_seed_has_no_interval_and_failures_stay_nan() -> None:
 )
 def test_outcome_matrix_refuses_what_cannot_be_resampled(records) -> None:
     assert outcome_matrix(records) is None
+
+
+def test_mean_ci_matches_scipy_t_interval() -> None:
+    values = np.array([0.81, 0.79, 0.84, 0.80, 0.78])
+    mean, low, high = mean_ci(values, confidence=0.95)
+    exp_low, exp_high = stats.t.interval(
+        0.95, df=len(values) - 1, loc=values.mean(), scale=stats.sem(values)
+    )
+    # And by hand: t quantile * s / sqrt(n).
+    half = stats.t.ppf(0.975, 4) * values.std(ddof=1) / math.sqrt(5)
+    assert mean == pytest.approx(values.mean())
+    assert (low, high) == pytest.approx((exp_low, exp_high))
+    assert (low, high) == pytest.approx((values.mean() - half, values.mean() + half))
+    # A lower confidence gives a narrower interval.
+    _, low90, high90 = mean_ci(values, confidence=0.90)
+    assert low < low90 < high90 < high
+
+
+def test_mean_ci_edge_cases() -> None:
+    mean, low, high = mean_ci([0.7])
+    assert mean == 0.7 and math.isnan(low) and math.isnan(high)
+    assert all(math.isnan(x) for x in mean_ci([0.7, float("nan"), 0.8]))
+    assert all(math.isnan(x) for x in mean_ci([]))
+    assert mean_ci([0.6, 0.6, 0.6]) == (0.6, 0.6, 0.6)
+    with pytest.raises(ValueError):
+        mean_ci([0.1, 0.2], confidence=1.5)

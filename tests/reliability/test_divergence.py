@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from rsft.cli.main import main
-from rsft.compare.report import format_table, summarize
+from rsft.compare.summary import summarize
+from rsft.compare.table import format_table
 from rsft.config import from_dict
 from rsft.data import DataWarning, load_split
 from rsft.data.config import DataConfig

@@ -24,9 +24,10 @@ from scipy.stats import binomtest
 from torch import nn
 
 import rsft.rule.acceptance as acceptance
-from rsft.compare.report import format_table, summarize
 from rsft.compare.runner import CompareConfig, run_compare
 from rsft.compare.stats import mean_ci
+from rsft.compare.summary import summarize
+from rsft.compare.table import format_table
 from rsft.config import from_dict
 from rsft.data_level.online import OnlineEnvelope
 from rsft.param_level import Metropolis

@@ -8,7 +8,6 @@ an interrupted run resumes from its checkpoint.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,36 +15,31 @@ from typing import Any
 from accelerate import Accelerator
 
 from rsft import __version__
-from rsft.compare.report import format_table, plot_results, summarize, write_results
+from rsft.compare.files import write_results
+from rsft.compare.summary import ACCURACY_KEY, DEFAULT_METRICS, summarize
+from rsft.compare.table import format_table
 from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
+from rsft.plots.comparison import plot_results
 from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
 from rsft.training import FineTuner, TrainConfig
+from rsft.training.results import RunResult, result_fields
 from rsft.training.resume import data_digest
 
-RECORD_KEYS = (
-    "test_accuracy",
-    "test_loss",
+RECORD_KEYS = result_fields(
+    ACCURACY_KEY,
     "initial_test_accuracy",
-    "acceptance_rate",
-    "ess_fraction",
-    "violations",
+    *(m for m in DEFAULT_METRICS if m != "domain_auc"),
     "envelope",
-    "forwarded",
-    "backpropagated",
-    "wall_time",
-    "step_acceptance",
-    "peak_memory",
-    "inference_memory",
-    "memory_vs_inference",
     "history",
     "diverged",
     "divergence",
     "test_correct",
     "test_size",
 )
-"""The fields of a run's results.json that a compare record keeps (besides ``domain_auc``,
-taken from its ``weights``). ``test_correct`` (1/0 per test item, in test-set order) lets the
+"""The fields of a run's results.json that a compare record keeps: the accuracy, the metrics
+the summary averages (``domain_auc`` is taken from the run's ``weights``), and what the table
+and plot read besides. ``test_correct`` (1/0 per test item, in test-set order) lets the
 intervals cover the test set's sampling error."""
 
 
@@ -104,7 +98,7 @@ def build_runs(cfg: CompareConfig) -> list[tuple[str, int, TrainConfig]]:
     return runs
 
 
-def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
+def _finished(run_cfg: TrainConfig) -> RunResult | None:
     """The run's results if it already finished with this config, data, rsft version and
     kernels.
 
@@ -115,8 +109,11 @@ def _finished(run_cfg: TrainConfig) -> dict[str, Any] | None:
     path = Path(run_cfg.output_dir) / "results.json"
     if not path.is_file():
         return None
-    result = json.loads(path.read_text())
-    same = (
+    try:
+        result = RunResult.read(path)
+    except (TypeError, ValueError):  # unreadable, or written by another version: run again
+        result = None
+    same = result is not None and (
         result.get("config") == to_dict(run_cfg)
         and result.get("rsft_version") == __version__
         and result.get("kernels") == kernel_settings()  # other kernels give other bits
@@ -176,7 +173,6 @@ def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> d
         )
     if accelerator.is_main_process:
         meta = {"config": to_dict(cfg), "seeds": cfg.seeds}
-        files = write_results(records, rows, out, meta=meta)
+        files = write_results(records, rows, out, meta=meta, table=table)
         files["plot"] = plot_results(records, rows, out / "compare.png")
-        (out / "table.md").write_text(table + "\n")
     return {"records": records, "summary": rows, "table": table, "files": files}

@@ -421,7 +421,8 @@ class RFTPipeline:
             },
         }
         write_json(self.out / "results.json", results)
-        from rsft.generation.report import format_rounds, plot_rounds
+        from rsft.generation.report import format_rounds
+        from rsft.plots.rounds import plot_rounds
 
         table = format_rounds(results)
         atomic_write_text(self.out / "summary.md", table + "\n")

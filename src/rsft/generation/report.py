@@ -1,11 +1,17 @@
-"""The per-round summary of an RFT run: a table a person can read, and a plot."""
+"""The per-round summary of an RFT run: a table a person can read.
+
+Its plot, ``plot_rounds``, lives with rsft's other figures in :mod:`rsft.plots.rounds`; the
+name stays importable from here for code that imported it from this module.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
+
+from rsft.plots.rounds import plot_rounds
+
+__all__ = ["format_rounds", "plot_rounds"]
 
 
 def _pct(x: float | None) -> str:
@@ -64,38 +70,3 @@ def format_rounds(results: Mapping[str, Any]) -> str:
         timed = f", {timeouts} of them past verifier.timeout" if timeouts else ""
         lines.append(f"\n{failed} candidate(s) failed to score{timed} (counted, never accepted).")
     return "\n".join(lines)
-
-
-def plot_rounds(results: Mapping[str, Any], out_png: str | os.PathLike[str]) -> Path:
-    """Held-out pass@1 after each round (round 0: the base model), with the control."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rsft.atomic import atomic_target
-
-    rounds = results["rounds"]
-    xs = [0] + [r["round"] for r in rounds]
-    ys = [results["base_eval"]["pass@1"]] + [r["after"]["pass@1"] for r in rounds]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(xs, [100 * y for y in ys], "o-", label="rejection-sampled")
-    ctrl = [(r["round"], r["control_eval"]["pass@1"]) for r in rounds if "control_eval" in r]
-    if ctrl:
-        ax.plot(
-            [c[0] for c in ctrl],
-            [100 * c[1] for c in ctrl],
-            "s--",
-            label="random control (same size)",
-        )
-    ax.set_xlabel("round")
-    ax.set_ylabel("held-out pass@1 (%)")
-    ax.set_xticks(xs)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    out = Path(out_png)
-    with atomic_target(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return out

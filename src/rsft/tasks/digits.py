@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rsft.plots.figure import new_figure, save_figure
+
 NUM_CLASSES = 10
 IMAGE_SIDE = 8
 NUM_PIXELS = IMAGE_SIDE * IMAGE_SIDE
@@ -259,17 +261,13 @@ def render_examples(
     path_png: str | Path, n: int = 10, seed: int = 0, digits: Sequence[int] | None = None
 ) -> Path:
     """Save a PNG grid: top row source style, bottom row the same images in target style."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     images, labels = load_digit_images()
     wanted = list(digits) if digits is not None else list(range(n))
     idx = np.array([np.flatnonzero(labels == d % NUM_CLASSES)[0] for d in wanted])
     source = images[idx]
     target = apply_target_style(source, np.random.default_rng(seed))
-    fig, axes = plt.subplots(2, len(idx), figsize=(1.0 * len(idx), 2.3), squeeze=False)
+    fig = new_figure(figsize=(1.0 * len(idx), 2.3))
+    axes = fig.subplots(2, len(idx), squeeze=False)
     for j in range(len(idx)):
         for i, (row, name) in enumerate([(source, SOURCE), (target, TARGET)]):
             ax = axes[i, j]
@@ -280,11 +278,7 @@ def render_examples(
                 ax.set_ylabel(name)
         axes[0, j].set_title(str(labels[idx[j]]))
     fig.tight_layout()
-    path_png = Path(path_png)
-    path_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path_png, dpi=100)
-    plt.close(fig)
-    return path_png
+    return save_figure(fig, path_png, dpi=100)
 
 
 __all__ = [

@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 """Raised when a field changes meaning or is removed (adding one does not)."""
 
 
-@dataclass
+@dataclass(eq=False)  # Mapping's equality: equal to any mapping of the same fields
 class RunResult(Mapping):
     """What a run did and measured. Times in seconds, memory in bytes, sample counts over
     all processes; ``*_accuracy`` is the task's metric (accuracy for classification)."""
@@ -50,8 +50,8 @@ class RunResult(Mapping):
     history: list[dict[str, Any]]
     diverged: bool = False
     divergence: list[dict[str, Any]] = field(default_factory=list)
-    parameter_bytes: int | None = None
     # Optional sections: present when they apply.
+    parameter_bytes: int | None = None
     peak_memory: int | None = None
     inference_memory: int | None = None
     memory_vs_inference: float | None = None
@@ -101,13 +101,19 @@ class RunResult(Mapping):
 
 
 _FIELDS = tuple(f.name for f in fields(RunResult))
-_OPTIONAL = frozenset(_FIELDS[_FIELDS.index("peak_memory") : _FIELDS.index("schema")])
+_OPTIONAL = frozenset(_FIELDS[_FIELDS.index("parameter_bytes") : _FIELDS.index("schema")])
 
 
 def result_fields(*names: str) -> tuple[str, ...]:
     """``names``, checked to be RunResult fields: lists of fields kept elsewhere (the
-    compare record, the CLI summary) fail at import if a field is renamed."""
+    compare record) fail at import if a field is renamed."""
     unknown = [n for n in names if n not in _FIELDS]
     if unknown:
         raise AttributeError(f"RunResult has no field(s) {unknown}")
     return names
+
+
+SUMMARY_FIELDS = result_fields(
+    "test_accuracy", "acceptance_rate", "ess_fraction", "forwarded", "backpropagated", "wall_time"
+)
+"""What ``rsft train`` prints at the end (the rest is in results.json)."""

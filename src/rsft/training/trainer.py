@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from rsft import __version__
-from rsft.compare.report import plot_trace
 from rsft.config import ConfigError, check_output_dir, to_dict
 from rsft.data import Split, load_split, with_feature_columns
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
+from rsft.plots.trace import plot_trace
 from rsft.portable import kernel_settings, machine_info
 from rsft.progress import progress_bar, say, says_lines
 from rsft.rule import Envelope
