@@ -272,7 +272,11 @@ def check_output_dir(path: str | Path, name: str = "output_dir") -> None:
 
 
 def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, help: str = "") -> Any:
-    """A dataclass field with a help text, shown by ``rsft <command> --help``."""
+    """A config option: a dataclass field with its help text, shown by ``rsft <command> --help``.
+
+    Every config section declares its options with it, so the help listing and the checks find
+    the same metadata everywhere.
+    """
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from rsft.config import opt
 
 FORMATS = ("imagefolder", "csv", "json", "parquet", "hf")
 
@@ -23,13 +23,6 @@ SUFFIX_FORMATS = {
 }
 
 
-def _opt(default: Any = None, help: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
-    """A field with help text in the metadata, where the CLI's option listing looks for it."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class DataConfig:
     """Where the inputs and labels of a split live, and how images and text are prepared.
@@ -38,36 +31,38 @@ class DataConfig:
     are named once and all splits are prepared the same way.
     """
 
-    format: str | None = _opt(
+    format: str | None = opt(
         None,
-        "imagefolder | csv | json | parquet | hf (a save_to_disk folder); inferred from the "
+        help="imagefolder | csv | json | parquet | hf (a save_to_disk folder); inferred from the "
         "path when unset.",
     )
-    label_column: str = _opt("label", "Column holding the class (name or integer).")
-    feature_columns: list[str] | str | None = _opt(
+    label_column: str = opt("label", help="Column holding the class (name or integer).")
+    feature_columns: list[str] | str | None = opt(
         None,
-        "Numeric input columns (scalars or fixed-length lists), concatenated in order; `all`: "
+        help="Numeric input columns (scalars or fixed-length lists), concatenated in order; `all`: "
         "every numeric column of the training table except the label, group, text and image "
         "columns, the weight columns that rejection names (rejection.column, "
         "rejection.balance_column) and data.exclude_columns.",
     )
-    exclude_columns: list[str] = _opt(
+    exclude_columns: list[str] = opt(
         factory=list,
         help="With feature_columns: all, columns that are not features either (row ids, "
         "other targets, anything that would leak the label).",
     )
-    text_column: str | None = _opt(None, "Column of text to tokenize (with the model's tokenizer).")
-    image_column: str = _opt("image", "Column of image paths (relative to the table's folder).")
-    resize: int = _opt(
+    text_column: str | None = opt(
+        None, help="Column of text to tokenize (with the model's tokenizer)."
+    )
+    image_column: str = opt("image", help="Column of image paths (relative to the table's folder).")
+    resize: int = opt(
         256,
-        "Images: resize the shortest edge to this many pixels (256/224 suit ImageNet-size "
+        help="Images: resize the shortest edge to this many pixels (256/224 suit ImageNet-size "
         "models; for small images and a model made for them, use the size it takes).",
     )
-    crop: int = _opt(224, "Images: then center-crop to crop x crop.")
-    mean: list[float] = _opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
-    std: list[float] = _opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
-    max_length: int = _opt(128, "Text: truncate to this many tokens.")
-    group_column: str | None = _opt(None, "Column of group ids (for balance weighting).")
+    crop: int = opt(224, help="Images: then center-crop to crop x crop.")
+    mean: list[float] = opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
+    std: list[float] = opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
+    max_length: int = opt(128, help="Text: truncate to this many tokens.")
+    group_column: str | None = opt(None, help="Column of group ids (for balance weighting).")
 
     def role_columns(self) -> set[str]:
         """Columns with a role other than input features: ``feature_columns: all`` skips them."""
