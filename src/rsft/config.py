@@ -120,6 +120,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys with a suggestion."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping of options, got {data!r}.")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     kwargs = {}
@@ -238,14 +240,22 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The options in a YAML config file; any problem with the file is a ConfigError naming it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist.")
-    with path.open() as f:
-        try:
+    try:
+        with path.open(encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not a text file in UTF-8 ({err.reason} at byte {err.start}); a config is "
+            "a YAML text file."
+        ) from err
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}.") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level of a config must be a mapping of options.")
     return data

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from rsft.config import opt
+from rsft.config import ConfigError, opt
 
 FORMATS = ("imagefolder", "csv", "json", "parquet", "hf")
 
@@ -72,40 +72,43 @@ class DataConfig:
     def __post_init__(self) -> None:
         # Checked here so a typo in a YAML config fails when it is read, not mid-run.
         if self.format is not None and self.format not in FORMATS:
-            raise ValueError(
-                f"data format {self.format!r} is not supported; use one of {list(FORMATS)} "
+            raise ConfigError(
+                f"data.format {self.format!r} is not supported; use one of {list(FORMATS)} "
                 "or leave it unset to infer it from the path."
             )
         for name in ("resize", "crop", "max_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"data.{name} must be a positive integer, got {value!r}.")
+                raise ConfigError(f"data.{name} must be a positive integer, got {value!r}.")
         for name in ("mean", "std"):
-            value = list(getattr(self, name))
+            raw = getattr(self, name)
+            try:
+                value = list(raw)
+            except TypeError:  # one number, not a list of three
+                value = [raw]
             numbers = all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
             if len(value) != 3 or not numbers:
-                raise ValueError(
-                    f"data.{name} must be three finite numbers (one per RGB channel), got "
-                    f"{value!r}."
+                raise ConfigError(
+                    f"data.{name} must be three finite numbers (one per RGB channel), got {raw!r}."
                 )
             setattr(self, name, [float(v) for v in value])
         if any(v <= 0 for v in self.std):
-            raise ValueError(f"data.std must be positive, got {self.std!r}.")
+            raise ConfigError(f"data.std must be positive, got {self.std!r}.")
         if isinstance(self.feature_columns, str) and self.feature_columns != ALL_FEATURES:
             self.feature_columns = [self.feature_columns]
         if self.exclude_columns and self.feature_columns != ALL_FEATURES:
-            raise ValueError(
+            raise ConfigError(
                 "data.exclude_columns applies to feature_columns: all only; with named "
                 "feature_columns leave the other columns out of that list instead."
             )
         if self.feature_columns is not None and not self.feature_columns:
-            raise ValueError(
+            raise ConfigError(
                 "data.feature_columns is an empty list; name the numeric columns, or leave "
                 "it unset for image or text data."
             )
         self.exclude_columns = list(self.exclude_columns)
         if self.feature_columns is not None and self.text_column is not None:
-            raise ValueError(
+            raise ConfigError(
                 "data.feature_columns and data.text_column are both set; a model takes one "
                 "kind of input, so set only one of them."
             )

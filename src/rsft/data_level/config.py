@@ -6,6 +6,7 @@ or weights their loss. Checked when the config is read, before any model or data
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,7 +32,21 @@ class EnvelopeConfig:
     )
 
     def __post_init__(self) -> None:
-        try:  # the rule's own checks (a fixed M needs a value, a quantile in (0, 1])
+        if self.policy == "quantile":
+            check_number(
+                "rejection.envelope.quantile",
+                self.quantile,
+                gt=0,
+                le=1,
+                fix="Try 0.99, or policy: max for the exact M.",
+            )
+        positive = self.value is not None and math.isfinite(self.value) and self.value > 0
+        if self.policy == "fixed" and not positive:
+            raise ConfigError(
+                f"rejection.envelope.value: policy 'fixed' needs a positive finite value M, got "
+                f"{self.value}. Set rejection.envelope.value, or use policy: max."
+            )
+        try:  # the rule's own checks, should they ever hold more than the ones above
             Envelope(self.policy, self.quantile, self.value, self.on_violation)
         except ValueError as err:
             raise ConfigError(f"rejection.envelope: {err}") from err

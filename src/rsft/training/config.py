@@ -192,7 +192,21 @@ class ParamLevelConfig:
     def __post_init__(self) -> None:
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
             raise ConfigError(f"param_level.sigma must be > 0, got {self.sigma} (try 1e-3).")
-        try:
+        hot_cold = "exp(-L/T) needs T > 0 (small T: greedy; large T: a random walk)."
+        check_number("param_level.temperature", self.temperature, gt=0, fix=hot_cold)
+        check_number("param_level.temperature_end", self.temperature_end, gt=0, fix=hot_cold)
+        if self.target_acceptance != "auto":
+            check_number(
+                "param_level.target_acceptance",
+                self.target_acceptance,
+                gt=0,
+                lt=1,
+                fix="Use auto (each method's optimum), or null to keep σ fixed.",
+            )
+        if self.adapt_every < 1:
+            raise ConfigError(f"param_level.adapt_every must be >= 1, got {self.adapt_every}.")
+        check_number("param_level.adapt_gain", self.adapt_gain, gt=0, fix="Try 1 (the default).")
+        try:  # the schedules' own checks, should they ever hold more than the ones above
             TemperatureSchedule(self.temperature, self.temperature_end, "constant")
             target = None if self.target_acceptance == "auto" else self.target_acceptance
             SigmaAdapter(target, self.adapt_every, self.adapt_gain)
