@@ -6,9 +6,13 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+import yaml
 
+from rsft.cli.main import main
+from rsft.compare.runner import CompareConfig
 from rsft.config import ConfigError, from_dict, load_yaml
 from rsft.data import DataConfig
+from rsft.data_level.config import RejectionConfig
 from rsft.training import TrainConfig
 
 # The smallest train config that parses: nothing is loaded until FineTuner runs.
@@ -124,3 +128,90 @@ def test_a_config_file_that_cannot_be_read(tmp_path, monkeypatch):
     monkeypatch.setattr(pathlib.Path, "open", refuse)
     with pytest.raises(ConfigError, match=r"locked.yaml' cannot be read: Permission denied"):
         load_yaml(path)
+
+
+# ------------------------------------------------------------------ mapping-valued options
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [
+        ({"a": "x", "b": 0.5}, r"rejection.balance_target.a: expected a number, got 'x'"),
+        ({"a": -0.5, "b": 1.5}, r"rejection.balance_target.a must be >= 0, got -0.5. .*drops"),
+        ({"a": float("nan"), "b": 1.0}, r"rejection.balance_target.a: expected a finite number"),
+        ({"a": float("inf")}, r"rejection.balance_target.a: expected a finite number"),
+        ({"a": 0.5, "b": 0.6}, r"rejection.balance_target: the shares sum to 1.1, not 1"),
+        ({"a": 0.0, "b": 0.0}, r"rejection.balance_target: the shares sum to 0, not 1"),
+        ({}, r"rejection.balance_target: expected groups and shares"),
+        ({None: 1.0}, r"rejection.balance_target: the key None must be str \| int, not NoneType"),
+        ({1.5: 1.0}, r"the key 1.5 must be str \| int, not float. Quote it"),
+        ([0.5, 0.5], r"rejection.balance_target: expected a mapping, got \[0.5, 0.5\]"),
+    ],
+)
+def test_bad_balance_target_is_refused_when_the_config_is_read(target, match):
+    cfg = train_config(rejection={"weights": "balance", "balance_target": target})
+    with pytest.raises(ConfigError, match=match):
+        from_dict(TrainConfig, cfg)
+
+
+def test_balance_target_date_key_from_yaml_says_to_quote_it():
+    dates = yaml.safe_load("{2024-01-01: 0.5, 2024-01-02: 0.5}")  # YAML reads dates as dates
+    cfg = train_config(rejection={"weights": "balance", "balance_target": dates})
+    with pytest.raises(ConfigError, match=r"key datetime.date\(2024, 1, 1\) .* not date. Quote"):
+        from_dict(TrainConfig, cfg)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        {0: 0.2, 1: 0.3, 2: 0.5},  # integer labels stay integers: 0 and '0' are other groups
+        {"cat": 0.75, "dog": 0.25, "bird": 0.0},
+        {True: 0.5, False: 0.5},  # a true/false group column
+        {"a": 0.333, "b": 0.333, "c": 0.333},  # balance_weights' own tolerance
+    ],
+)
+def test_good_balance_targets_pass_unchanged(target):
+    cfg = from_dict(
+        TrainConfig, train_config(rejection={"weights": "balance", "balance_target": target})
+    )
+    assert cfg.rejection.balance_target == target
+    assert [type(k) for k in cfg.rejection.balance_target] == [type(k) for k in target]
+
+
+def test_balance_target_built_in_python_is_checked_too():
+    with pytest.raises(ConfigError, match=r"rejection.balance_target.a: expected a number"):
+        RejectionConfig(weights="balance", balance_target={"a": "half", "b": 0.5})
+    with pytest.raises(ConfigError, match=r"rejection.balance_target: expected groups and shares"):
+        RejectionConfig(weights="balance", balance_target=[("a", 1.0)])  # type: ignore[arg-type]
+
+
+def test_model_kwargs_keys_must_be_strings():
+    cfg = train_config(model={"kwargs": {1: 8}})
+    with pytest.raises(ConfigError, match=r"model.kwargs: the key 1 must be str, not int"):
+        from_dict(TrainConfig, cfg)
+
+
+@pytest.mark.parametrize(
+    ("compare", "match"),
+    [
+        ({"base": {1: {}}, "methods": {"plain": {}}}, r"base: the key 1 must be str, not int"),
+        ({"methods": {2: {}}}, r"methods: the key 2 must be str, not int"),
+        ({"methods": {"a/b": {}}}, r"methods: 'a/b' cannot name a method: .* folder name"),
+        ({"methods": {"..": {}}}, r"methods: '..' cannot name a method"),
+        ({"methods": {"": {}}}, r"methods: '' cannot name a method"),
+        ({"methods": {"plain": [1]}}, r"methods.plain must be a mapping of overrides"),
+    ],
+)
+def test_bad_compare_mappings(compare, match):
+    with pytest.raises(ConfigError, match=match):
+        from_dict(CompareConfig, compare)
+
+
+def test_the_cli_refuses_a_bad_share_before_reading_any_data(tmp_path, capsys):
+    missing = str(tmp_path / "missing.csv")
+    args = [f"data.train={missing}", "model.path=pkg.module:Model", f"output_dir={tmp_path}/run"]
+    args += ["rejection.weights=balance", "rejection.balance_target={a: 2}"]
+    assert main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert "rejection.balance_target: the shares sum to 2, not 1" in err
+    assert "missing.csv" not in err

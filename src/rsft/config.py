@@ -47,6 +47,20 @@ def _float(value: Any) -> float | None:
     return None
 
 
+def _check_key(key: Any, tp: Any, where: str) -> Any:
+    """A mapping's key, checked against the key annotation but never converted: the group
+    labels 0 and '0' are different groups. A true/false key passes as an int."""
+    if tp is Any:
+        return key
+    allowed = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+    if isinstance(key, allowed):
+        return key
+    raise ConfigError(
+        f"{where}: the key {key!r} must be {_type_name(tp)}, not {type(key).__name__}. Quote "
+        f"it to make it a string: '{key}': ..."
+    )
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``, converting where it is lossless."""
     origin = get_origin(tp)
@@ -88,8 +102,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}.")
-        (_, value_tp) = get_args(tp) or (Any, Any)
-        return {k: _coerce(v, value_tp, f"{where}.{k}") for k, v in value.items()}
+        (key_tp, value_tp) = get_args(tp) or (Any, Any)
+        return {
+            _check_key(k, key_tp, where): _coerce(v, value_tp, f"{where}.{k}")
+            for k, v in value.items()
+        }
     if tp is bool:
         if isinstance(value, bool):
             return value

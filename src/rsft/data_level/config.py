@@ -7,6 +7,7 @@ or weights their loss. Checked when the config is read, before any model or data
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,8 +97,10 @@ class RejectionConfig:
         help="balance: the group column (class, modality, speaker, domain); default: "
         "data.group_column, else the label.",
     )
-    balance_target: dict[str, float] | None = opt(
-        None, help="balance: target share of each group (default: uniform)."
+    balance_target: dict[str | int, float] | None = opt(
+        None,
+        help="balance: each group's target share of the total weight, >= 0 (0 drops the "
+        "group) and summing to 1, keyed by the group's label (default: equal shares).",
     )
     function: str | None = opt(
         None,
@@ -126,9 +129,34 @@ class RejectionConfig:
         """True when the weights depend on the current model (scored during training)."""
         return self.weights in MODEL_AWARE
 
+    def _check_balance_target(self) -> None:
+        """The shares balance_weights needs, checked before the data loads (only which groups
+        occur must wait for it)."""
+        target = self.balance_target
+        if target is None:
+            return
+        fix = (
+            "Give each group's share of the total weight, e.g. {a: 0.7, b: 0.3}, or leave "
+            "rejection.balance_target unset (null) for equal shares."
+        )
+        if not isinstance(target, dict) or not target:
+            raise ConfigError(f"rejection.balance_target: expected groups and shares. {fix}")
+        for group, share in target.items():
+            name = f"rejection.balance_target.{group}"
+            if not isinstance(share, numbers.Real) or isinstance(share, bool):
+                raise ConfigError(f"{name}: expected a number, got {share!r}.")
+            check_number(name, share, ge=0, fix="A share is >= 0; 0 drops the group.")
+        total = math.fsum(target.values())
+        # balance_weights' own tolerance: shares written to 3 decimals still sum to 1.
+        if not math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-3):
+            raise ConfigError(
+                f"rejection.balance_target: the shares sum to {total:g}, not 1. {fix}"
+            )
+
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ConfigError(f"rejection.window must be >= 1, got {self.window}.")
+        self._check_balance_target()
         check_number("rejection.floor", self.floor, ge=0, le=1)
         check_number("rejection.beta", self.beta, gt=0)
         needs = {
