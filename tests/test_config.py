@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 from rsft.cli.main import main
-from rsft.compare.runner import CompareConfig
-from rsft.config import ConfigError, from_dict, load_yaml
+from rsft.compare.runner import CompareConfig, build_runs
+from rsft.config import ConfigError, from_dict, load_yaml, options_given, to_dict
 from rsft.data import DataConfig
 from rsft.data_level.config import RejectionConfig
 from rsft.training import TrainConfig
+from rsft.training.config import ParamLevelConfig
 
 # The smallest train config that parses: nothing is loaded until FineTuner runs.
 MINIMAL = {"model": {"path": "pkg.module:Model"}, "data": {"train": "train.csv"}}
@@ -215,3 +216,74 @@ def test_the_cli_refuses_a_bad_share_before_reading_any_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "rejection.balance_target: the shares sum to 2, not 1" in err
     assert "missing.csv" not in err
+
+
+# ------------------------------------------------------------------ options that do not apply
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        # each option below is set to its default value: set, so refused all the same
+        ({"optim": {"name": "zo_sgd"}, "param_level": {"temperature": 1.0}}, "temperature"),
+        ({"optim": {"name": "zo_sgd"}, "param_level": {"restore": "exact"}}, "restore"),
+        ({"optim": {"name": "sgd"}, "param_level": {"sigma": 1e-3}}, "param_level.sigma"),
+        ({"optim": {"name": "adam"}, "param_level": {"patterns": []}}, "param_level.patterns"),
+        ({"optim": {"name": "metropolis", "weight_decay": 0.0}}, "optim.weight_decay"),
+        ({"optim": {"name": "mala", "nesterov": False}}, "optim.nesterov"),
+        ({"optim": {"name": "zo_sgd", "max_grad_norm": None}}, "optim.max_grad_norm"),
+        ({"optim": {"name": "zo_sgd", "warmup_steps": 0}}, "optim.warmup_steps"),
+    ],
+)
+def test_an_option_set_to_its_default_still_does_not_apply(over, match):
+    with pytest.raises(ConfigError, match=rf"{match}.* do\(es\) not apply"):
+        from_dict(TrainConfig, train_config(**over))
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"optim": {"name": "zo_sgd"}, "param_level": {"sigma": 1e-3, "patterns": ["*"]}},
+        {"optim": {"name": "metropolis"}, "param_level": {"temperature": 1.0, "restore": "exact"}},
+        {"optim": {"name": "sgd", "weight_decay": 0.0, "nesterov": False}},
+        {"optim": {"name": "metropolis", "lr": 0.01, "momentum": 0.9}, "param_level": {}},
+    ],
+)
+def test_options_that_apply_pass_whatever_their_value(over):
+    from_dict(TrainConfig, train_config(**over))
+
+
+def test_the_cli_refuses_an_option_set_to_its_default_that_does_not_apply(capsys):
+    args = ["model.path=pkg.module:Model", "data.train=t.csv", "optim.name=zo_sgd"]
+    assert main(["train", *args, "param_level.temperature_schedule=constant"]) == 2
+    err = capsys.readouterr().err
+    assert "param_level.temperature_schedule do(es) not apply to zo_sgd" in err
+
+
+def test_compare_base_option_that_does_not_apply_to_one_method():
+    cfg = from_dict(
+        CompareConfig,
+        {
+            "base": train_config(param_level={"temperature": 1.0}),
+            "methods": {"metropolis": {"optim": {"name": "metropolis"}}, "zo": {}},
+            "seeds": [0],
+        },
+    )
+    with pytest.raises(ConfigError, match=r"method 'zo': param_level.temperature do\(es\) not"):
+        build_runs(cfg)
+
+
+def test_options_given_records_what_from_dict_was_given():
+    cfg = train_config(optim={"name": "zo_sgd"}, param_level={"sigma": 1e-3}, epochs=3)
+    cfg = from_dict(TrainConfig, cfg)
+    assert options_given(cfg.param_level) == {"sigma"}  # its default value, given
+    assert options_given(cfg.rejection) == set()  # a section not in the mapping
+    assert options_given(cfg) == {"model", "data", "optim", "param_level", "epochs"}
+    # The record is no option: it is not saved (results.json, resume) and == ignores it.
+    assert "_rsft_options_given" not in str(to_dict(cfg))
+    assert cfg.param_level == ParamLevelConfig()
+
+
+def test_options_given_in_python_counts_the_values_that_differ_from_the_default():
+    assert options_given(ParamLevelConfig(sigma=0.5, temperature=1.0)) == {"sigma"}
+    assert options_given(ParamLevelConfig()) == set()

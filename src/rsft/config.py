@@ -135,6 +135,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+# What from_dict records on each section it builds: the options the user set (options_given).
+# An instance attribute, not a dataclass field, so to_dict and == never see it.
+_GIVEN = "_rsft_options_given"
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys with a suggestion."""
     if not isinstance(data, dict):
@@ -161,11 +166,42 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         else:
             raise ConfigError(f"missing required option {path!r}: {f.metadata.get('help', '')}")
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where or cls.__name__}: {err}") from err
+    # Nested sections are built first, so a section's __post_init__ sees what was set in its
+    # subsections (the checks of options that do not apply to the chosen method need that).
+    object.__setattr__(obj, _GIVEN, frozenset(data))
+    return obj
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """A field's default value (a fresh one for a factory), or MISSING for a required one."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+def options_given(section: Any) -> set[str]:
+    """The options of a config section that the user set, whatever their value.
+
+    :func:`from_dict` records the keys of the mapping it was given (the YAML file with the
+    command-line overrides merged in), so an option set to its default value counts as set.
+    A section built in Python has no such record: there, the options whose value differs
+    from the default count.
+    """
+    given = getattr(section, _GIVEN, None)
+    if given is not None:
+        return set(given)
+    return {
+        f.name
+        for f in dataclasses.fields(section)
+        if f.init and getattr(section, f.name) != _default(f)
+    }
 
 
 def check_number(
@@ -319,12 +355,8 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if dataclasses.is_dataclass(tp):
             rows.extend(describe(tp, name + "."))
             continue
-        if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = repr(f.default_factory())  # type: ignore[misc]
-        else:
-            default = "required"
+        value = _default(f)
+        default = "required" if value is dataclasses.MISSING else repr(value)
         rows.append((name, _type_name(tp), default, f.metadata.get("help", "")))
     return rows
 

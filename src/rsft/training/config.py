@@ -7,12 +7,11 @@ combinations fail in ``__post_init__`` with a message.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rsft.config import ConfigError, check_number, opt
+from rsft.config import ConfigError, check_number, opt, options_given
 from rsft.data import DataConfig
 from rsft.data.config import ALL_FEATURES
 from rsft.data_level.config import (  # noqa: F401 (the rejection section, re-exported)
@@ -280,12 +279,9 @@ class TrainConfig:
 
     def _check_param_level(self) -> None:
         """Options that the chosen method would silently ignore are an error, not a no-op."""
-        name, pl = self.optim.name, self.param_level
-        changed = {
-            f.name
-            for f in dataclasses.fields(ParamLevelConfig)
-            if getattr(pl, f.name) != getattr(ParamLevelConfig(), f.name)
-        }
+        # What the user set counts, not what differs from the default: an option written out
+        # with its default value is as ignored as any other.
+        name, changed = self.optim.name, options_given(self.param_level)
         applies = {
             "metropolis": changed,
             "mala": changed,
@@ -300,11 +296,11 @@ class TrainConfig:
                 "max_iter, tol, patience). Remove it, or choose the method it belongs to."
             )
         if name in PARAM_LEVEL:
-            o, default = self.optim, OptimConfig()
+            given = options_given(self.optim)
             unused = [
                 k
                 for k in ("weight_decay", "max_grad_norm", "nesterov", "warmup_steps")
-                if getattr(o, k) != getattr(default, k)
+                if k in given
             ]
             if unused:
                 raise ConfigError(
