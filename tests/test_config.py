@@ -3,16 +3,23 @@ config is read (``from_dict``), before any model or data loads."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import pathlib
+import re
+import typing
+from pathlib import Path
 
 import pytest
 import yaml
 
+import rsft
 from rsft.cli.main import main
 from rsft.compare.runner import CompareConfig, build_runs
 from rsft.config import ConfigError, from_dict, load_yaml, options_given, to_dict
 from rsft.data import DataConfig
 from rsft.data_level.config import RejectionConfig
+from rsft.generation.config import RFTConfig
 from rsft.training import TrainConfig
 from rsft.training.config import ParamLevelConfig
 
@@ -287,3 +294,75 @@ def test_options_given_records_what_from_dict_was_given():
 def test_options_given_in_python_counts_the_values_that_differ_from_the_default():
     assert options_given(ParamLevelConfig(sigma=0.5, temperature=1.0)) == {"sigma"}
     assert options_given(ParamLevelConfig()) == set()
+
+
+# ------------------------------------------------------------------ user-facing text
+
+# Requirement tags of rsft's design notes ("S3.3", "seed 001") mean nothing to a user.
+TAG = re.compile(r"\bS\d+\.\d+\b|\bseed 0\d\d\b")
+SRC = Path(rsft.__file__).parent
+
+
+def _config_classes() -> list[type]:
+    """Every config section reachable from the three commands' configs, nested ones included."""
+    found, todo = [], [TrainConfig, CompareConfig, RFTConfig]
+    while todo:
+        cls = todo.pop()
+        if cls in found:
+            continue
+        found.append(cls)
+        hints = typing.get_type_hints(cls)
+        todo += [
+            hints[f.name]
+            for f in dataclasses.fields(cls)
+            if dataclasses.is_dataclass(hints[f.name])
+        ]
+    return found
+
+
+def test_help_texts_hold_no_requirement_tags():
+    classes = _config_classes()
+    assert len(classes) >= 15
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            text = f.metadata.get("help", "")
+            assert text, f"{cls.__name__}.{f.name} has no help text"
+            assert not TAG.search(text), f"{cls.__name__}.{f.name}: {text}"
+        assert not TAG.search(cls.__doc__ or ""), cls.__name__
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "rft", "prepare"])
+def test_command_help_holds_no_requirement_tags(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert command == "prepare" or "config options:" in text
+    assert not TAG.search(text), TAG.search(text)
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring nodes of a module and its classes and functions."""
+    ids = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def test_no_message_or_help_string_in_the_source_holds_a_requirement_tag():
+    """Every string literal but docstrings: help texts, error and warning messages, output."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _docstrings(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in skip
+            ):
+                if TAG.search(node.value):
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.value!r}")
+    assert not found, "\n".join(found)

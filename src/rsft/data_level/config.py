@@ -75,10 +75,10 @@ class RejectionConfig:
         "(p_target/p_source from a domain classifier on the model's features); balance (equal "
         "total weight per group); function (your fn(example)); column (a weight column). "
         "Model-aware, scored by a no-grad forward of the current model every batch: "
-        "confidence (seed 003: 1/p(y|x), the empirical distribution over the model's "
-        "confidence in the true label); loss_percentile (Selective-Backprop: the loss's "
-        "percentile among recent losses, to the power beta); model_function (your "
-        "fn(inputs, labels, logits) -> weights).",
+        "confidence (w = 1/p(y|x), the inverse of the model's probability of the true "
+        "label: the samples it is least sure of weigh most); loss_percentile "
+        "(Selective-Backprop: the loss's percentile among recent losses, to the power beta); "
+        "model_function (your fn(inputs, labels, logits) -> weights).",
     )
     mode: Literal["reject", "weight"] = opt(
         "reject",

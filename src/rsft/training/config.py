@@ -25,7 +25,7 @@ from rsft.progress import PROGRESS_HELP, Progress
 
 @dataclass
 class ModelConfig:
-    """Where the pretrained model comes from, and which of its parameters train (S0.1)."""
+    """Where the pretrained model comes from, and which of its parameters train."""
 
     path: str = opt(
         "",
@@ -142,7 +142,8 @@ class OptimConfig:
 
 @dataclass
 class ParamLevelConfig:
-    """Parameter-level methods (optim.name: metropolis, mala, zo_sgd): seed 001."""
+    """Parameter-level methods (optim.name: metropolis, mala, zo_sgd): updates accepted or
+    rejected."""
 
     patterns: list[str] = opt(
         factory=list,
@@ -154,7 +155,9 @@ class ParamLevelConfig:
         help="Standard deviation of the Gaussian proposal (metropolis, mala: the starting "
         "value when adapted) or the finite-difference step ε (zo_sgd).",
     )
-    temperature: float = opt(1.0, help="T of the target exp(-L/T) (seed 001: T = 1).")
+    temperature: float = opt(
+        1.0, help="T of the target exp(-L/T); 1, the default, targets exp(-L) itself."
+    )
     temperature_end: float | None = opt(
         None, help="The temperature at the end of the run, for an annealing schedule."
     )
