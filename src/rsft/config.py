@@ -47,6 +47,20 @@ def _float(value: Any) -> float | None:
     return None
 
 
+def _check_key(key: Any, tp: Any, where: str) -> Any:
+    """A mapping's key, checked against the key annotation but never converted: the group
+    labels 0 and '0' are different groups. A true/false key passes as an int."""
+    if tp is Any:
+        return key
+    allowed = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+    if isinstance(key, allowed):
+        return key
+    raise ConfigError(
+        f"{where}: the key {key!r} must be {_type_name(tp)}, not {type(key).__name__}. Quote "
+        f"it to make it a string: '{key}': ..."
+    )
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``, converting where it is lossless."""
     origin = get_origin(tp)
@@ -88,8 +102,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}.")
-        (_, value_tp) = get_args(tp) or (Any, Any)
-        return {k: _coerce(v, value_tp, f"{where}.{k}") for k, v in value.items()}
+        (key_tp, value_tp) = get_args(tp) or (Any, Any)
+        return {
+            _check_key(k, key_tp, where): _coerce(v, value_tp, f"{where}.{k}")
+            for k, v in value.items()
+        }
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -118,8 +135,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+# What from_dict records on each section it builds: the options the user set (options_given).
+# An instance attribute, not a dataclass field, so to_dict and == never see it.
+_GIVEN = "_rsft_options_given"
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys with a suggestion."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping of options, got {data!r}.")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     kwargs = {}
@@ -142,11 +166,42 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         else:
             raise ConfigError(f"missing required option {path!r}: {f.metadata.get('help', '')}")
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where or cls.__name__}: {err}") from err
+    # Nested sections are built first, so a section's __post_init__ sees what was set in its
+    # subsections (the checks of options that do not apply to the chosen method need that).
+    object.__setattr__(obj, _GIVEN, frozenset(data))
+    return obj
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """A field's default value (a fresh one for a factory), or MISSING for a required one."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+def options_given(section: Any) -> set[str]:
+    """The options of a config section that the user set, whatever their value.
+
+    :func:`from_dict` records the keys of the mapping it was given (the YAML file with the
+    command-line overrides merged in), so an option set to its default value counts as set.
+    A section built in Python has no such record: there, the options whose value differs
+    from the default count.
+    """
+    given = getattr(section, _GIVEN, None)
+    if given is not None:
+        return set(given)
+    return {
+        f.name
+        for f in dataclasses.fields(section)
+        if f.init and getattr(section, f.name) != _default(f)
+    }
 
 
 def check_number(
@@ -238,14 +293,22 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The options in a YAML config file; any problem with the file is a ConfigError naming it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist.")
-    with path.open() as f:
-        try:
+    try:
+        with path.open(encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not a text file in UTF-8 ({err.reason} at byte {err.start}); a config is "
+            "a YAML text file."
+        ) from err
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror}.") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level of a config must be a mapping of options.")
     return data
@@ -272,7 +335,11 @@ def check_output_dir(path: str | Path, name: str = "output_dir") -> None:
 
 
 def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, help: str = "") -> Any:
-    """A dataclass field with a help text, shown by ``rsft <command> --help``."""
+    """A config option: a dataclass field with its help text, shown by ``rsft <command> --help``.
+
+    Every config section declares its options with it, so the help listing and the checks find
+    the same metadata everywhere.
+    """
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
@@ -288,12 +355,8 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if dataclasses.is_dataclass(tp):
             rows.extend(describe(tp, name + "."))
             continue
-        if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = repr(f.default_factory())  # type: ignore[misc]
-        else:
-            default = "required"
+        value = _default(f)
+        default = "required" if value is dataclasses.MISSING else repr(value)
         rows.append((name, _type_name(tp), default, f.metadata.get("help", "")))
     return rows
 

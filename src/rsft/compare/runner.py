@@ -74,6 +74,13 @@ class CompareConfig:
         if not self.seeds:
             raise ConfigError("compare needs at least one seed under 'seeds'.")
         for name, over in self.methods.items():
+            # Each method's runs go to output_dir/<name>/seed-<seed>: the name is a folder.
+            if not isinstance(name, str) or name in ("", ".", "..") or "/" in name:
+                raise ConfigError(
+                    f"methods: {name!r} cannot name a method: its runs are saved in "
+                    "output_dir/<method>, so a method name is a folder name (not empty, no "
+                    "'/', not '.' or '..'). Rename it, e.g. rsft-balance."
+                )
             if not isinstance(over, dict) and over is not None:
                 raise ConfigError(f"methods.{name} must be a mapping of overrides (or {{}}).")
 

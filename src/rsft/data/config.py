@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from rsft.config import ConfigError, opt
 
 FORMATS = ("imagefolder", "csv", "json", "parquet", "hf")
 
@@ -23,13 +23,6 @@ SUFFIX_FORMATS = {
 }
 
 
-def _opt(default: Any = None, help: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
-    """A field with help text in the metadata, where the CLI's option listing looks for it."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class DataConfig:
     """Where the inputs and labels of a split live, and how images and text are prepared.
@@ -38,36 +31,38 @@ class DataConfig:
     are named once and all splits are prepared the same way.
     """
 
-    format: str | None = _opt(
+    format: str | None = opt(
         None,
-        "imagefolder | csv | json | parquet | hf (a save_to_disk folder); inferred from the "
+        help="imagefolder | csv | json | parquet | hf (a save_to_disk folder); inferred from the "
         "path when unset.",
     )
-    label_column: str = _opt("label", "Column holding the class (name or integer).")
-    feature_columns: list[str] | str | None = _opt(
+    label_column: str = opt("label", help="Column holding the class (name or integer).")
+    feature_columns: list[str] | str | None = opt(
         None,
-        "Numeric input columns (scalars or fixed-length lists), concatenated in order; `all`: "
+        help="Numeric input columns (scalars or fixed-length lists), concatenated in order; `all`: "
         "every numeric column of the training table except the label, group, text and image "
         "columns, the weight columns that rejection names (rejection.column, "
         "rejection.balance_column) and data.exclude_columns.",
     )
-    exclude_columns: list[str] = _opt(
+    exclude_columns: list[str] = opt(
         factory=list,
         help="With feature_columns: all, columns that are not features either (row ids, "
         "other targets, anything that would leak the label).",
     )
-    text_column: str | None = _opt(None, "Column of text to tokenize (with the model's tokenizer).")
-    image_column: str = _opt("image", "Column of image paths (relative to the table's folder).")
-    resize: int = _opt(
+    text_column: str | None = opt(
+        None, help="Column of text to tokenize (with the model's tokenizer)."
+    )
+    image_column: str = opt("image", help="Column of image paths (relative to the table's folder).")
+    resize: int = opt(
         256,
-        "Images: resize the shortest edge to this many pixels (256/224 suit ImageNet-size "
+        help="Images: resize the shortest edge to this many pixels (256/224 suit ImageNet-size "
         "models; for small images and a model made for them, use the size it takes).",
     )
-    crop: int = _opt(224, "Images: then center-crop to crop x crop.")
-    mean: list[float] = _opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
-    std: list[float] = _opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
-    max_length: int = _opt(128, "Text: truncate to this many tokens.")
-    group_column: str | None = _opt(None, "Column of group ids (for balance weighting).")
+    crop: int = opt(224, help="Images: then center-crop to crop x crop.")
+    mean: list[float] = opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
+    std: list[float] = opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
+    max_length: int = opt(128, help="Text: truncate to this many tokens.")
+    group_column: str | None = opt(None, help="Column of group ids (for balance weighting).")
 
     def role_columns(self) -> set[str]:
         """Columns with a role other than input features: ``feature_columns: all`` skips them."""
@@ -77,40 +72,43 @@ class DataConfig:
     def __post_init__(self) -> None:
         # Checked here so a typo in a YAML config fails when it is read, not mid-run.
         if self.format is not None and self.format not in FORMATS:
-            raise ValueError(
-                f"data format {self.format!r} is not supported; use one of {list(FORMATS)} "
+            raise ConfigError(
+                f"data.format {self.format!r} is not supported; use one of {list(FORMATS)} "
                 "or leave it unset to infer it from the path."
             )
         for name in ("resize", "crop", "max_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"data.{name} must be a positive integer, got {value!r}.")
+                raise ConfigError(f"data.{name} must be a positive integer, got {value!r}.")
         for name in ("mean", "std"):
-            value = list(getattr(self, name))
+            raw = getattr(self, name)
+            try:
+                value = list(raw)
+            except TypeError:  # one number, not a list of three
+                value = [raw]
             numbers = all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
             if len(value) != 3 or not numbers:
-                raise ValueError(
-                    f"data.{name} must be three finite numbers (one per RGB channel), got "
-                    f"{value!r}."
+                raise ConfigError(
+                    f"data.{name} must be three finite numbers (one per RGB channel), got {raw!r}."
                 )
             setattr(self, name, [float(v) for v in value])
         if any(v <= 0 for v in self.std):
-            raise ValueError(f"data.std must be positive, got {self.std!r}.")
+            raise ConfigError(f"data.std must be positive, got {self.std!r}.")
         if isinstance(self.feature_columns, str) and self.feature_columns != ALL_FEATURES:
             self.feature_columns = [self.feature_columns]
         if self.exclude_columns and self.feature_columns != ALL_FEATURES:
-            raise ValueError(
+            raise ConfigError(
                 "data.exclude_columns applies to feature_columns: all only; with named "
                 "feature_columns leave the other columns out of that list instead."
             )
         if self.feature_columns is not None and not self.feature_columns:
-            raise ValueError(
+            raise ConfigError(
                 "data.feature_columns is an empty list; name the numeric columns, or leave "
                 "it unset for image or text data."
             )
         self.exclude_columns = list(self.exclude_columns)
         if self.feature_columns is not None and self.text_column is not None:
-            raise ValueError(
+            raise ConfigError(
                 "data.feature_columns and data.text_column are both set; a model takes one "
                 "kind of input, so set only one of them."
             )

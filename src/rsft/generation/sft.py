@@ -19,8 +19,8 @@ import torch
 
 from rsft.atomic import atomic_write_text, share_files
 from rsft.data.datasets_io import quiet
-from rsft.generation.config import SFTSection
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
+from rsft.generation.sft_config import SFTSection
 from rsft.progress import Progress, say, says_lines, shows_bars
 
 

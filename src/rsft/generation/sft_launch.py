@@ -31,8 +31,8 @@ import yaml
 import rsft
 from rsft.atomic import atomic_write_text
 from rsft.config import to_dict
-from rsft.generation.config import SFTSection
 from rsft.generation.generate import resolve_device
+from rsft.generation.sft_config import SFTSection
 from rsft.processes import free_port, kill_group
 from rsft.progress import Progress, say, says_lines
 

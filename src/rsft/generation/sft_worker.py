@@ -61,8 +61,8 @@ def train(job_path: str) -> int:
     die_with_parent(signal.SIGKILL, _expected_parent())
     job = read_job(job_path)
     from rsft.config import from_dict
-    from rsft.generation.config import SFTSection
     from rsft.generation.sft import sft_train
+    from rsft.generation.sft_config import SFTSection
 
     cfg = from_dict(SFTSection, job["sft"], "sft")
     sft_train(

@@ -1,27 +1,31 @@
 """The options of one fine-tuning run (``rsft train``), as dataclasses.
 
 A YAML config mirrors these sections: ``model``, ``data``, ``optim``, ``rejection`` and the
-top-level run options. Bad combinations fail in ``__post_init__`` with a message.
+top-level run options (the ``rejection`` section is :mod:`rsft.data_level.config`). Bad
+combinations fail in ``__post_init__`` with a message.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rsft.config import ConfigError, check_number, opt
+from rsft.config import ConfigError, check_number, opt, options_given
 from rsft.data import DataConfig
 from rsft.data.config import ALL_FEATURES
+from rsft.data_level.config import (  # noqa: F401 (the rejection section, re-exported)
+    MODEL_AWARE,
+    EnvelopeConfig,
+    RejectionConfig,
+)
 from rsft.param_level import SigmaAdapter, TemperatureSchedule
 from rsft.progress import PROGRESS_HELP, Progress
-from rsft.rule import Envelope
 
 
 @dataclass
 class ModelConfig:
-    """Where the pretrained model comes from, and which of its parameters train (S0.1)."""
+    """Where the pretrained model comes from, and which of its parameters train."""
 
     path: str = opt(
         "",
@@ -137,32 +141,9 @@ class OptimConfig:
 
 
 @dataclass
-class EnvelopeConfig:
-    policy: Literal["max", "quantile", "fixed"] = opt(
-        "max",
-        help="How M is set: max (the largest weight: exact), quantile (a high quantile: "
-        "more accepted, weights above it counted as violations), fixed (value).",
-    )
-    quantile: float = opt(
-        0.99,
-        help="With policy: quantile, which quantile of all the weights (zeros included): "
-        "about 1 - quantile of the samples are violations.",
-    )
-    value: float | None = opt(None, help="With policy: fixed, the envelope M.")
-    on_violation: Literal["error", "count"] | None = opt(
-        None, help="What a weight above M does: error (the default for fixed) or count."
-    )
-
-    def __post_init__(self) -> None:
-        try:  # the rule's own checks (a fixed M needs a value, a quantile in (0, 1])
-            Envelope(self.policy, self.quantile, self.value, self.on_violation)
-        except ValueError as err:
-            raise ConfigError(f"rejection.envelope: {err}") from err
-
-
-@dataclass
 class ParamLevelConfig:
-    """Parameter-level methods (optim.name: metropolis, mala, zo_sgd): seed 001."""
+    """Parameter-level methods (optim.name: metropolis, mala, zo_sgd): updates accepted or
+    rejected."""
 
     patterns: list[str] = opt(
         factory=list,
@@ -174,7 +155,9 @@ class ParamLevelConfig:
         help="Standard deviation of the Gaussian proposal (metropolis, mala: the starting "
         "value when adapted) or the finite-difference step ε (zo_sgd).",
     )
-    temperature: float = opt(1.0, help="T of the target exp(-L/T) (seed 001: T = 1).")
+    temperature: float = opt(
+        1.0, help="T of the target exp(-L/T); 1, the default, targets exp(-L) itself."
+    )
     temperature_end: float | None = opt(
         None, help="The temperature at the end of the run, for an annealing schedule."
     )
@@ -211,7 +194,21 @@ class ParamLevelConfig:
     def __post_init__(self) -> None:
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
             raise ConfigError(f"param_level.sigma must be > 0, got {self.sigma} (try 1e-3).")
-        try:
+        hot_cold = "exp(-L/T) needs T > 0 (small T: greedy; large T: a random walk)."
+        check_number("param_level.temperature", self.temperature, gt=0, fix=hot_cold)
+        check_number("param_level.temperature_end", self.temperature_end, gt=0, fix=hot_cold)
+        if self.target_acceptance != "auto":
+            check_number(
+                "param_level.target_acceptance",
+                self.target_acceptance,
+                gt=0,
+                lt=1,
+                fix="Use auto (each method's optimum), or null to keep σ fixed.",
+            )
+        if self.adapt_every < 1:
+            raise ConfigError(f"param_level.adapt_every must be >= 1, got {self.adapt_every}.")
+        check_number("param_level.adapt_gain", self.adapt_gain, gt=0, fix="Try 1 (the default).")
+        try:  # the schedules' own checks, should they ever hold more than the ones above
             TemperatureSchedule(self.temperature, self.temperature_end, "constant")
             target = None if self.target_acceptance == "auto" else self.target_acceptance
             SigmaAdapter(target, self.adapt_every, self.adapt_gain)
@@ -231,98 +228,6 @@ class ParamLevelConfig:
             raise ConfigError("param_level.patience must be >= 0.")
         if self.max_iter is not None and self.max_iter < 1:
             raise ConfigError(f"param_level.max_iter must be >= 1, got {self.max_iter}.")
-
-
-MODEL_AWARE = ("confidence", "loss_percentile", "model_function")
-
-
-@dataclass
-class RejectionConfig:
-    """Which samples the model learns from (the data level of RSFT)."""
-
-    weights: Literal[
-        "none",
-        "density_ratio",
-        "balance",
-        "function",
-        "column",
-        "confidence",
-        "loss_percentile",
-        "model_function",
-    ] = opt(
-        "none",
-        help="Weight source. Known before training: none (plain fine-tuning); density_ratio "
-        "(p_target/p_source from a domain classifier on the model's features); balance (equal "
-        "total weight per group); function (your fn(example)); column (a weight column). "
-        "Model-aware, scored by a no-grad forward of the current model every batch: "
-        "confidence (seed 003: 1/p(y|x), the empirical distribution over the model's "
-        "confidence in the true label); loss_percentile (Selective-Backprop: the loss's "
-        "percentile among recent losses, to the power beta); model_function (your "
-        "fn(inputs, labels, logits) -> weights).",
-    )
-    mode: Literal["reject", "weight"] = opt(
-        "reject",
-        help="reject: keep each sample with probability min(1, w/M), redrawn every "
-        "epoch; weight: keep every sample and weight its loss by w (importance weighting).",
-    )
-    envelope: EnvelopeConfig = opt(factory=EnvelopeConfig, help="The envelope M.")
-    target_unlabelled: str | None = opt(
-        None, help="density_ratio: unlabelled samples of the target task (a folder or table)."
-    )
-    calibration: Literal["sigmoid", "isotonic"] = opt(
-        "sigmoid", help="density_ratio: probability calibration of the domain classifier."
-    )
-    balance_column: str | None = opt(
-        None,
-        help="balance: the group column (class, modality, speaker, domain); default: "
-        "data.group_column, else the label.",
-    )
-    balance_target: dict[str, float] | None = opt(
-        None, help="balance: target share of each group (default: uniform)."
-    )
-    function: str | None = opt(
-        None,
-        help="function: import path 'pkg.module:fn' of fn(example: dict) -> float; "
-        "model_function: of fn(inputs: dict, labels, logits) -> one weight per sample. rsft "
-        "imports and runs that code (docs/security.md).",
-    )
-    batched: bool = opt(False, help="function: call fn(list of examples) -> list of floats.")
-    column: str | None = opt(None, help="column: the weight column of the training table.")
-    seed: int | None = opt(None, help="Seed of the acceptance coins (default: the run's seed).")
-    beta: float = opt(1.0, help="loss_percentile: acceptance = percentile ** beta.")
-    floor: float = opt(0.01, help="loss_percentile: the smallest acceptance probability.")
-    window: int = opt(
-        1024,
-        help="Model-aware sources: how many recent samples the loss percentiles and the online "
-        "envelope M are taken over (M follows the data as it drifts).",
-    )
-    unbiased: bool = opt(
-        False,
-        help="Model-aware, mode reject: weight each accepted sample's loss by 1/a "
-        "(self-normalized in the batch), so the step estimates the full-batch gradient.",
-    )
-
-    @property
-    def model_aware(self) -> bool:
-        """True when the weights depend on the current model (scored during training)."""
-        return self.weights in MODEL_AWARE
-
-    def __post_init__(self) -> None:
-        if self.window < 1:
-            raise ConfigError(f"rejection.window must be >= 1, got {self.window}.")
-        check_number("rejection.floor", self.floor, ge=0, le=1)
-        check_number("rejection.beta", self.beta, gt=0)
-        needs = {
-            "density_ratio": "target_unlabelled",
-            "function": "function",
-            "model_function": "function",
-            "column": "column",
-        }
-        key = needs.get(self.weights)
-        if key and not getattr(self, key):
-            raise ConfigError(f"rejection.weights: {self.weights} needs rejection.{key}.")
-        if self.weights == "none" and self.mode == "weight":
-            raise ConfigError("rejection.mode: weight needs a weight source (rejection.weights).")
 
 
 @dataclass
@@ -377,12 +282,9 @@ class TrainConfig:
 
     def _check_param_level(self) -> None:
         """Options that the chosen method would silently ignore are an error, not a no-op."""
-        name, pl = self.optim.name, self.param_level
-        changed = {
-            f.name
-            for f in dataclasses.fields(ParamLevelConfig)
-            if getattr(pl, f.name) != getattr(ParamLevelConfig(), f.name)
-        }
+        # What the user set counts, not what differs from the default: an option written out
+        # with its default value is as ignored as any other.
+        name, changed = self.optim.name, options_given(self.param_level)
         applies = {
             "metropolis": changed,
             "mala": changed,
@@ -397,11 +299,11 @@ class TrainConfig:
                 "max_iter, tol, patience). Remove it, or choose the method it belongs to."
             )
         if name in PARAM_LEVEL:
-            o, default = self.optim, OptimConfig()
+            given = options_given(self.optim)
             unused = [
                 k
                 for k in ("weight_decay", "max_grad_norm", "nesterov", "warmup_steps")
-                if getattr(o, k) != getattr(default, k)
+                if k in given
             ]
             if unused:
                 raise ConfigError(
