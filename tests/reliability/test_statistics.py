@@ -33,7 +33,7 @@ from rsft.data_level.online import OnlineEnvelope
 from rsft.param_level import Metropolis
 from rsft.rule import Envelope, RejectionStats, accept, acceptance_prob, log_uniform
 from rsft.training import TrainConfig
-from rsft.training.gradient_free import build_stepper
+from rsft.training.gradient_free import build_method
 from rsft.training.model_aware import ModelAwareRejection
 
 
@@ -163,7 +163,7 @@ def check_mala_target_default() -> None:
         run = {"model": {"path": "x"}, "data": {"train": "x"}, "optim": {"name": name}}
         cfg = from_dict(TrainConfig, run)
         assert cfg.param_level.target_acceptance == "auto"
-        stepper = build_stepper(cfg, nn.Linear(2, 2), total_steps=10, num_processes=1)
+        stepper = build_method(cfg, nn.Linear(2, 2), total_steps=10, num_processes=1)
         assert stepper.adapter.target == target
 
 

@@ -19,10 +19,36 @@ from typing import Any
 
 import torch
 
+from rsft.config import ConfigError, to_dict
 from rsft.data_level import RejectionSampler
+from rsft.rule import Envelope
 from rsft.training.callbacks import CallbackList
 from rsft.training.model_aware import ModelAwareRejection
 from rsft.training.state import TrainState
+
+
+def build_sampler(
+    rej: Any, weights: Any, n: int, accelerator: Any, seed: int
+) -> tuple[RejectionSampler, torch.Tensor | None]:
+    """The sampler of weights known before training, and the loss weights of importance
+    weighting (the same w, as a loss weight; None when rejecting or training plainly)."""
+    acc = accelerator
+    shard = {"num_replicas": acc.num_processes, "rank": acc.process_index, "seed": seed}
+    if weights is not None and rej.mode == "reject":
+        sampler = RejectionSampler(weights, Envelope(**to_dict(rej.envelope)), **shard)
+        expected = sampler.expected_acceptance * n
+        if expected < 1:  # an epoch of (almost surely) no step; budget: samples never ends
+            raise ConfigError(
+                f"rejection would accept {expected:.3g} of {n} samples per epoch on average: "
+                "training would take no step. Lower rejection.envelope.value (or use policy: "
+                "max), or check the weights."
+            )
+        return sampler, None
+    sampler = RejectionSampler(num_samples=n, **shard)
+    if weights is None:
+        return sampler, None
+    w = torch.as_tensor(weights, dtype=torch.float32)
+    return sampler, (w / w.mean()).to(acc.device)
 
 
 @dataclass

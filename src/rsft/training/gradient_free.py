@@ -34,7 +34,7 @@ def check_method(cfg: TrainConfig, model: nn.Module, num_processes: int) -> None
     select_parameters(model, cfg.param_level.patterns or None)
 
 
-def build_stepper(
+def build_method(
     cfg: TrainConfig, model: nn.Module, total_steps: int, num_processes: int
 ) -> Metropolis | ZerothOrderSGD:
     """The method, on the parameters param_level.patterns (or model.freeze) selects."""

@@ -15,9 +15,11 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
+from transformers import get_scheduler
 
 from rsft.param_level import Metropolis, ZerothOrderSGD
-from rsft.training.gradient_free import PASSES, batch_loss
+from rsft.training.config import PARAM_LEVEL
+from rsft.training.gradient_free import PASSES, batch_loss, build_method
 from rsft.training.state import TrainState
 
 Micro = list[tuple[dict, torch.Tensor | None]]
@@ -178,3 +180,50 @@ class ParamLevelStepper:
         if mh is None:
             return {}
         return {"step_acceptance": mh.acceptance_rate, "proposals": mh.proposed, "sigma": mh.sigma}
+
+
+def build_stepper(
+    cfg: Any,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    total_steps: int,
+    loss_sum: LossSum,
+    check_finite: Callable[[float], None],
+) -> tuple[torch.nn.Module, Stepper]:
+    """The run's stepper, and the model it trains (wrapped by accelerate for a gradient
+    method; as it is for a parameter-level one, which backpropagates nothing across
+    processes)."""
+    acc, name = accelerator, cfg.optim.name
+    if name in PARAM_LEVEL:
+        method = build_method(cfg, model, total_steps, acc.num_processes)
+        max_iter = cfg.param_level.max_iter
+        return model, ParamLevelStepper(acc, model, method, name, loss_sum, check_finite, max_iter)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(cfg.optim, params)
+    scheduler = get_scheduler(
+        cfg.optim.scheduler,
+        optimizer,
+        num_warmup_steps=cfg.optim.warmup_steps,
+        num_training_steps=total_steps,
+    )
+    wrapped, optimizer = acc.prepare(model, optimizer)
+    stepper = GradientStepper(
+        acc, wrapped, optimizer, scheduler, loss_sum, check_finite, cfg.optim.max_grad_norm
+    )
+    return wrapped, stepper
+
+
+_NON_FINITE_FIX = {
+    "sgd": "Lower optim.lr, set optim.max_grad_norm, or check the inputs for extreme values.",
+    "metropolis": "The loss at the current parameters is not finite: check the inputs for "
+    "extreme values, or lower param_level.sigma (and keep param_level.target_acceptance set).",
+    "mala": "Lower param_level.sigma or raise param_level.temperature (the gradient step is "
+    "sigma²/(2T) times the gradient), or check the inputs for extreme values.",
+    "zo_sgd": "Lower optim.lr (the step is lr times the estimate times a noise vector of norm "
+    "sqrt(d)) or param_level.sigma, or check the inputs for extreme values.",
+}
+
+
+def non_finite_fix(method: str) -> str:
+    """What to change when ``method``'s loss stops being finite."""
+    return _NON_FINITE_FIX.get(method, _NON_FINITE_FIX["sgd"])

@@ -23,31 +23,29 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from transformers import get_scheduler
 
-from rsft import __version__
-from rsft.config import ConfigError, check_output_dir, to_dict
+from rsft.config import check_output_dir
 from rsft.data import Split, load_split, with_feature_columns
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
 from rsft.plots.trace import plot_trace
-from rsft.portable import kernel_settings, machine_info
 from rsft.progress import progress_bar, say, says_lines
-from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
-from rsft.training.batch_sources import ModelAwareSource, SamplerSource, Step
+from rsft.training.batch_sources import ModelAwareSource, SamplerSource, Step, build_sampler
+from rsft.training.budget import plan_budget
 from rsft.training.callbacks import Callback, CallbackList
 from rsft.training.config import PARAM_LEVEL, TrainConfig
 from rsft.training.divergence import DivergenceGuard
 from rsft.training.evaluation import evaluate, make_loader, to_device
-from rsft.training.gradient_free import PASSES, build_stepper, check_method
+from rsft.training.gradient_free import PASSES, check_method
 from rsft.training.model_aware import ModelAwareRejection
+from rsft.training.records import build_result, format_record
 from rsft.training.results import RunResult
 from rsft.training.resume import data_digest, find_resumable, fingerprint
 from rsft.training.state import StepResult, TrainState
-from rsft.training.steppers import GradientStepper, ParamLevelStepper, Stepper, build_optimizer
+from rsft.training.steppers import build_stepper, non_finite_fix
 
 # Optimizer steps profiled for peak memory (the first creates the optimizer state).
 MEMORY_STEPS = 2
@@ -119,7 +117,6 @@ class FineTuner:
         )
         rej = cfg.rejection
         seed = cfg.seed if rej.seed is None else rej.seed
-        shard = {"num_replicas": acc.num_processes, "rank": acc.process_index, "seed": seed}
         self.online: ModelAwareRejection | None = None
         if rej.model_aware:
             # Weights that depend on the model are scored during training (S3.3): the sampler
@@ -128,92 +125,31 @@ class FineTuner:
             self.sampler = RejectionSampler(num_samples=len(self.train_split), seed=seed)
             self.loss_weights = None
             self._check_scorer()
-        elif self.weights is not None and rej.mode == "reject":
-            envelope = Envelope(**to_dict(rej.envelope))
-            self.sampler = RejectionSampler(self.weights, envelope, **shard)
-            self.loss_weights = None
-            expected = self.sampler.expected_acceptance * len(self.train_split)
-            if expected < 1:  # an epoch of (almost surely) no step; budget: samples never ends
-                raise ConfigError(
-                    f"rejection would accept {expected:.3g} of {len(self.train_split)} samples "
-                    "per epoch on average: training would take no step. Lower "
-                    "rejection.envelope.value (or use policy: max), or check the weights."
-                )
         else:
-            self.sampler = RejectionSampler(num_samples=len(self.train_split), **shard)
-            self.loss_weights = None
-            if self.weights is not None:  # importance weighting: the same w, as a loss weight
-                w = torch.as_tensor(self.weights, dtype=torch.float32)
-                self.loss_weights = (w / w.mean()).to(acc.device)
+            self.sampler, self.loss_weights = build_sampler(
+                rej, self.weights, len(self.train_split), acc, seed
+            )
 
-        # budget: samples trains as many sampler epochs as it takes to backpropagate as many
-        # samples as `epochs` plain epochs would: RSFT at the same compute, not the same epochs.
-        # budget: forwards does the same with forwarded samples (gradient-free methods forward
-        # each sample twice per step).
+        # 4. How long it trains, and the stepper: an optimizer or a parameter-level method.
         self.gradient_free = cfg.optim.name in PARAM_LEVEL
         self.passes = PASSES.get(cfg.optim.name, (1, 1))
-        self.epochs = cfg.epochs
-        self.sample_budget: int | None = None
-        self.budget_key = "forwarded" if cfg.budget == "forwards" else "backpropagated"
-        if cfg.budget == "forwards" or (cfg.budget == "samples" and self.online is not None):
-            # Stop at the sample count, mid-epoch if need be.
-            self.sample_budget = cfg.epochs * len(self.train_split)
-            if self.online is not None:
-                # The acceptance rate is only known as training goes: below 1% the cap ends it.
-                self.epochs = cfg.epochs * 100
-            else:
-                per_epoch = self.passes[0] * self.sampler.expected_acceptance
-                self.epochs = math.ceil(cfg.epochs / per_epoch)
-        elif cfg.budget == "samples":
-            self.epochs = max(1, round(cfg.epochs / self.sampler.expected_acceptance))
-
-        # 4. Optimizer and schedule over the trainable parameters only.
-        per_rank = math.ceil(
-            self.sampler.expected_acceptance * len(self.train_split) / acc.num_processes
+        budget = plan_budget(
+            cfg,
+            len(self.train_split),
+            self.sampler.expected_acceptance,
+            self.passes,
+            acc.num_processes,
+            self.online.round_size if self.online is not None else None,
         )
-        micro = cfg.batch_size * cfg.gradient_accumulation_steps
-        total_steps = max(1, math.ceil(per_rank / micro)) * self.epochs
-        if self.online is not None:  # at most every sample, or the sample budget
-            samples = self.sample_budget or cfg.epochs * len(self.train_split)
-            total_steps = max(1, math.ceil(samples / self.online.round_size))
-        if self.sample_budget is not None and self.online is None:
-            per_step = micro * acc.num_processes * self.passes[0]
-            total_steps = max(1, math.ceil(self.sample_budget / per_step))
+        self.epochs, self.sample_budget = budget.epochs, budget.sample_budget
+        self.budget_key = budget.budget_key
         self.output_dir = Path(cfg.output_dir)
         self.state = TrainState()  # the run's state while it trains
+        self.model, self.stepper = build_stepper(
+            cfg, acc, self.clf.model, budget.total_steps, self._loss_sum, self._check_finite
+        )
         if self.gradient_free:
-            # Parameter level: no optimizer, the method moves the parameters itself.
-            method = build_stepper(cfg, self.clf.model, total_steps, acc.num_processes)
-            self.param_counts["trainable"] = method.num_parameters
-            self.model = self.clf.model
-            self.stepper: Stepper = ParamLevelStepper(
-                acc,
-                self.model,
-                method,
-                cfg.optim.name,
-                self._loss_sum,
-                self._check_finite,
-                max_iter=cfg.param_level.max_iter,
-            )
-        else:
-            params = [p for p in self.clf.model.parameters() if p.requires_grad]
-            optimizer = build_optimizer(cfg.optim, params)
-            scheduler = get_scheduler(
-                cfg.optim.scheduler,
-                optimizer,
-                num_warmup_steps=cfg.optim.warmup_steps,
-                num_training_steps=total_steps,
-            )
-            self.model, optimizer = acc.prepare(self.clf.model, optimizer)
-            self.stepper = GradientStepper(
-                acc,
-                self.model,
-                optimizer,
-                scheduler,
-                self._loss_sum,
-                self._check_finite,
-                max_grad_norm=cfg.optim.max_grad_norm,
-            )
+            self.param_counts["trainable"] = self.stepper.optimizer.num_parameters
         self.source = self._batch_source()
         self.memory = {"parameters": parameter_bytes(self.clf.model)}
         self.memory["inference_peak"] = self._inference_peak()
@@ -223,7 +159,7 @@ class FineTuner:
             cfg.on_divergence,
             self.classes,
             self.output_dir,
-            fix=_NON_FINITE_FIX.get(cfg.optim.name, _NON_FINITE_FIX["sgd"]),
+            fix=non_finite_fix(cfg.optim.name),
             main_process=acc.is_main_process,
         )
 
@@ -376,7 +312,7 @@ class FineTuner:
             state.epoch, state.step_in_epoch, state.round = epoch + 1, 0, 0
             self.save_checkpoint(state)
             if acc.is_main_process and says_lines(cfg.progress):
-                say(_format_record(record))
+                say(format_record(record))
             if self._budget_spent(state):
                 break
         if not state.global_step:
@@ -454,7 +390,7 @@ class FineTuner:
             raise NonFiniteLossError(
                 f"the training loss is {loss} at epoch {state.epoch + 1}, step "
                 f"{state.step_in_epoch + 1} (global step {state.global_step + 1}). "
-                f"{_NON_FINITE_FIX.get(self.config.optim.name, _NON_FINITE_FIX['sgd'])} "
+                f"{non_finite_fix(self.config.optim.name)} "
                 f"Last checkpoint: {last or 'none'}."
             )
 
@@ -481,43 +417,7 @@ class FineTuner:
 
     def _finish(self, state: TrainState, resumed_from: int | None) -> RunResult:
         acc = self.accelerator
-        scoring = self.weight_info.get("scoring_forwarded", 0)
-        if self.online is not None:
-            stats = self.online.stats  # the whole run's
-            acceptance, ess = stats.acceptance_rate, stats.ess_fraction
-        else:
-            stats = self.sampler.stats(0)
-            acceptance, ess = _mean([h["acceptance_rate"] for h in state.history]), 1.0
-            if self.weights is not None:
-                w = torch.as_tensor(self.weights, dtype=torch.float64)
-                ess = float(w.sum() ** 2 / (w * w).sum() / len(w))
-        result = RunResult(
-            config=to_dict(self.config),
-            rsft_version=__version__,
-            data=self.data_digest,
-            kernels=kernel_settings(),
-            machine=machine_info(),
-            classes=self.classes,
-            parameters=self.param_counts,
-            weights={k: v for k, v in self.weight_info.items() if k != "scoring_forwarded"},
-            acceptance_rate=acceptance,
-            ess_fraction=ess,
-            violations=stats.violations,
-            envelope=stats.envelope,
-            forwarded=state.forwarded + scoring,
-            backpropagated=state.backpropagated,
-            setup_time=self.setup_time,
-            train_time=state.train_time,
-            wall_time=self.setup_time + state.train_time,
-            global_step=state.global_step,
-            epochs_run=len(state.history),
-            resumed_from_step=resumed_from,
-            step_losses=state.step_losses,
-            history=state.history,
-            trace=self.online.trace if self.online is not None else None,
-            **self._memory_record(state),
-            **self.stepper.result_fields(),
-        )
+        result = build_result(self, state, resumed_from)
         if self.test_split is not None:
             ev = self.evaluate(self.test_split)
             result.test_accuracy, result.test_loss = ev["accuracy"], ev["loss"]
@@ -535,44 +435,3 @@ class FineTuner:
                 plot_trace(self.online.trace, self.output_dir / "acceptance.png")
         acc.wait_for_everyone()
         return result
-
-    def _memory_record(self, state: TrainState) -> dict[str, Any]:
-        """Peak tensor memory of a training step and of one inference pass, weights included."""
-        weights = self.memory["parameters"]
-        inference, train = self.memory["inference_peak"], state.train_peak
-        out: dict[str, Any] = {"parameter_bytes": weights}
-        if inference is not None and train is not None:
-            out.update(
-                peak_memory=weights + train,
-                inference_memory=weights + inference,
-                memory_vs_inference=(weights + train) / (weights + inference),
-            )
-        return out
-
-
-_NON_FINITE_FIX = {
-    "sgd": "Lower optim.lr, set optim.max_grad_norm, or check the inputs for extreme values.",
-    "metropolis": "The loss at the current parameters is not finite: check the inputs for "
-    "extreme values, or lower param_level.sigma (and keep param_level.target_acceptance set).",
-    "mala": "Lower param_level.sigma or raise param_level.temperature (the gradient step is "
-    "sigma²/(2T) times the gradient), or check the inputs for extreme values.",
-    "zo_sgd": "Lower optim.lr (the step is lr times the estimate times a noise vector of norm "
-    "sqrt(d)) or param_level.sigma, or check the inputs for extreme values.",
-}
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-def _format_record(r: dict[str, Any]) -> str:
-    parts = [
-        f"epoch {r['epoch']}",
-        f"train loss {r['train_loss']:.4f}",
-        f"accepted {r['accepted']} ({r['acceptance_rate']:.0%})",
-    ]
-    if "step_acceptance" in r:
-        parts.append(f"steps kept {r['step_acceptance']:.0%} (σ {r['sigma']:.2g})")
-    if "eval_accuracy" in r:
-        parts.append(f"eval acc {r['eval_accuracy']:.2%}")
-    return " | ".join(parts)
