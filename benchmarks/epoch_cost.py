@@ -83,33 +83,10 @@ def build_table(path: Path, rows: int, seed: int = 0) -> Path:
     return bench_common.build_table(path, rows, seed, extra)
 
 
-class TimedFineTuner(FineTuner):
-    """A FineTuner that times (wall and CPU) its epoch-end checkpoint and end-of-run writes."""
-
-    def __init__(self, config: TrainConfig, accelerator: Accelerator | None = None) -> None:
-        super().__init__(config, accelerator)
-        self.reset_timers()
-
-    def reset_timers(self) -> None:
-        self.save_wall = self.save_cpu = self.finish_wall = self.finish_cpu = 0.0
-
-    def _save(self, state: dict) -> None:
-        w0, c0 = time.perf_counter(), time.process_time()
-        super()._save(state)
-        self.save_wall += time.perf_counter() - w0
-        self.save_cpu += time.process_time() - c0
-
-    def _finish(self, state: dict, resumed_from: int | None) -> dict[str, Any]:
-        w0, c0 = time.perf_counter(), time.process_time()
-        result = super()._finish(state, resumed_from)
-        self.finish_wall += time.perf_counter() - w0
-        self.finish_cpu += time.process_time() - c0
-        return result
-
-
 def make_tuner(
     name: str, table: Path, out_dir: Path, args: argparse.Namespace, acc: Accelerator
-) -> TimedFineTuner:
+) -> FineTuner:
+    """A FineTuner for setting ``name``, timing its phases (a PhaseTimer callback)."""
     rejection = None
     if name != PLAIN:
         rejection = {
@@ -118,27 +95,29 @@ def make_tuner(
             "envelope": {"policy": "fixed", "value": 1.0},
         }
     raw = run_config(name, table, out_dir, args.width, args.batch_size, rejection)
-    return TimedFineTuner(from_dict(TrainConfig, raw), acc)
+    return FineTuner(from_dict(TrainConfig, raw), acc, callbacks=[bench_common.PhaseTimer()])
 
 
-def run_epoch(tuner: TimedFineTuner, sampler_seed: int) -> dict[str, float]:
+def run_epoch(tuner: FineTuner, sampler_seed: int) -> dict[str, float]:
     """One real ``train()`` call (one epoch) with a fresh acceptance draw; its timings."""
     state = tuner.sampler.state_dict()
     state["seed"] = sampler_seed
     tuner.sampler.load_state_dict(state)  # new coins (and shuffle) for this epoch
-    tuner.reset_timers()
+    timer = bench_common.timer_of(tuner)
+    timer.reset()
     w0, c0 = time.perf_counter(), time.process_time()
     result = tuner.train()
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     record = result["history"][-1]
+    t = timer.timers
     return {
         # The epoch loop, as train() times it (wall clock): the headline.
         "loop": result["train_time"],
         # CPU time of the same epoch: train() minus the checkpoint and the end-of-run writes
         # (so: the loop plus DataLoader/sampler setup). Insensitive to other jobs' CPU use.
-        "cpu": cpu - tuner.save_cpu - tuner.finish_cpu,
-        "checkpoint": tuner.save_wall,
-        "epoch_total": wall - tuner.finish_wall,  # loop + checkpoint + loader/sampler setup
+        "cpu": cpu - t["save_cpu"] - t["finish_cpu"],
+        "checkpoint": t["save"],
+        "epoch_total": wall - t["finish"],  # loop + checkpoint + loader/sampler setup
         "accepted": record["accepted"],
         "acceptance_rate": record["acceptance_rate"],
         "forwarded": result["forwarded"],

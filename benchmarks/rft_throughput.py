@@ -45,10 +45,11 @@ Claims under test:
    overhead. Outside is everything else: scoring, selection and deduplication, writing the
    JSONL files, the summary table and plot.
 
-3. vLLM against transformers: where a GPU and vLLM are both present, the batched
-   generation of part 1 with :class:`~rsft.generation.generate.VLLMGenerator` and with
-   ``TransformersGenerator`` on the GPU (each loaded once, one warm-up call, median of
-   ``--repeats``). Otherwise recorded as skipped.
+3. Engines (``--parts engines``): the same workload (``--engine-prompts`` prompts x k) on
+   transformers' ``generate`` in float32 and bfloat16 and on a vLLM server
+   (:class:`~rsft.generation.server.VLLMServer`) in float32 and bfloat16, one engine after
+   the other, each started once, one warm-up call, median of ``--repeats``: start time,
+   tokens/s, sequences/s, accepted/s and the ratios to transformers.
 
 Torch runs on ``--threads`` (default 1) intra-op threads, like the other benchmarks: on a small
 shared machine more threads make timings erratic. On one CPU thread the forward pass is

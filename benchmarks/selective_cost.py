@@ -67,7 +67,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,16 +77,18 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from bench_common import (  # noqa: E402
+    PhaseTimer,
     build_table,
     command_line,
     interleaved_rounds,
     machine_info,
     run_config,
+    timer_of,
     write_report,
 )
 
 from rsft.config import from_dict  # noqa: E402
-from rsft.training import FineTuner, TrainConfig  # noqa: E402
+from rsft.training import Callback, FineTuner, TrainConfig  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 MODULE = "selective_cost"  # import name of this file for `rejection.function`
@@ -125,96 +126,29 @@ def const_name(a: float) -> str:
 # --------------------------------------------------------------------------- timed trainers
 
 
-class TimedFineTuner(FineTuner):
-    """A FineTuner that adds up the time of its own methods (no behaviour change).
+class LearningCurve(Callback):
+    """Adds cumulative time and sample counts to each epoch's (evaluated) record."""
 
-    Keys: ``step`` (``_optimizer_step``), ``drain`` (``_drain``), ``score_round``,
-    ``score_forward`` (``raw_scores``), ``score_collate`` / ``train_collate``
-    (``ModelAwareRejection.batch`` inside / outside scoring), ``save``, ``finish`` (+ ``_cpu``).
-    """
+    def on_train_begin(self, trainer: Any, state: Any) -> None:
+        self.t_start = time.perf_counter()
+        self.train_cpu = 0.0
 
-    def __init__(self, config: TrainConfig, accelerator: Accelerator | None = None) -> None:
-        super().__init__(config, accelerator)
-        self.timers: dict[str, float] = defaultdict(float)
-        self._scoring = False
-        if self.online is not None:
-            online = self.online
-            raw_scores, score_round, batch = online.raw_scores, online.score_round, online.batch
+    def on_phase_begin(self, trainer: Any, name: str) -> None:
+        if name == "epoch":
+            self.c0 = time.process_time()
 
-            def timed_raw_scores(*args: Any, **kwargs: Any) -> Any:
-                self._scoring = True
-                try:
-                    return self._timed("score_forward", raw_scores, *args, **kwargs)
-                finally:
-                    self._scoring = False
+    def on_phase_end(self, trainer: Any, name: str) -> None:
+        if name == "epoch":  # the epoch loops' process CPU time
+            self.train_cpu += time.process_time() - self.c0
 
-            def timed_batch(*args: Any, **kwargs: Any) -> Any:
-                key = "score_collate" if self._scoring else "train_collate"
-                return self._timed(key, batch, *args, **kwargs)
-
-            online.raw_scores = timed_raw_scores  # type: ignore[method-assign]
-            online.score_round = lambda *a, **k: self._timed("score_round", score_round, *a, **k)  # type: ignore[method-assign]
-            online.batch = timed_batch  # type: ignore[method-assign]
-
-    def _timed(self, key: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.timers[key] += time.perf_counter() - t0
-
-    def reset_timers(self) -> None:
-        self.timers.clear()
-
-    def _optimizer_step(self, micro: list, state: dict, n_step: int) -> float:
-        return self._timed("step", super()._optimizer_step, micro, state, n_step)
-
-    def _drain(self, state: dict, final: bool = False) -> list[float]:
-        return self._timed("drain", super()._drain, state, final)
-
-    def _save(self, state: dict) -> None:
-        c0 = time.process_time()
-        self._timed("save", super()._save, state)
-        self.timers["save_cpu"] += time.process_time() - c0
-
-    def _finish(self, state: dict, resumed_from: int | None) -> dict[str, Any]:
-        c0 = time.process_time()
-        result = self._timed("finish", super()._finish, state, resumed_from)
-        self.timers["finish_cpu"] += time.process_time() - c0
-        return result
-
-
-class CurveFineTuner(FineTuner):
-    """A FineTuner whose epoch records carry cumulative time and sample counts."""
-
-    def train(self) -> dict[str, Any]:
-        self._t_start = time.perf_counter()
-        self._train_cpu = 0.0
-        return super().train()
-
-    def _cpu_timed(self, fn: Callable, epoch: int, state: dict) -> list[float]:
-        c0 = time.process_time()
-        try:
-            return fn(epoch, state)
-        finally:
-            self._train_cpu += time.process_time() - c0
-
-    def _epoch(self, epoch: int, state: dict) -> list[float]:
-        return self._cpu_timed(super()._epoch, epoch, state)
-
-    def _model_aware_epoch(self, epoch: int, state: dict) -> list[float]:
-        return self._cpu_timed(super()._model_aware_epoch, epoch, state)
-
-    def _epoch_record(self, epoch: int, state: dict) -> dict[str, Any]:
-        record = super()._epoch_record(epoch, state)  # evaluates
+    def on_epoch_end(self, trainer: Any, epoch: int, state: Any, record: dict[str, Any]) -> None:
         record.update(
-            train_time=state["train_time"],  # cumulative epoch loops (train() adds it before)
-            train_cpu=self._train_cpu,  # the same loops' process CPU time
-            wall_since_start=time.perf_counter() - self._t_start,  # + evals, checkpoints
-            backpropagated=state["backpropagated"],
-            forwarded=state["forwarded"],
+            train_time=state.train_time,  # cumulative epoch loops
+            train_cpu=self.train_cpu,
+            wall_since_start=time.perf_counter() - self.t_start,  # + evals, checkpoints
+            backpropagated=state.backpropagated,
+            forwarded=state.forwarded,
         )
-        return record
 
 
 # --------------------------------------------------------------------------- part A
@@ -235,25 +169,29 @@ def part_a_rejection(name: str) -> dict[str, Any] | None:
 
 def make_tuner(
     name: str, table: Path, out_dir: Path, args: argparse.Namespace, acc: Accelerator
-) -> TimedFineTuner:
+) -> FineTuner:
+    """A FineTuner for setting ``name``, timing its phases (a PhaseTimer callback): ``step``,
+    ``drain`` (model-aware: training on the queue, steps included), ``score_round``,
+    ``score_forward`` and ``score_collate`` inside it, ``collate`` (queued samples into
+    training batches), ``save``, ``finish`` (+ ``_cpu``)."""
     raw = run_config(name, table, out_dir, args.width, args.batch_size, part_a_rejection(name))
-    return TimedFineTuner(from_dict(TrainConfig, raw), acc)
+    return FineTuner(from_dict(TrainConfig, raw), acc, callbacks=[PhaseTimer()])
 
 
-def run_epoch(tuner: TimedFineTuner, seed: int) -> dict[str, float]:
+def run_epoch(tuner: FineTuner, seed: int) -> dict[str, float]:
     """One real ``train()`` call (one epoch) with fresh coins and order; its timings."""
     state = tuner.sampler.state_dict()
     state["seed"] = seed
     tuner.sampler.load_state_dict(state)  # new shuffle (and, for plain-path samplers, coins)
     if tuner.online is not None:
-        tuner.online.seed = seed  # new acceptance coins for the model-aware round
-        tuner.online._coins = None
-        tuner.online.trace = []  # keep _finish's plot small (it is outside the loop anyway)
-    tuner.reset_timers()
+        tuner.online.reseed(seed)  # new acceptance coins for the model-aware round
+        tuner.online.trace = []  # keep the end-of-run plot small (it is outside the loop)
+    timer = timer_of(tuner)
+    timer.reset()
     w0, c0 = time.perf_counter(), time.process_time()
     result = tuner.train()
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    t = tuner.timers
+    t = timer.timers
     loop = result["train_time"]
     timing = {
         "loop": loop,
@@ -272,8 +210,8 @@ def run_epoch(tuner: TimedFineTuner, seed: int) -> dict[str, float]:
             score_collate=t["score_collate"],
             score_forward=t["score_forward"] - t["score_collate"],
             score_rule=t["score_round"] - t["score_forward"],
-            train_collate=t["train_collate"],
-            train_queue=t["drain"] - t["step"] - t["train_collate"],
+            train_collate=t["collate"],
+            train_queue=t["drain"] - t["step"] - t["collate"],
             other=loop - t["score_round"] - t["drain"],
         )
     return timing
@@ -439,7 +377,7 @@ def part_b_run(method: str, seed: int, args: argparse.Namespace, out: Path, acc:
     rejection = PART_B_METHODS[method]
     if rejection is not None:
         raw["rejection"] = rejection
-    return CurveFineTuner(from_dict(TrainConfig, raw), acc).train()
+    return FineTuner(from_dict(TrainConfig, raw), acc, callbacks=[LearningCurve()]).train()
 
 
 def first_reach(history: list[dict[str, Any]], target: float) -> dict[str, Any] | None:

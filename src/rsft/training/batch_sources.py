@@ -122,6 +122,7 @@ class ModelAwareSource:
     ) -> None:
         self.online, self.sampler, self.model, self.device = online, sampler, model, device
         self.last_epoch, self.callbacks = last_epoch, callbacks
+        online.phase = callbacks.phase
 
     def _rounds(self, epoch: int) -> tuple[list[int], int]:
         order = self.sampler.accepted_indices(epoch).tolist()
@@ -146,12 +147,14 @@ class ModelAwareSource:
         yield from self._drain(final=epoch == self.last_epoch())
 
     def _drain(self, final: bool = False) -> Iterator[Step]:
-        """Steps while the queue holds a full one (or anything at all, if final)."""
+        """Steps while the queue holds a full one (or anything at all, if final). The
+        ``drain`` phase spans them, the steps themselves included."""
         online = self.online
-        while micro := online.next_step(final):
-            with self.callbacks.phase("collate"):
-                batches = [(online.batch(idx), w.to(self.device)) for idx, w in micro]
-            yield Step(batches, online.last_step_size)
+        with self.callbacks.phase("drain"):
+            while micro := online.next_step(final):
+                with self.callbacks.phase("collate"):
+                    batches = [(online.batch(idx), w.to(self.device)) for idx, w in micro]
+                yield Step(batches, online.last_step_size)
 
     def epoch_stats(self, epoch: int) -> Any:
         return self.online.end_epoch()

@@ -9,7 +9,9 @@ phases by name, so a timer needs no knowledge of the loop's internals:
 - ``"epoch"``: one epoch's loop (without its evaluation or checkpoint);
 - ``"step"``: one optimizer (or parameter-level) step;
 - ``"score_round"``: model-aware rejection scoring one round (``"score_forward"`` inside it:
-  the no-grad forwards; ``"collate"``: building a batch of queued samples);
+  the no-grad forwards, and ``"score_collate"`` inside those: building their batches);
+  ``"drain"``: training on the queue of accepted samples, its steps included;
+  ``"collate"``: building a training batch of queued samples;
 - ``"evaluate"``, ``"save"`` (a checkpoint), ``"finish"`` (the end-of-run test, model and
   results.json).
 """

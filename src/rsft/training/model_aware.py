@@ -13,6 +13,8 @@ first in the next epoch. After the last epoch they make one final, smaller step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -48,6 +50,7 @@ class ModelAwareRejection:
             w = balance_weights(groups, rej.balance_target)
             self.group_log_w = torch.log(torch.as_tensor(w, dtype=torch.float64))
         self._coins: tuple[int, torch.Tensor] | None = None
+        self.phase: Callable[[str], Any] = lambda name: nullcontext()  # the loop's phases
 
     def end_epoch(self) -> RejectionStats:
         """The finished epoch's statistics; they join the run's."""
@@ -59,6 +62,10 @@ class ModelAwareRejection:
     def round_size(self) -> int:
         c = self.config
         return c.batch_size * c.gradient_accumulation_steps * self.acc.num_processes
+
+    def reseed(self, seed: int) -> None:
+        """Draw the acceptance coins from ``seed`` from now on (benchmarks repeat an epoch)."""
+        self.seed, self._coins = seed, None
 
     def coins(self, epoch: int) -> torch.Tensor:
         """One log-uniform ``log u`` per sample and epoch: the same coin whoever scores it."""
@@ -79,10 +86,12 @@ class ModelAwareRejection:
         model.eval()  # scoring sees the model's beliefs, without dropout noise
         out: list[float] = []
         step = self.config.eval_batch_size
-        for start in range(0, len(indices), step):
-            batch = self.batch(indices[start : start + step])
-            logits = self.clf.logits(batch, model)
-            out.extend(self.scorer.raw(logits, batch["labels"], batch).cpu().tolist())
+        with self.phase("score_forward"):
+            for start in range(0, len(indices), step):
+                with self.phase("score_collate"):
+                    batch = self.batch(indices[start : start + step])
+                logits = self.clf.logits(batch, model)
+                out.extend(self.scorer.raw(logits, batch["labels"], batch).cpu().tolist())
         model.train(was)
         return out
 
