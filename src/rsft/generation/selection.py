@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from rsft.rule import Envelope, EnvelopeError, RejectionStats, accept
+from rsft.rule.envelope import violations
 
 RULES = ("correct", "tilted", "best_of_k", "top_fraction", "random")
 
@@ -98,12 +99,13 @@ def _tilted(
         log_m = Envelope("max").log_m(log_w)
         r_max = float(r.max())
     else:
+        # A fixed envelope M = exp(r_max/β), kept in log space: the exp may overflow a float.
         log_m = r_max / beta
-        over = log_w > log_m + 1e-12
-        if over.any():
+        over = violations(log_w, log_m)
+        if over:
             top = float(r.max())
             raise EnvelopeError(
-                f"tilted: {int(over.sum())} reward(s) exceed r_max={r_max:g} (largest {top:g}), "
+                f"tilted: {over} reward(s) exceed r_max={r_max:g} (largest {top:g}), "
                 "so the accepted set would not follow q·exp(r/β). Set r_max to a true upper "
                 f"bound of the reward (>= {top:g}), or leave it unset to use the round's "
                 "largest reward."

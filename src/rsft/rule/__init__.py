@@ -2,6 +2,7 @@
 
 from rsft.rule.acceptance import (
     accept,
+    accept_given,
     acceptance_log_prob,
     acceptance_prob,
     log_uniform,
@@ -15,6 +16,7 @@ __all__ = [
     "EnvelopeError",
     "RejectionStats",
     "accept",
+    "accept_given",
     "acceptance_log_prob",
     "acceptance_prob",
     "log_uniform",

@@ -64,7 +64,19 @@ def accept(
     Compared in log space with an exact log-uniform (:func:`log_uniform`), so a weight that
     is exp(-800) gets its own tiny chance: neither rounded to zero nor raised to a floor.
     """
-    log_u = log_uniform(log_w.shape, generator, log_w.device)
+    return accept_given(log_w, log_m, log_uniform(log_w.shape, generator, log_w.device))
+
+
+def accept_given(
+    log_w: torch.Tensor, log_m: float | torch.Tensor, log_u: torch.Tensor
+) -> torch.Tensor:
+    """The coin of :func:`accept` with the ``log u`` drawn beforehand: keep when ``log u < log a``.
+
+    For callers whose coins must not depend on who flips them (model-aware training draws one
+    ``log u`` per sample and epoch, then decides each round's samples as they are scored).
+    A zero weight (``log w = -inf``) is never kept; a weight at or above M is kept for any
+    ``log u < 0``.
+    """
     return log_u < acceptance_log_prob(log_w.to(torch.float64), log_m)
 
 

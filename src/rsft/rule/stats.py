@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from rsft.rule.envelope import violations
+
 
 def exp_or_inf(x: float) -> float:
     """exp(x), or inf where it overflows a float: log weights are kept in log space for that
@@ -50,7 +52,7 @@ class RejectionStats:
         self.sum_w += float(rel.sum())
         self.sum_w2 += float((rel * rel).sum())
         self.sum_a += float(rel.clamp(max=1.0).sum())
-        self.violations += int((log_w > log_m + 1e-12).sum())
+        self.violations += violations(log_w, log_m)
         if log_w.numel():
             self.max_log_w = max(self.max_log_w, float(log_w.max()))
         self.log_m = log_m

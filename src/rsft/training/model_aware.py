@@ -25,7 +25,13 @@ from rsft.data import Split
 from rsft.data_level.online import AcceptQueue, OnlineEnvelope, make_scorer
 from rsft.data_level.weights import balance_weights
 from rsft.models import Classifier
-from rsft.rule import EnvelopeError, RejectionStats, log_uniform
+from rsft.rule import (
+    EnvelopeError,
+    RejectionStats,
+    accept_given,
+    acceptance_log_prob,
+    log_uniform,
+)
 from rsft.rule.stats import exp_or_inf
 
 
@@ -134,7 +140,7 @@ class ModelAwareRejection:
         idx = torch.as_tensor(indices)
         log_w = self._log_weights(raw, idx)
         log_m = self._log_m(log_w, f"at epoch {epoch + 1}, step {step + 1}")
-        log_a = torch.clamp(log_w - log_m, max=0.0)
+        log_a = acceptance_log_prob(log_w, log_m)
         if self.config.rejection.mode == "weight":
             # S3.4: every sample trains, its loss weighted by w (self-normalized per step).
             # w itself (not w / the round's max), so samples of different rounds that share
@@ -142,7 +148,7 @@ class ModelAwareRejection:
             accepted = torch.ones(len(idx), dtype=torch.bool)
             weights = torch.exp(torch.clamp(log_w, max=300.0))
         else:
-            accepted = self.coins(epoch)[idx] < log_a
+            accepted = accept_given(log_w, log_m, self.coins(epoch)[idx])
             unbiased = self.config.rejection.unbiased
             weights = torch.exp(-log_a) if unbiased else torch.ones(len(idx), dtype=torch.float64)
         self.queue.extend(idx[accepted].tolist(), weights[accepted].tolist())
