@@ -14,6 +14,7 @@ from typing import Any, Literal
 from rsft.config import ConfigError, check_number, opt
 from rsft.data import DataConfig
 from rsft.data.config import ALL_FEATURES
+from rsft.models.task import TaskConfig, check_task_options
 from rsft.param_level import SigmaAdapter, TemperatureSchedule
 from rsft.progress import PROGRESS_HELP, Progress
 from rsft.rule import Envelope
@@ -334,6 +335,9 @@ class TrainConfig:
     param_level: ParamLevelConfig = opt(
         factory=ParamLevelConfig, help="Parameter-level methods (metropolis, mala, zo_sgd)."
     )
+    task: TaskConfig = opt(
+        factory=TaskConfig, help="The per-sample loss, metric and batching (docs/tasks.md)."
+    )
     epochs: int = opt(3, help="Passes over the (accepted) training data.")
     budget: Literal["epochs", "samples", "forwards"] = opt(
         "epochs",
@@ -422,6 +426,7 @@ class TrainConfig:
                 f"num_workers must be >= 0 (0: load in the main process), got {self.num_workers}."
             )
         self._check_param_level()
+        check_task_options(self)
         if self.data.feature_columns == ALL_FEATURES:
             # The weight columns rejection reads are no features: they would leak the weights.
             exclude = self.data.exclude_columns

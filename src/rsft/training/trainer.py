@@ -32,6 +32,7 @@ from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
+from rsft.models.task import Task
 from rsft.param_level import Metropolis
 from rsft.portable import kernel_settings, machine_info
 from rsft.progress import progress_bar, say, says_lines
@@ -39,6 +40,7 @@ from rsft.rule import Envelope
 from rsft.training import checkpoint as ckpt
 from rsft.training.config import PARAM_LEVEL, TrainConfig
 from rsft.training.divergence import DivergenceGuard
+from rsft.training.evaluation import evaluate_task
 from rsft.training.gradient_free import PASSES, batch_loss, build_stepper, check_method
 from rsft.training.model_aware import ModelAwareRejection
 from rsft.training.resume import data_digest, find_resumable, fingerprint
@@ -85,6 +87,10 @@ class FineTuner:
         self.classes = self.train_split.classes
         self.eval_split = self._load_eval(cfg.data.eval, processor)
         self.test_split = self._load_eval(cfg.data.test, processor)
+        # The task's loss, metric and collate function (cross-entropy and accuracy by default).
+        self.task = Task(cfg.task)
+        for split in (self.train_split, self.eval_split, self.test_split):
+            self.task.attach(split)
         # The checkpoint to continue from, checked against this config and data (no work yet).
         self.data_digest = data_digest(cfg)
         self.resume_from = find_resumable(cfg, self.data_digest)
@@ -255,6 +261,11 @@ class FineTuner:
         model = self.accelerator.unwrap_model(self.model)
         was = model.training
         model.eval()
+        if not self.task.classification:  # a custom loss or metric: no classes to count
+            batches = self._loader(split, self.config.eval_batch_size)
+            out = evaluate_task(self.task, self.clf, model, map(self._to_device, batches))
+            model.train(was)
+            return out
         correct: list[int] = []
         loss_sum = 0.0
         c = len(self.classes)
@@ -394,7 +405,7 @@ class FineTuner:
             weights = [
                 None if self.loss_weights is None else self.loss_weights[b["index"]] for b in micro
             ]
-            n = sum(len(b["labels"]) for b in micro) * self.accelerator.num_processes
+            n = sum(len(b["index"]) for b in micro) * self.accelerator.num_processes
             losses.append(self._step(list(zip(micro, weights)), state, n))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             self._after_step(state)
@@ -478,9 +489,9 @@ class FineTuner:
         return loss
 
     def _loss_sum(self, batch: dict, weights: torch.Tensor | None, model: Any) -> torch.Tensor:
-        """The run's loss of a micro-batch: cross-entropy per sample, times its loss weight."""
+        """The run's loss of a micro-batch: the task's loss per sample, times its loss weight."""
         logits = self.clf.logits(batch, model)
-        per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
+        per_sample = self.task.loss(logits, batch)
         return (per_sample if weights is None else per_sample * weights).sum()
 
     def _check_finite(self, loss: float, state: dict) -> None:
