@@ -83,3 +83,17 @@ def test_mean_ci_edge_cases() -> None:
     assert mean_ci([0.6, 0.6, 0.6]) == (0.6, 0.6, 0.6)
     with pytest.raises(ValueError):
         mean_ci([0.1, 0.2], confidence=1.5)
+
+
+def test_item_bootstrap_of_continuous_scores_is_bounded_in_memory(monkeypatch):
+    """A custom task.metric (an IoU per image) gives n distinct per-item values: the normal
+    interval of their mean, and the same draws in chunks as at once."""
+    import rsft.compare.stats as stats_module
+
+    x = np.random.default_rng(0).uniform(0, 1, 500)
+    low, high = item_bootstrap(x)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert low == pytest.approx(x.mean() - half, abs=0.003)
+    assert high == pytest.approx(x.mean() + half, abs=0.003)
+    monkeypatch.setattr(stats_module, "MAX_BOOTSTRAP_CELLS", 7 * len(x))  # chunks of 7
+    assert item_bootstrap(x) == (low, high)

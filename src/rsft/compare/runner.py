@@ -8,6 +8,7 @@ an interrupted run resumes from its checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from rsft.compare.files import write_results
 from rsft.compare.summary import ACCURACY_KEY, DEFAULT_METRICS, summarize
 from rsft.compare.table import format_table
 from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
+from rsft.models.task import ACCURACY
 from rsft.plots.comparison import plot_results
 from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
@@ -39,8 +41,8 @@ RECORD_KEYS = result_fields(
 )
 """The fields of a run's results.json that a compare record keeps: the accuracy, the metrics
 the summary averages (``domain_auc`` is taken from the run's ``weights``), and what the table
-and plot read besides. ``test_correct`` (1/0 per test item, in test-set order) lets the
-intervals cover the test set's sampling error."""
+and plot read besides. ``test_correct`` (1/0 per test item, or a custom task.metric's score
+per item, in test-set order) lets the intervals cover the test set's sampling error."""
 
 
 def _record(method: str, seed: int, result: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +145,17 @@ def _run_summary(method: str, seed: int, result: dict[str, Any], reused: bool) -
     return f"{parts[0]}: {', '.join(parts[1:])}" if len(parts) > 1 else parts[0]
 
 
+def metric_note(metrics: Iterable[str]) -> str:
+    """What "accuracy" means in the table when a run's task.metric is not accuracy."""
+    custom = sorted(set(metrics) - {ACCURACY})
+    if not custom:
+        return ""
+    return (
+        f'\n\nHere "acc" and "accuracy" are task.metric {", ".join(custom)}: the mean '
+        "of its per-item scores, in percent (docs/tasks.md)."
+    )
+
+
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:
     """Run the grid, then write results.json/csv, summary.csv, compare.png and print the table."""
     runs = build_runs(cfg)
@@ -178,6 +191,7 @@ def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> d
             f"\n\nBefore fine-tuning, the pretrained model's target accuracy: "
             f"{100 * sum(before) / len(before):.1f}% (mean over runs)."
         )
+    table += metric_note(run_cfg.task.metric for _, _, run_cfg in runs)
     if accelerator.is_main_process:
         meta = {"config": to_dict(cfg), "seeds": cfg.seeds}
         files = write_results(records, rows, out, meta=meta, table=table)

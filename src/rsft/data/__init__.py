@@ -1,4 +1,4 @@
-"""Load and validate classification data: image folders, tables and saved datasets.
+"""Load and validate training data: image folders, tables, saved datasets and tensor files.
 
 ``load_split(path, DataConfig(...))`` returns a :class:`Split` whose ``dataset`` and
 ``collate`` plug into a torch DataLoader; every data problem is a :class:`DataError`

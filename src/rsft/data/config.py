@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rsft.config import ConfigError, opt
 
-FORMATS = ("imagefolder", "csv", "json", "parquet", "hf")
+FORMATS = ("imagefolder", "csv", "json", "parquet", "hf", "tensors")
 
 # ``feature_columns: all``: every numeric column that has no other role.
 ALL_FEATURES = "all"
@@ -20,6 +20,7 @@ SUFFIX_FORMATS = {
     ".jsonl": "json",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".safetensors": "tensors",
 }
 
 
@@ -33,8 +34,8 @@ class DataConfig:
 
     format: str | None = opt(
         None,
-        help="imagefolder | csv | json | parquet | hf (a save_to_disk folder); inferred from the "
-        "path when unset.",
+        help="imagefolder | csv | json | parquet | hf (a save_to_disk folder) | tensors (a "
+        ".safetensors file of named tensors); inferred from the path when unset.",
     )
     label_column: str = opt("label", help="Column holding the class (name or integer).")
     feature_columns: list[str] | str | None = opt(
@@ -63,6 +64,11 @@ class DataConfig:
     std: list[float] = opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
     max_length: int = opt(128, help="Text: truncate to this many tokens.")
     group_column: str | None = opt(None, help="Column of group ids (for balance weighting).")
+    input_tensors: list[str] | None = opt(
+        None,
+        help="format: tensors, the tensors passed to the model (one: positionally; several: "
+        "by name); default: every tensor of 2 or more dimensions but the label.",
+    )
 
     def role_columns(self) -> set[str]:
         """Columns with a role other than input features: ``feature_columns: all`` skips them."""
@@ -107,6 +113,11 @@ class DataConfig:
                 "it unset for image or text data."
             )
         self.exclude_columns = list(self.exclude_columns)
+        if self.input_tensors is not None and not self.input_tensors:
+            raise ValueError(
+                "data.input_tensors is an empty list; name the model's input tensors, or "
+                "leave it unset to use every tensor of 2 or more dimensions but the label."
+            )
         if self.feature_columns is not None and self.text_column is not None:
             raise ConfigError(
                 "data.feature_columns and data.text_column are both set; a model takes one "

@@ -10,6 +10,7 @@ from rsft.data.config import FORMATS, SUFFIX_FORMATS, DataConfig
 from rsft.data.images import load_image_folder
 from rsft.data.split import Split
 from rsft.data.tables import load_table
+from rsft.data.tensors import load_tensors
 from rsft.data.validate import DataError
 
 # Files that ``save_to_disk`` writes (a Dataset, or a DatasetDict of several splits).
@@ -69,4 +70,6 @@ def load_split(
         classes = [str(c) for c in classes]
     if fmt == "imagefolder":
         return load_image_folder(path, cfg, classes=classes, labelled=labelled, processor=processor)
+    if fmt == "tensors":
+        return load_tensors(path, cfg, classes=classes, labelled=labelled)
     return load_table(path, fmt, cfg, classes=classes, labelled=labelled, processor=processor)

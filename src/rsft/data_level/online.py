@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from rsft.imports import import_object
+from rsft.models.task import detach
 from rsft.rule import Envelope
 from rsft.rule.envelope import quantile_log_m
 
@@ -59,11 +61,20 @@ class LossPercentileScorer:
 
     fixed_envelope = True
 
-    def __init__(self, beta: float = 1.0, floor: float = 0.01, window: int = 1024) -> None:
+    def __init__(
+        self,
+        beta: float = 1.0,
+        floor: float = 0.01,
+        window: int = 1024,
+        loss: Callable[[Any, dict], torch.Tensor] | None = None,
+    ) -> None:
         self.beta, self.floor, self.window = beta, floor, window
+        self.loss = loss  # a custom task's per-sample loss(outputs, batch); else cross-entropy
         self.history = torch.empty(0, dtype=torch.float64)  # the last `window` losses
 
-    def raw(self, logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
+    def raw(self, logits: Any, labels: torch.Tensor, batch: dict) -> torch.Tensor:
+        if self.loss is not None:
+            return self.loss(logits, batch).detach().float()
         return F.cross_entropy(logits.float(), labels, reduction="none")
 
     def log_weights(self, raw: torch.Tensor) -> torch.Tensor:
@@ -95,7 +106,7 @@ class FunctionScorer:
     def raw(self, logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "index")}
         try:
-            out = self.fn(inputs, labels, logits.detach())
+            out = self.fn(inputs, labels, detach(logits))
         except Exception as err:
             raise ScoreError(
                 f"model-aware weight function {self.path!r} raised {type(err).__name__}: {err}"
@@ -125,11 +136,13 @@ class FunctionScorer:
         pass
 
 
-def make_scorer(rejection: Any):
+def make_scorer(rejection: Any, loss: Callable[[Any, dict], torch.Tensor] | None = None):
+    """The scorer of a model-aware ``rejection.weights``; ``loss`` is a custom task's
+    per-sample loss (loss_percentile ranks it; None: cross-entropy)."""
     if rejection.weights == "confidence":
         return ConfidenceScorer()
     if rejection.weights == "loss_percentile":
-        return LossPercentileScorer(rejection.beta, rejection.floor, rejection.window)
+        return LossPercentileScorer(rejection.beta, rejection.floor, rejection.window, loss)
     if rejection.weights == "model_function":
         return FunctionScorer(rejection.function)
     raise ValueError(f"{rejection.weights!r} is not a model-aware weight source.")

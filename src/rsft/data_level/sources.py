@@ -20,12 +20,14 @@ from rsft.data_level.weights import (
     density_ratio_weights,
     function_weights,
 )
-from rsft.models import Classifier, extract_features
+from rsft.models import Classifier
+from rsft.models.task import Task
 
 
-def _features(clf: Classifier, split: Split, batch_size: int, device) -> np.ndarray:
+def _features(clf: Classifier, split: Split, batch_size: int, device, task: Task) -> np.ndarray:
+    """The domain classifier's features: the head's input, or the task's ``features``."""
     loader = DataLoader(split.dataset, batch_size=batch_size, collate_fn=split.collate)
-    return extract_features(clf, loader, device).numpy()
+    return task.features(clf, loader, device).numpy()
 
 
 def compute_weights(
@@ -38,8 +40,10 @@ def compute_weights(
     if rej.weights == "density_ratio":
         data = with_feature_columns(cfg.data, train.feature_columns)  # the training features
         target = load_split(rej.target_unlabelled, data, labelled=False, processor=clf.processor)
-        src = _features(clf, train, cfg.eval_batch_size, device)
-        tgt = _features(clf, target, cfg.eval_batch_size, device)
+        task = Task(cfg.task)
+        task.attach(target)
+        src = _features(clf, train, cfg.eval_batch_size, device, task)
+        tgt = _features(clf, target, cfg.eval_batch_size, device, task)
         dr = density_ratio_weights(src, tgt, seed=cfg.seed, calibration=rej.calibration)
         info = {
             "source": "density_ratio",

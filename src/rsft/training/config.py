@@ -19,6 +19,7 @@ from rsft.data_level.config import (  # noqa: F401 (the rejection section, re-ex
     EnvelopeConfig,
     RejectionConfig,
 )
+from rsft.models.task import TaskConfig, check_task_options
 from rsft.param_level import SigmaAdapter, TemperatureSchedule
 from rsft.progress import PROGRESS_HELP, Progress
 
@@ -239,6 +240,9 @@ class TrainConfig:
     param_level: ParamLevelConfig = opt(
         factory=ParamLevelConfig, help="Parameter-level methods (metropolis, mala, zo_sgd)."
     )
+    task: TaskConfig = opt(
+        factory=TaskConfig, help="The per-sample loss, metric and batching (docs/tasks.md)."
+    )
     epochs: int = opt(3, help="Passes over the (accepted) training data.")
     budget: Literal["epochs", "samples", "forwards"] = opt(
         "epochs",
@@ -324,6 +328,7 @@ class TrainConfig:
                 f"num_workers must be >= 0 (0: load in the main process), got {self.num_workers}."
             )
         self._check_param_level()
+        check_task_options(self)
         if self.data.feature_columns == ALL_FEATURES:
             # The weight columns rejection reads are no features: they would leak the weights.
             exclude = self.data.exclude_columns

@@ -10,6 +10,8 @@ end):
 - the predictions collapsed to one class: (nearly) every sample of the eval or test split
   gets the same class while the labels are mostly other classes (and the model did not do so
   before training: a run that never left such a start has not diverged, it has not learned).
+  Classification only: a run with a custom ``task.loss`` or ``task.metric`` skips this check
+  (its outputs need not be class logits); the loss check applies to every task.
 
 Each finding is an *event* (epoch, split, kind, reason) kept in the run's state (so a resumed
 run keeps them) and in results.json (``divergence``). A run has *diverged* (``diverged``,
@@ -140,6 +142,8 @@ class DivergenceGuard:
         return [e for e in events if e]
 
     def _collapse(self, split: str, evaluation: dict) -> dict:
+        if "predicted" not in evaluation:  # a custom task.loss or metric: no classes to count
+            return {}
         return collapse_event(split, evaluation["predicted"], evaluation["labels"], self.classes)
 
     def _report(self, events: list[dict], epoch: int | None, state: TrainState) -> None:

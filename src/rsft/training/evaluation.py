@@ -1,7 +1,12 @@
-"""Loading batches and evaluating a model on a labelled split."""
+"""Loading batches and evaluating a model on a labelled split.
+
+Classification counts predictions per class too (the divergence guard's collapse check,
+which only means something for classes); a custom task reports its own metric's per-item
+scores (:func:`evaluate_task`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -9,6 +14,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from rsft.data import Split
+from rsft.models import Classifier
+from rsft.models.task import Task, concat, detach
 
 
 def make_loader(
@@ -66,3 +73,33 @@ def evaluate(
         "predicted": predicted.tolist(),
         "labels": labels.tolist(),
     }
+
+
+@torch.no_grad()
+def evaluate_task(
+    task: Task, clf: Classifier, model: torch.nn.Module, batches: Iterable[dict[str, Any]]
+) -> dict[str, Any]:
+    """``accuracy`` (the metric's mean), ``loss`` (the mean per-sample loss) and ``correct``
+    (the per-item scores, in item order: what ``rsft compare`` bootstraps) of a split.
+
+    ``task.config.metric_on: split`` keeps every batch's outputs (on the CPU) and calls the
+    metric once on all of them: the items are then whatever the metric defines (pairs, ...).
+    """
+    whole_split = task.config.metric_on == "split"
+    loss_sum, n = 0.0, 0
+    scores: list = []
+    kept: list[tuple[Any, dict[str, Any]]] = []
+    for batch in batches:
+        outputs = clf.logits(batch, model)
+        loss = task.loss(outputs, batch)
+        loss_sum += float(loss.double().sum())
+        n += len(loss)
+        if whole_split:
+            kept.append((detach(outputs, cpu=True), detach(batch, cpu=True)))
+        else:
+            scores += task.metric(outputs, batch)
+    if whole_split and kept:
+        outputs = concat([o for o, _ in kept])
+        batch = concat([b for _, b in kept])
+        scores = task.metric(outputs, batch, whole_split=True)
+    return {"accuracy": sum(scores) / len(scores), "loss": loss_sum / n, "correct": scores}

@@ -25,6 +25,7 @@ from rsft.data import Split
 from rsft.data_level.online import AcceptQueue, OnlineEnvelope, make_scorer
 from rsft.data_level.weights import balance_weights
 from rsft.models import Classifier
+from rsft.models.task import CROSS_ENTROPY, Task
 from rsft.rule import (
     EnvelopeError,
     RejectionStats,
@@ -41,7 +42,8 @@ class ModelAwareRejection:
     def __init__(self, config: Any, split: Split, clf: Classifier, accelerator: Any) -> None:
         rej = config.rejection
         self.config, self.split, self.clf, self.acc = config, split, clf, accelerator
-        self.scorer = make_scorer(rej)
+        task = Task(config.task)
+        self.scorer = make_scorer(rej, None if task.config.loss == CROSS_ENTROPY else task.loss)
         env = rej.envelope
         self.envelope = OnlineEnvelope(env.policy, env.quantile, env.value, rej.window)
         self.queue = AcceptQueue()

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
@@ -30,6 +29,7 @@ from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
+from rsft.models.task import Task
 from rsft.plots.trace import plot_trace
 from rsft.progress import progress_bar, say, says_lines
 from rsft.training import checkpoint as ckpt
@@ -38,7 +38,7 @@ from rsft.training.budget import plan_budget
 from rsft.training.callbacks import Callback, CallbackList
 from rsft.training.config import PARAM_LEVEL, TrainConfig
 from rsft.training.divergence import DivergenceGuard
-from rsft.training.evaluation import evaluate, make_loader, to_device
+from rsft.training.evaluation import evaluate, evaluate_task, make_loader, to_device
 from rsft.training.gradient_free import PASSES, check_method
 from rsft.training.model_aware import ModelAwareRejection
 from rsft.training.records import build_result, format_record
@@ -82,6 +82,10 @@ class FineTuner:
         self.classes = self.train_split.classes
         self.eval_split = self._load_eval(cfg.data.eval, processor)
         self.test_split = self._load_eval(cfg.data.test, processor)
+        # The task's loss, metric and collate function (cross-entropy and accuracy by default).
+        self.task = Task(cfg.task)
+        for split in (self.train_split, self.eval_split, self.test_split):
+            self.task.attach(split)
         # The checkpoint to continue from, checked against this config and data (no work yet).
         self.data_digest = data_digest(cfg)
         self.resume_from = find_resumable(cfg, self.data_digest)
@@ -226,6 +230,14 @@ class FineTuner:
         """Accuracy, mean loss, per-item outcomes and class counts on a labelled split
         (every rank sees the whole split): :func:`rsft.training.evaluation.evaluate`."""
         with self.callbacks.phase("evaluate"):
+            if not self.task.classification:  # a custom loss or metric: no classes to count
+                model = self.accelerator.unwrap_model(self.model)
+                was = model.training
+                model.eval()
+                batches = self._loader(split, self.config.eval_batch_size)
+                out = evaluate_task(self.task, self.clf, model, map(self._to_device, batches))
+                model.train(was)
+                return out
             return evaluate(
                 self.accelerator.unwrap_model(self.model),
                 self.clf.logits,
@@ -378,9 +390,9 @@ class FineTuner:
         return StepResult(loss, step.samples)
 
     def _loss_sum(self, batch: dict, weights: torch.Tensor | None, model: Any) -> torch.Tensor:
-        """The run's loss of a micro-batch: cross-entropy per sample, times its loss weight."""
+        """The run's loss of a micro-batch: the task's loss per sample, times its loss weight."""
         logits = self.clf.logits(batch, model)
-        per_sample = F.cross_entropy(logits, batch["labels"], reduction="none")
+        per_sample = self.task.loss(logits, batch)
         return (per_sample if weights is None else per_sample * weights).sum()
 
     def _check_finite(self, loss: float) -> None:
