@@ -1,5 +1,6 @@
 """Models: load a pretrained classifier, resize its head, choose what trains."""
 
+from rsft.models.finetune import load_for_finetuning
 from rsft.models.freeze import apply_freeze
 from rsft.models.heads import find_blocks, find_head, replace_head
 from rsft.models.loading import (
@@ -17,6 +18,7 @@ __all__ = [
     "find_blocks",
     "find_head",
     "load_classifier",
+    "load_for_finetuning",
     "load_processor",
     "replace_head",
     "save_classifier",

@@ -85,6 +85,8 @@ def evaluate_task(
     ``task.config.metric_on: split`` keeps every batch's outputs (on the CPU) and calls the
     metric once on all of them: the items are then whatever the metric defines (pairs, ...).
     """
+    was = model.training
+    model.eval()
     whole_split = task.config.metric_on == "split"
     loss_sum, n = 0.0, 0
     scores: list = []
@@ -102,4 +104,5 @@ def evaluate_task(
         outputs = concat([o for o, _ in kept])
         batch = concat([b for _, b in kept])
         scores = task.metric(outputs, batch, whole_split=True)
+    model.train(was)
     return {"accuracy": sum(scores) / len(scores), "loss": loss_sum / n, "correct": scores}

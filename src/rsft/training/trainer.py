@@ -28,7 +28,7 @@ from rsft.data import Split, load_split, with_feature_columns
 from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
-from rsft.models import apply_freeze, load_classifier, load_processor, save_classifier
+from rsft.models import load_for_finetuning, load_processor, save_classifier
 from rsft.models.task import Task
 from rsft.plots.trace import plot_trace
 from rsft.progress import progress_bar, say, says_lines
@@ -76,8 +76,7 @@ class FineTuner:
         check_output_dir(cfg.output_dir)
 
         # 1. Data, validated before anything else is built.
-        trust = cfg.model.trust_remote_code
-        processor = load_processor(cfg.model.path, trust_remote_code=trust)
+        processor = load_processor(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
         self.train_split: Split = load_split(cfg.data.train, cfg.data, processor=processor)
         self.classes = self.train_split.classes
         self.eval_split = self._load_eval(cfg.data.eval, processor)
@@ -90,26 +89,9 @@ class FineTuner:
         self.data_digest = data_digest(cfg)
         self.resume_from = find_resumable(cfg, self.data_digest)
 
-        # 2. The pretrained model, its head resized, the frozen part frozen (S0.1).
-        self.clf = load_classifier(
-            cfg.model.path,
-            len(self.classes),
-            classes=self.classes,
-            kwargs=cfg.model.kwargs,
-            head=cfg.model.head,
-            seed=cfg.seed,
-            trust_remote_code=trust,
-        )
-        if self.clf.processor is None:
-            self.clf.processor = processor
-        self.param_counts = apply_freeze(
-            self.clf.model,
-            cfg.model.freeze,
-            self.clf.head,
-            train_last_n=cfg.model.train_last_n,
-            blocks=cfg.model.blocks,
-            freeze_patterns=cfg.model.freeze_patterns,
-            trainable_patterns=cfg.model.trainable_patterns,
+        # 2. The pretrained model, its head resized, the frozen part frozen.
+        self.clf, self.param_counts = load_for_finetuning(
+            cfg.model, self.classes, processor, cfg.seed
         )
         self.clf.model.to(acc.device)
         if cfg.optim.name in PARAM_LEVEL:  # before the weights: a bad pattern fails now
@@ -230,20 +212,12 @@ class FineTuner:
         """Accuracy, mean loss, per-item outcomes and class counts on a labelled split
         (every rank sees the whole split): :func:`rsft.training.evaluation.evaluate`."""
         with self.callbacks.phase("evaluate"):
+            model = self.accelerator.unwrap_model(self.model)
+            loader = self._loader(split, self.config.eval_batch_size)
             if not self.task.classification:  # a custom loss or metric: no classes to count
-                model = self.accelerator.unwrap_model(self.model)
-                was = model.training
-                model.eval()
-                batches = self._loader(split, self.config.eval_batch_size)
-                out = evaluate_task(self.task, self.clf, model, map(self._to_device, batches))
-                model.train(was)
-                return out
+                return evaluate_task(self.task, self.clf, model, map(self._to_device, loader))
             return evaluate(
-                self.accelerator.unwrap_model(self.model),
-                self.clf.logits,
-                self._loader(split, self.config.eval_batch_size),
-                len(self.classes),
-                self.accelerator.device,
+                model, self.clf.logits, loader, len(self.classes), self.accelerator.device
             )
 
     # --- checkpoints ---------------------------------------------------------------------
