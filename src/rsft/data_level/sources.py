@@ -31,7 +31,11 @@ def _features(clf: Classifier, split: Split, batch_size: int, device, task: Task
 
 
 def compute_weights(
-    cfg, train: Split, clf: Classifier, device: torch.device | str = "cpu"
+    cfg,
+    train: Split,
+    clf: Classifier,
+    device: torch.device | str = "cpu",
+    task: Task | None = None,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The training samples' weights for ``cfg.rejection`` (None for plain fine-tuning)."""
     rej = cfg.rejection
@@ -40,7 +44,7 @@ def compute_weights(
     if rej.weights == "density_ratio":
         data = with_feature_columns(cfg.data, train.feature_columns)  # the training features
         target = load_split(rej.target_unlabelled, data, labelled=False, processor=clf.processor)
-        task = Task(cfg.task)
+        task = task or Task(cfg.task)  # the run's, when the trainer passes it
         task.attach(target)
         src = _features(clf, train, cfg.eval_batch_size, device, task)
         tgt = _features(clf, target, cfg.eval_batch_size, device, task)

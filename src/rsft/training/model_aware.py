@@ -39,10 +39,18 @@ from rsft.rule.stats import exp_or_inf
 class ModelAwareRejection:
     """Scorer, online envelope, queue and statistics of one model-aware run."""
 
-    def __init__(self, config: Any, split: Split, clf: Classifier, accelerator: Any) -> None:
+    def __init__(
+        self,
+        config: Any,
+        split: Split,
+        clf: Classifier,
+        accelerator: Any,
+        task: Task | None = None,
+    ) -> None:
+        """``task``: the run's (the trainer passes its own); built from the config if None."""
         rej = config.rejection
         self.config, self.split, self.clf, self.acc = config, split, clf, accelerator
-        task = Task(config.task)
+        task = task or Task(config.task)
         self.scorer = make_scorer(rej, None if task.config.loss == CROSS_ENTROPY else task.loss)
         env = rej.envelope
         self.envelope = OnlineEnvelope(env.policy, env.quantile, env.value, rej.window)

@@ -99,7 +99,7 @@ class FineTuner:
 
         # 3. Per-sample weights (known before training) and the sampler that uses them.
         self.weights, self.weight_info = compute_weights(
-            cfg, self.train_split, self.clf, acc.device
+            cfg, self.train_split, self.clf, acc.device, self.task
         )
         rej = cfg.rejection
         seed = cfg.seed if rej.seed is None else rej.seed
@@ -107,7 +107,7 @@ class FineTuner:
         if rej.model_aware:
             # Weights that depend on the model are scored during training (S3.3): the sampler
             # only shuffles; every process walks the same global order, round by round.
-            self.online = ModelAwareRejection(cfg, self.train_split, self.clf, acc)
+            self.online = ModelAwareRejection(cfg, self.train_split, self.clf, acc, self.task)
             self.sampler = RejectionSampler(num_samples=len(self.train_split), seed=seed)
             self.loss_weights = None
             self._check_scorer()
