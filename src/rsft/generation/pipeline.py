@@ -39,7 +39,8 @@ from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
 from rsft.generation.engines import EnginePool
 from rsft.generation.generate import Sampling, check_model_folder
-from rsft.generation.metrics import distinct_n, mean_pass_at_k
+from rsft.generation.held_out import held_out_generations, held_out_metrics
+from rsft.generation.metrics import distinct_n
 from rsft.generation.prompts import chat_messages, load_prompts
 from rsft.generation.selection import select
 from rsft.generation.sft import sft_train
@@ -321,47 +322,14 @@ class RFTPipeline:
         if path.is_file():
             return json.loads(path.read_text())
         t0 = time.perf_counter()
-        e, g, p = self.cfg.eval, self.cfg.generation, self.eval_prompts
-        gen = self._generator(model, e.batch_size)
-        convs = [chat_messages(t, self.cfg.data.system_prompt) for t in p.texts]
-        max_new = e.max_new_tokens or g.max_new_tokens
-        show = self.cfg.progress is True
-        greedy = [
-            o[0] for o in gen.generate(convs, Sampling(max_new_tokens=max_new, greedy=True), show)
-        ]
-        sampled: list[list[str]] = []
-        if e.k > 0:
-            seed = _seed(self.cfg.seed, 0, 4)
-            sampling = Sampling(e.k, e.temperature, g.top_p, max_new, seed=seed)
-            sampled = gen.generate(convs, sampling, show)
+        gen = self._generator(model, self.cfg.eval.batch_size)
+        greedy, sampled = held_out_generations(
+            gen, self.cfg, self.eval_prompts, _seed(self.cfg.seed, 0, 4), self.cfg.progress is True
+        )
         gen.close()
         self._timed("evaluate", t0)
-        flat = greedy + [t for texts in sampled for t in texts]
-        n = len(p)
-        prompts = p.texts + [t for t in p.texts for _ in range(e.k)]
-        refs = p.references + [r for r in p.references for _ in range(e.k)]
-        v = self.cfg.verifier
-        result = score(self.verifier, prompts, flat, refs, workers=v.workers, timeout=v.timeout)
-        if result.n_failed:
-            self._say(f"{name}: {result.summary()}")
-        ok = [r is not None and r >= self.cfg.selection.threshold for r in result.rewards]
-        metrics: dict[str, Any] = {
-            "prompts": n,
-            "pass@1": sum(ok[:n]) / n,
-            "failed": result.n_failed,
-            "timeouts": result.timeouts,
-            "mean_length": sum(len(t) for t in greedy) / n,
-        }
-        texts_for_diversity = greedy
-        if e.k > 0:
-            per_prompt = [ok[n + i * e.k : n + (i + 1) * e.k] for i in range(n)]
-            metrics["pass@1_sampled"] = mean_pass_at_k(per_prompt, 1)
-            metrics[f"pass@{e.k}"] = mean_pass_at_k(per_prompt, e.k)
-            texts_for_diversity = flat[n:]
-        metrics[f"distinct_{e.distinct_n}"] = distinct_n(texts_for_diversity, e.distinct_n)
-        atomic_write_jsonl(
-            out / f"{name}_generations.jsonl",
-            [{"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]} for i in range(n)],
+        metrics = held_out_metrics(
+            self.cfg, self.eval_prompts, self.verifier, greedy, sampled, out / name, self._say
         )
         write_json(path, metrics)
         return metrics

@@ -1,0 +1,73 @@
+"""The held-out evaluation of an RFT round's model: greedy pass@1, sampled pass@k, distinct-n."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rsft.atomic import atomic_write_jsonl
+from rsft.generation.generate import Generator, Sampling
+from rsft.generation.metrics import distinct_n, mean_pass_at_k
+from rsft.generation.prompts import Prompts, chat_messages
+from rsft.generation.verifiers import Verifier, score
+
+
+def held_out_generations(
+    gen: Generator, cfg: Any, prompts: Prompts, seed: int, show: bool
+) -> tuple[list[str], list[list[str]]]:
+    """Each prompt's greedy answer and, with ``eval.k`` > 0, its k sampled ones."""
+    e, g = cfg.eval, cfg.generation
+    convs = [chat_messages(t, cfg.data.system_prompt) for t in prompts.texts]
+    max_new = e.max_new_tokens or g.max_new_tokens
+    greedy = [
+        o[0] for o in gen.generate(convs, Sampling(max_new_tokens=max_new, greedy=True), show)
+    ]
+    sampled: list[list[str]] = []
+    if e.k > 0:
+        sampled = gen.generate(
+            convs, Sampling(e.k, e.temperature, g.top_p, max_new, seed=seed), show
+        )
+    return greedy, sampled
+
+
+def held_out_metrics(
+    cfg: Any,
+    prompts: Prompts,
+    verifier: Verifier,
+    greedy: list[str],
+    sampled: list[list[str]],
+    stem: Path,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Score the answers; write ``<stem>_generations.jsonl`` (the greedy answers, each
+    marked correct or not); return the metrics (``pass@1``, ``pass@k``, ``distinct_n``...)."""
+    e, p = cfg.eval, prompts
+    flat = greedy + [t for texts in sampled for t in texts]
+    n = len(p)
+    texts = p.texts + [t for t in p.texts for _ in range(e.k)]
+    refs = p.references + [r for r in p.references for _ in range(e.k)]
+    v = cfg.verifier
+    result = score(verifier, texts, flat, refs, workers=v.workers, timeout=v.timeout)
+    if result.n_failed:
+        say(f"{stem.name}: {result.summary()}")
+    ok = [r is not None and r >= cfg.selection.threshold for r in result.rewards]
+    metrics: dict[str, Any] = {
+        "prompts": n,
+        "pass@1": sum(ok[:n]) / n,
+        "failed": result.n_failed,
+        "timeouts": result.timeouts,
+        "mean_length": sum(len(t) for t in greedy) / n,
+    }
+    texts_for_diversity = greedy
+    if e.k > 0:
+        per_prompt = [ok[n + i * e.k : n + (i + 1) * e.k] for i in range(n)]
+        metrics["pass@1_sampled"] = mean_pass_at_k(per_prompt, 1)
+        metrics[f"pass@{e.k}"] = mean_pass_at_k(per_prompt, e.k)
+        texts_for_diversity = flat[n:]
+    metrics[f"distinct_{e.distinct_n}"] = distinct_n(texts_for_diversity, e.distinct_n)
+    atomic_write_jsonl(
+        stem.parent / f"{stem.name}_generations.jsonl",
+        [{"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]} for i in range(n)],
+    )
+    return metrics
