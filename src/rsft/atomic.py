@@ -7,6 +7,7 @@ moment leaves nothing truncated behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -92,6 +93,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
 
 def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> Path:
     """Write one JSON object per line, atomically (the generation level's data files)."""
-    import json
 
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
+    """The rows of a JSON-lines file (blank lines skipped): what atomic_write_jsonl wrote."""
+
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

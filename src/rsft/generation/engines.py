@@ -100,7 +100,7 @@ class EnginePool:
             replicas = self._restart_on(model, dtype)
         e = self.cfg.engine
         seed = e.request_seed == "on" or (e.request_seed == "auto" and _gpu())
-        return _Shared(
+        return EngineGenerator(
             self.base if self.lora else model,
             replicas,
             request_timeout=e.request_timeout,
@@ -214,13 +214,6 @@ class EnginePool:
         if loaded:
             self.adapter_loads.append(time.perf_counter() - started)
         return [Replica(r.url, name, r.server) for r in self.replicas]
-
-
-class _Shared(EngineGenerator):
-    """An engine generator whose ``close`` leaves the engines running: the pool owns them."""
-
-    def close(self) -> None:
-        return None
 
 
 def _gpu() -> bool:

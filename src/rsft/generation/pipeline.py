@@ -33,7 +33,7 @@ import torch
 import yaml
 
 from rsft import __version__
-from rsft.atomic import atomic_write_jsonl, atomic_write_text
+from rsft.atomic import atomic_write_jsonl, atomic_write_text, read_jsonl
 from rsft.config import ConfigError, check_output_dir, to_dict
 from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
@@ -57,11 +57,6 @@ NOT_HASHED_SFT = ("processes", "accelerate_config")
 
 class NothingAcceptedError(RuntimeError):
     """A round accepted no candidate, so there is nothing to fine-tune on."""
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rsft.atomic import read_jsonl
 from rsft.processes import die_with_parent
 
 PARENT_PID_ENV = "RSFT_SFT_PARENT_PID"  # the pipeline's pid, then the launcher's
@@ -48,14 +49,6 @@ def read_job(path: str | Path) -> dict[str, Any]:
     return job
 
 
-def read_records(files: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for name in files:
-        with open(name, encoding="utf-8") as f:
-            rows.extend(json.loads(line) for line in f if line.strip())
-    return rows
-
-
 def train(job_path: str) -> int:
     """One launched process: the same ``sft_train`` as a one-process run."""
     die_with_parent(signal.SIGKILL, _expected_parent())
@@ -67,7 +60,7 @@ def train(job_path: str) -> int:
     cfg = from_dict(SFTSection, job["sft"], "sft")
     sft_train(
         job["base"],
-        read_records(job["records"]),
+        [row for name in job["records"] for row in read_jsonl(name)],
         job["out"],
         cfg,
         seed=job["seed"],

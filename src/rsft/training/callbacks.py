@@ -59,16 +59,17 @@ class CallbackList:
     """The run's callbacks, called in order."""
 
     def __init__(self, callbacks: Sequence[Callback] = (), trainer: Any = None) -> None:
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(
-                    f"callbacks must be rsft.training.Callback instances, got {type(cb).__name__}"
-                )
-        self.callbacks = list(callbacks)
+        self.callbacks: list[Callback] = []
         self.trainer = trainer
+        for cb in callbacks:
+            self.add(cb)
 
     def add(self, callback: Callback) -> None:
-        self.__init__([*self.callbacks, callback], self.trainer)  # type: ignore[misc]
+        if not isinstance(callback, Callback):
+            raise TypeError(
+                f"callbacks must be rsft.training.Callback instances, got {type(callback).__name__}"
+            )
+        self.callbacks.append(callback)
 
     def call(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
