@@ -27,7 +27,7 @@ N_ROWS, SEQ_LEN, BATCH = 64, 12, 8
 # last batch.
 WEIGHTS = [0.0 if i % 2 == 0 else 0.5 for i in range(N_ROWS)]
 ENVELOPE = Envelope("fixed", value=1.0)
-SEED = 2  # a seed whose second epoch accepts more batches than its first
+SEED = 1  # a seed whose epochs take 2, 3 and 3 batches: the second longer than the first
 
 
 def _model() -> BertForSequenceClassification:

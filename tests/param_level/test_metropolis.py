@@ -14,7 +14,7 @@ from torch import nn
 import rsft.param_level.metropolis as metropolis_module
 from rsft.param_level import InPlaceStep, Metropolis, TemperatureSchedule, select_parameters
 from rsft.param_level.metropolis import _log_ratio
-from rsft.param_level.perturb import tensor_seed
+from rsft.seeding import stream_seed
 
 torch.set_num_threads(1)
 
@@ -89,9 +89,10 @@ MALA = {"sigma": 0.1, "proposal": "mala", "target_acceptance": 0.574}
 
 @pytest.mark.parametrize("temperature", [1.0, 4.0])
 def test_random_walk_samples_the_gaussian(temperature):
-    # Seed 0 draws a chain whose variance test gives p = 0.004 at T = 1, as a correct sampler
-    # does now and then (of 60 other seeds, 1 was below 0.01 per test): a seed off that tail.
-    x = gaussian_chain(Metropolis, temperature, n=4000, burn=1000, seed=1, **RW)
+    # A correct sampler fails one of the three tests at 0.01 now and then: at T = 1, seeds 1,
+    # 26 and 36 of 0-39 do (the p-values of all 40 are uniform, KS p = 0.8). Seed 0 is off
+    # that tail. (With the seed derivation before rsft.seeding: seed 0 only, of 0-39.)
+    x = gaussian_chain(Metropolis, temperature, n=4000, burn=1000, seed=0, **RW)
     assert_gaussian(x, thin=100)
 
 
@@ -189,7 +190,7 @@ def test_mala_proposal_is_a_langevin_step():
     eps, temperature = 0.4, 0.3
     th0, th1, _ = _theta_log_alpha("mala", temperature, eps, seed=3)
     z = (th1 - th0 + 0.5 * eps**2 * _grad_u(th0, temperature)) / eps
-    step_seed = tensor_seed(3, 0)
+    step_seed = stream_seed(3, "param_step", 0)
     assert torch.allclose(z, InPlaceStep([th0], step_seed, 1.0).z(0), atol=1e-12)
 
 
@@ -291,7 +292,7 @@ def test_accepted_step_moves_by_exactly_the_regenerated_delta(dtype, proposal):
         if proposal == "mala":  # the gradient at θ, as the step computes it
             grads = torch.autograd.grad(model_loss(model), params)
             shift = [g.mul(-0.5 * mh.sigma * mh.sigma / 0.5) for g in grads]
-        move = InPlaceStep(before, tensor_seed(7, mh.t), mh.sigma, shift=shift)
+        move = InPlaceStep(before, stream_seed(7, "param_step", mh.t), mh.sigma, shift=shift)
         rec = mh.step(forced(model, accept=True))
         assert rec.accepted
         for i, (p, b) in enumerate(zip(params, before)):
@@ -364,7 +365,7 @@ def test_grad_reduce_is_applied_to_the_gradient():
     assert not mh.step(closure).accepted
     assert len(grads) == 2  # at θ and at θ'
     assert torch.allclose(grads[0], 2 * before)  # the raw gradient is what it reduces
-    z = InPlaceStep([before], tensor_seed(1, 0), 1.0).z(0)
+    z = InPlaceStep([before], stream_seed(1, "param_step", 0), 1.0).z(0)
     assert torch.allclose(seen[1] - before, 0.2 * z, atol=1e-12)
     assert torch.equal(theta.detach(), before)
 

@@ -10,7 +10,8 @@ from scipy import stats
 from torch import nn
 
 from rsft.param_level import InPlaceStep
-from rsft.param_level.perturb import noise, tensor_seed
+from rsft.param_level.perturb import noise
+from rsft.seeding import stream_seed
 
 torch.set_num_threads(1)
 
@@ -71,10 +72,11 @@ def test_noise_takes_the_parameter_dtype_and_shape(dtype):
     assert z.dtype == dtype and z.shape == (3, 4, 5)
 
 
-def test_tensor_seeds_do_not_collide():
-    seeds = {tensor_seed(s, i) for s, i in itertools.product(range(200), range(-1, 50))}
-    assert len(seeds) == 200 * 51
-    assert all(0 <= s < 2**63 - 1 for s in seeds)
+def test_piece_seeds_do_not_collide():
+    pieces = itertools.product(range(200), range(50), range(2))
+    seeds = {stream_seed(s, "param_noise", i, c) for s, i, c in pieces}
+    assert len(seeds) == 200 * 50 * 2
+    assert all(0 <= s < 2**63 for s in seeds)
 
 
 # ----------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from scipy import stats
 from torch import nn
 
 from rsft.param_level import ZerothOrderSGD
-from rsft.param_level.perturb import noise, tensor_seed
+from rsft.param_level.perturb import noise
+from rsft.seeding import stream_seed
 
 torch.set_num_threads(1)
 
@@ -52,7 +53,7 @@ def test_one_step_is_two_point_estimate_along_regenerated_direction():
     opt = ZerothOrderSGD([theta], lr=lr, eps=eps, seed=4)
     mean_loss = opt.step(closure)
     assert len(seen) == 2  # two forward passes, no more
-    z = noise(th0, tensor_seed(4, 0), 0)
+    z = noise(th0, stream_seed(4, "param_step", 0), 0)
     assert torch.allclose(seen[0], th0 + eps * z, atol=1e-14)
     assert torch.allclose(seen[1], th0 - eps * z, atol=1e-14)
     plus, minus = float(quadratic(seen[0])), float(quadratic(seen[1]))

@@ -95,12 +95,15 @@ CASES = [
         [WARNED, LOSS_ROSE],
         {("train", "loss"), ("eval", "loss"), ("test", "loss")},
     ),
-    # lr = 10 raises the losses to 3-4 times their start (about ln 3) in epoch 1, then they
-    # fall back: below the default factor 10, above a factor 2.
+    # lr = 10 raises the losses to 3-4 times their start (about ln 3) in epoch 1: below the
+    # default factor 10, above a factor 2.
     case("lr-10-within-the-default-factor", [*DIGITS_NET, "optim.lr=10"], 0, []),
+    # Whether they fall back within 3 epochs depends on the seed: most runs end diverged (118
+    # of seeds 0-149). Seed 99 is one whose train loss rises first, in epoch 1, and whose
+    # losses fall back (as are 143 and 147; before rsft.seeding's streams, seed 0 of 0-29).
     case(
         "lr-10-above-factor-2",
-        [*DIGITS_NET, "optim.lr=10", "divergence_factor=2"],
+        [*DIGITS_NET, "optim.lr=10", "divergence_factor=2", "seed=99"],
         0,
         [WARNED + LOSS_ROSE, "above 2 times its start"],
         {("train", "loss"), ("eval", "loss")},

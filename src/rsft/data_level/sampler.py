@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Sampler
 
 from rsft.rule import Envelope, RejectionStats, accept, acceptance_prob, log_weights
+from rsft.seeding import torch_generator
 
 
 class RejectionSampler(Sampler[int]):
@@ -58,15 +59,12 @@ class RejectionSampler(Sampler[int]):
         self._cache: tuple[int, torch.Tensor] | None = None
 
     # -- the draw ---------------------------------------------------------------------
-    def _generator(self, epoch: int) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-
     def accepted_indices(self, epoch: int | None = None) -> torch.Tensor:
         """All ranks' accepted indices for ``epoch``, in training order (before sharding)."""
         epoch = self.epoch if epoch is None else epoch
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
-        gen = self._generator(epoch)
+        gen = torch_generator(self.seed, "sampler", epoch)
         mask = accept(self.log_w, self.log_m, gen)
         idx = torch.nonzero(mask).flatten()
         if self.shuffle:

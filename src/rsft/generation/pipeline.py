@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from rsft import __version__
@@ -47,6 +46,7 @@ from rsft.generation.sft import sft_train
 from rsft.generation.sft_launch import launch_sft
 from rsft.generation.verifiers import make_verifier, score
 from rsft.progress import say, says_lines
+from rsft.seeding import stream_seed, torch_generator
 
 # Options that do not change what a run computes: a resumed run may change them.
 NOT_HASHED = ("output_dir", "resume", "progress", "rounds", "engine")
@@ -61,12 +61,6 @@ class NothingAcceptedError(RuntimeError):
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def _seed(*parts: int) -> int:
-    """One reproducible seed per (run seed, round, stage, chunk)."""
-    digest = hashlib.sha256(".".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 def _eval_line(metrics: dict[str, Any]) -> str:
@@ -156,7 +150,7 @@ class RFTPipeline:
                 return [chat_messages(t, system) for t in p.texts[lo:hi]]
 
             def sampling(i: int) -> Sampling:
-                seed = _seed(self.cfg.seed, rnd, 0, todo[i])
+                seed = stream_seed(self.cfg.seed, "generate", rnd, todo[i])
                 return Sampling(g.k, g.temperature, g.top_p, g.max_new_tokens, seed=seed)
 
             def save(i: int, outs: list[list[str]]) -> None:
@@ -214,7 +208,7 @@ class RFTPipeline:
             self._say(f"round {rnd}: {result.summary()}")
         t0 = time.perf_counter()
         groups = [r["prompt_id"] for r in rows]
-        gen = torch.Generator().manual_seed(_seed(self.cfg.seed, rnd, 1))
+        gen = torch_generator(self.cfg.seed, "select", rnd)
         chosen = select(
             s.rule,
             result.rewards,
@@ -255,7 +249,7 @@ class RFTPipeline:
                 result.rewards,
                 groups,
                 size=n_kept,
-                generator=torch.Generator().manual_seed(_seed(self.cfg.seed, rnd, 2)),
+                generator=torch_generator(self.cfg.seed, "control", rnd),
             )
             for r, c in zip(rows, ctrl.accepted):
                 r["control"] = c
@@ -297,7 +291,7 @@ class RFTPipeline:
         self.engines.release()  # the trainer gets the memory; a new model needs new engines
         t0 = time.perf_counter()
         options = {
-            "seed": _seed(self.cfg.seed, rnd, 3),
+            "seed": stream_seed(self.cfg.seed, "sft", rnd),
             "dtype": self.cfg.model.dtype,
             "device": self.cfg.model.device,
             "progress": self.cfg.progress,
@@ -319,7 +313,11 @@ class RFTPipeline:
         t0 = time.perf_counter()
         gen = self._generator(model, self.cfg.eval.batch_size)
         greedy, sampled = held_out_generations(
-            gen, self.cfg, self.eval_prompts, _seed(self.cfg.seed, 0, 4), self.cfg.progress is True
+            gen,
+            self.cfg,
+            self.eval_prompts,
+            stream_seed(self.cfg.seed, "eval"),
+            self.cfg.progress is True,
         )
         gen.close()
         self._timed("evaluate", t0)

@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from rsft.param_level.params import select_parameters
-from rsft.param_level.perturb import InPlaceStep, tensor_seed
+from rsft.param_level.perturb import InPlaceStep
 from rsft.param_level.schedules import Convergence, SigmaAdapter, TemperatureSchedule
 from rsft.progress import progress_bar
 from rsft.rule import accept
+from rsft.seeding import stream_seed, torch_generator
 
 Closure = Callable[[], torch.Tensor | float]
 
@@ -63,7 +64,8 @@ class SeededStepper:
         return sum(p.numel() for p in self.params)
 
     def step_seed(self) -> int:
-        return tensor_seed(self.seed, self.t)
+        """Step t's seed: its noise is regenerated from it, on every process alike."""
+        return stream_seed(self.seed, "param_step", self.t)
 
     def check_seed(self, state: dict[str, Any]) -> None:
         """A saved state continues only the chain of the same seed."""
@@ -134,7 +136,7 @@ class Metropolis(SeededStepper):
         self.adapter = SigmaAdapter(target_acceptance, adapt_every, adapt_gain, adapt_until)
         self.convergence = Convergence(tol, patience)
         self.grad_reduce = grad_reduce
-        self.coins = torch.Generator().manual_seed(tensor_seed(self.seed, -1))
+        self.coins = torch_generator(self.seed, "metropolis_coins")
         self.proposed = 0
         self.accepted = 0
         self.converged = False

@@ -19,19 +19,15 @@ from dataclasses import dataclass
 
 import torch
 
+from rsft.seeding import torch_generator
+
 _INT_VIEW = {8: torch.int64, 4: torch.int32, 2: torch.int16}
-_MIX = 0x9E3779B97F4A7C15  # splits one step seed into independent per-tensor seeds
 CHUNK = 1 << 18  # elements per piece of a large tensor (1 MB of fp32)
 
 
-def tensor_seed(seed: int, index: int) -> int:
-    """A per-tensor seed: the noise of tensor i of step s never overlaps another's."""
-    return (seed * 1_000_003 + index * _MIX) % (2**63 - 1)
-
-
 def _piece_noise(n: int, seed: int, index: int, c: int, like: torch.Tensor) -> torch.Tensor:
-    s = tensor_seed(seed, index) if c == 0 else tensor_seed(tensor_seed(seed, index), c)
-    gen = torch.Generator(device=like.device).manual_seed(s)
+    """Piece c of tensor ``index``'s noise, from the step's seed: no two pieces share a stream."""
+    gen = torch_generator(seed, "param_noise", index, c, device=like.device)
     return torch.randn(n, generator=gen, device=like.device, dtype=like.dtype)
 
 

@@ -34,6 +34,7 @@ from rsft.rule import (
     log_uniform,
 )
 from rsft.rule.stats import exp_or_inf
+from rsft.seeding import torch_generator
 
 
 class ModelAwareRejection:
@@ -86,7 +87,7 @@ class ModelAwareRejection:
     def coins(self, epoch: int) -> torch.Tensor:
         """One log-uniform ``log u`` per sample and epoch: the same coin whoever scores it."""
         if self._coins is None or self._coins[0] != epoch:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 7919)
+            gen = torch_generator(self.seed, "model_aware", epoch)
             self._coins = (epoch, log_uniform(len(self.split), gen))
         return self._coins[1]
 
