@@ -74,8 +74,8 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def format_record(r: dict[str, Any]) -> str:
-    """One epoch's line in the log."""
+def format_record(r: dict[str, Any], metric: str = "accuracy") -> str:
+    """One epoch's line in the log; ``metric`` names the task's metric (``pkg.mod:fn``)."""
     parts = [
         f"epoch {r['epoch']}",
         f"train loss {r['train_loss']:.4f}",
@@ -84,5 +84,6 @@ def format_record(r: dict[str, Any]) -> str:
     if "step_acceptance" in r:
         parts.append(f"steps kept {r['step_acceptance']:.0%} (σ {r['sigma']:.2g})")
     if "eval_accuracy" in r:
-        parts.append(f"eval acc {r['eval_accuracy']:.2%}")
+        name = "acc" if metric == "accuracy" else metric.rpartition(":")[2]
+        parts.append(f"eval {name} {r['eval_accuracy']:.2%}")
     return " | ".join(parts)

@@ -298,7 +298,7 @@ class FineTuner:
             state.epoch, state.step_in_epoch, state.round = epoch + 1, 0, 0
             self.save_checkpoint(state)
             if acc.is_main_process and says_lines(cfg.progress):
-                say(format_record(record))
+                say(format_record(record, cfg.task.metric))
             if self._budget_spent(state):
                 break
         if not state.global_step:
