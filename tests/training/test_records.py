@@ -13,7 +13,7 @@ def test_line_says_acc_for_accuracy():
 def test_line_names_a_custom_metric_by_its_function():
     line = format_record({**RECORD, "eval_accuracy": 0.468}, "examples.seg.task:mean_iou")
     assert line.endswith("| eval mean_iou 46.80%")
-    assert "acc" not in line
+    assert "eval acc" not in line
 
 
 def test_line_without_evaluation_has_no_metric():
