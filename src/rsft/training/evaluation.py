@@ -6,7 +6,8 @@ scores (:func:`evaluate_task`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -39,6 +40,32 @@ def to_device(batch: dict, device: torch.device | str) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode inside the block, back in the mode it was in afterwards."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def evaluate_split(
+    task: Task,
+    clf: Classifier,
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device | str,
+    num_classes: int,
+) -> dict[str, Any]:
+    """:func:`evaluate` for classification (cross-entropy and accuracy), else
+    :func:`evaluate_task` (a custom loss or metric: no classes to count)."""
+    if task.classification:
+        return evaluate(model, clf.logits, loader, num_classes, device)
+    return evaluate_task(task, clf, model, (to_device(b, device) for b in loader))
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -50,21 +77,19 @@ def evaluate(
     """Accuracy, mean loss and per-item outcomes (1 correct, 0 not, in the split's order),
     and how many samples are predicted as / labelled with each class (the divergence
     guard's collapse check). ``logits_fn(batch, model)`` calls the model."""
-    was = model.training
-    model.eval()
     correct: list[int] = []
     loss_sum = 0.0
     c = num_classes
     predicted, labels = torch.zeros(c, dtype=torch.long), torch.zeros(c, dtype=torch.long)
-    for batch in loader:
-        batch = to_device(batch, device)
-        logits = logits_fn(batch, model)
-        loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
-        pred = logits.argmax(-1)
-        correct += (pred == batch["labels"]).int().tolist()
-        predicted += torch.bincount(pred.cpu(), minlength=c)
-        labels += torch.bincount(batch["labels"].cpu(), minlength=c)
-    model.train(was)
+    with eval_mode(model):
+        for batch in loader:
+            batch = to_device(batch, device)
+            logits = logits_fn(batch, model)
+            loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+            pred = logits.argmax(-1)
+            correct += (pred == batch["labels"]).int().tolist()
+            predicted += torch.bincount(pred.cpu(), minlength=c)
+            labels += torch.bincount(batch["labels"].cpu(), minlength=c)
     n = len(correct)
     return {
         "accuracy": sum(correct) / n,
@@ -85,24 +110,22 @@ def evaluate_task(
     ``task.config.metric_on: split`` keeps every batch's outputs (on the CPU) and calls the
     metric once on all of them: the items are then whatever the metric defines (pairs, ...).
     """
-    was = model.training
-    model.eval()
     whole_split = task.config.metric_on == "split"
     loss_sum, n = 0.0, 0
     scores: list = []
     kept: list[tuple[Any, dict[str, Any]]] = []
-    for batch in batches:
-        outputs = clf.logits(batch, model)
-        loss = task.loss(outputs, batch)
-        loss_sum += float(loss.double().sum())
-        n += len(loss)
-        if whole_split:
-            kept.append((detach(outputs, cpu=True), detach(batch, cpu=True)))
-        else:
-            scores += task.metric(outputs, batch)
-    if whole_split and kept:
-        outputs = concat([o for o, _ in kept])
-        batch = concat([b for _, b in kept])
-        scores = task.metric(outputs, batch, whole_split=True)
-    model.train(was)
+    with eval_mode(model):
+        for batch in batches:
+            outputs = clf.logits(batch, model)
+            loss = task.loss(outputs, batch)
+            loss_sum += float(loss.double().sum())
+            n += len(loss)
+            if whole_split:
+                kept.append((detach(outputs, cpu=True), detach(batch, cpu=True)))
+            else:
+                scores += task.metric(outputs, batch)
+        if whole_split and kept:
+            outputs = concat([o for o, _ in kept])
+            batch = concat([b for _, b in kept])
+            scores = task.metric(outputs, batch, whole_split=True)
     return {"accuracy": sum(scores) / len(scores), "loss": loss_sum / n, "correct": scores}

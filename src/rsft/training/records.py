@@ -56,6 +56,29 @@ def build_result(tuner: Any, state: TrainState, resumed_from: int | None) -> Run
     )
 
 
+def epoch_record(tuner: Any, epoch: int, state: TrainState) -> dict[str, Any]:
+    """The epoch's line of ``history``: its loss and acceptance, the stepper's fields and the
+    eval split's score, which the divergence guard then checks."""
+    losses = state.epoch_losses
+    stats = tuner.source.epoch_stats(epoch)
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "step": state.global_step,
+        "train_loss": _mean(losses),
+        "accepted": stats.accepted,
+        "acceptance_rate": stats.acceptance_rate,
+        # With the forwards that computed the weights, as the run's total counts them.
+        "forwarded": state.forwarded + tuner.weight_info.get("scoring_forwarded", 0),
+    }
+    record.update(tuner.stepper.epoch_record(state))
+    ev = None
+    if tuner.eval_split is not None:
+        ev = tuner.evaluate(tuner.eval_split)
+        record.update(eval_accuracy=ev["accuracy"], eval_loss=ev["loss"])
+    tuner.divergence.check_epoch(epoch, state, record["train_loss"], ev)
+    return record
+
+
 def memory_record(memory: dict[str, Any], state: TrainState) -> dict[str, Any]:
     """Peak tensor memory of a training step and of one inference pass, weights included."""
     weights = memory["parameters"]

@@ -38,10 +38,10 @@ from rsft.training.budget import plan_budget
 from rsft.training.callbacks import Callback, CallbackList
 from rsft.training.config import PARAM_LEVEL, TrainConfig
 from rsft.training.divergence import DivergenceGuard
-from rsft.training.evaluation import evaluate, evaluate_task, make_loader, to_device
+from rsft.training.evaluation import eval_mode, evaluate_split, make_loader, to_device
 from rsft.training.gradient_free import PASSES, check_method
 from rsft.training.model_aware import ModelAwareRejection
-from rsft.training.records import build_result, format_record
+from rsft.training.records import build_result, epoch_record, format_record
 from rsft.training.results import RunResult
 from rsft.training.resume import data_digest, find_resumable, fingerprint
 from rsft.training.state import StepResult, TrainState
@@ -188,11 +188,8 @@ class FineTuner:
         """Peak memory of one eval-mode forward of a training batch: the reference."""
         model = self.accelerator.unwrap_model(self.model)
         batch = self._to_device(next(iter(self._loader(self.train_split, self.config.batch_size))))
-        was = model.training
-        model.eval()
-        with PeakMemory(self.accelerator.device) as peak:
+        with eval_mode(model), PeakMemory(self.accelerator.device) as peak:
             self.clf.logits(batch, model)
-        model.train(was)
         return peak.peak_bytes
 
     def _load_eval(self, path: str | None, processor: Any) -> Split | None:
@@ -214,11 +211,8 @@ class FineTuner:
         with self.callbacks.phase("evaluate"):
             model = self.accelerator.unwrap_model(self.model)
             loader = self._loader(split, self.config.eval_batch_size)
-            if not self.task.classification:  # a custom loss or metric: no classes to count
-                return evaluate_task(self.task, self.clf, model, map(self._to_device, loader))
-            return evaluate(
-                model, self.clf.logits, loader, len(self.classes), self.accelerator.device
-            )
+            device, n = self.accelerator.device, len(self.classes)
+            return evaluate_split(self.task, self.clf, model, loader, device, n)
 
     # --- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, state: TrainState) -> None:
@@ -292,7 +286,7 @@ class FineTuner:
             with self.callbacks.phase("epoch"):
                 self._run_epoch(epoch, state)
             state.train_time += time.perf_counter() - t_epoch
-            record = self._epoch_record(epoch, state)
+            record = epoch_record(self, epoch, state)
             self.callbacks.call("on_epoch_end", epoch, state, record)
             state.history.append(record)
             state.epoch, state.step_in_epoch, state.round = epoch + 1, 0, 0
@@ -381,26 +375,6 @@ class FineTuner:
             )
 
     # --- records and results -------------------------------------------------------------
-    def _epoch_record(self, epoch: int, state: TrainState) -> dict[str, Any]:
-        losses = state.epoch_losses
-        stats = self.source.epoch_stats(epoch)
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "step": state.global_step,
-            "train_loss": sum(losses) / len(losses) if losses else math.nan,
-            "accepted": stats.accepted,
-            "acceptance_rate": stats.acceptance_rate,
-            # With the forwards that computed the weights, as the run's total counts them.
-            "forwarded": state.forwarded + self.weight_info.get("scoring_forwarded", 0),
-        }
-        record.update(self.stepper.epoch_record(state))
-        ev = None
-        if self.eval_split is not None:
-            ev = self.evaluate(self.eval_split)
-            record.update(eval_accuracy=ev["accuracy"], eval_loss=ev["loss"])
-        self.divergence.check_epoch(epoch, state, record["train_loss"], ev)
-        return record
-
     def _finish(self, state: TrainState, resumed_from: int | None) -> RunResult:
         acc = self.accelerator
         result = build_result(self, state, resumed_from)
