@@ -13,8 +13,9 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 
+from rsft.compare.plot import plot_results
 from rsft.compare.summary import summarize
-from rsft.plots import plot_results, plot_rounds, plot_trace
+from rsft.plots import plot_rounds, plot_trace
 from rsft.tasks.digits import render_examples
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

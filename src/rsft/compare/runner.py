@@ -17,11 +17,11 @@ from accelerate import Accelerator
 
 from rsft import __version__
 from rsft.compare.files import write_results
+from rsft.compare.plot import plot_results
 from rsft.compare.summary import ACCURACY_KEY, DEFAULT_METRICS, summarize
 from rsft.compare.table import format_table
 from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
 from rsft.models.task import ACCURACY
-from rsft.plots.comparison import plot_results
 from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
 from rsft.training import FineTuner, TrainConfig

@@ -1,4 +1,4 @@
-"""Tests for rsft.plots.comparison: the ``rsft compare`` figure."""
+"""Tests for rsft.compare.plot: the ``rsft compare`` figure."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from compare_records import make_param_record, make_record
 
+from rsft.compare.plot import _epoch_curve, plot_results
 from rsft.compare.summary import summarize
-from rsft.plots.comparison import _epoch_curve, plot_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
