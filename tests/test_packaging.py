@@ -17,3 +17,11 @@ def test_every_package_data_pattern_matches_a_file():
         folders = [ROOT / w / package.replace(".", "/") for w in where]
         for pattern in patterns:
             assert any(any(f.glob(pattern)) for f in folders), (package, pattern)
+
+
+def test_no_extra_puts_vllm_beside_rsft():
+    """vLLM pins its own torch and transformers: it gets its own environment (make vllm-env)."""
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for name, requirements in extras["optional-dependencies"].items():
+        assert not [r for r in requirements if r.lower().startswith("vllm")], name
