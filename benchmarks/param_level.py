@@ -1,4 +1,4 @@
-"""The parameter level (seed 001): peak memory against inference, and acceptance against d.
+"""The parameter level: peak memory against inference, and acceptance against d.
 
 Run from the repository root:
 

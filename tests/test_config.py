@@ -366,3 +366,25 @@ def test_no_message_or_help_string_in_the_source_holds_a_requirement_tag():
                 if TAG.search(node.value):
                     found.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.value!r}")
     assert not found, "\n".join(found)
+
+
+def test_shipped_text_holds_no_requirement_tags():
+    """Docstrings, README, docs, configs and examples: what a user reads, in words."""
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "README.md"]
+    for folder, patterns in (
+        ("src", ["*.py"]),
+        ("docs", ["*.md"]),
+        ("configs", ["*.yaml"]),
+        ("examples", ["*.py", "*.md"]),
+        ("benchmarks", ["*.py"]),
+    ):
+        files += [f for p in patterns for f in (root / folder).rglob(p)]
+    assert len(files) > 100
+    tagged = [
+        f"{f.relative_to(root)}:{i}: {line.strip()}"
+        for f in files
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if TAG.search(line)
+    ]
+    assert not tagged, "\n".join(tagged)

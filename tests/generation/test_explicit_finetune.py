@@ -1,4 +1,4 @@
-"""S2.2 end to end: rejection-sampled training table -> FineTuner -> accuracy on the targets."""
+"""Generated samples end to end: a rejection-sampled table -> FineTuner -> target accuracy."""
 
 import importlib.util
 from pathlib import Path

@@ -1,7 +1,7 @@
 """Model-aware rejection through FineTuner: the acceptance rule, the queue, gradient
 accumulation, DDP, bad input, importance weights, resuming, and the acceptance trace.
 
-Weights that depend on the model are scored round by round during training (S3.3). The
+Weights that depend on the model are scored round by round during training. The
 tests record what was scored and accepted (by wrapping ``ModelAwareRejection.score_round``)
 and what was trained on (by wrapping the trainer's stepper), and compare the two.
 """

@@ -1,4 +1,4 @@
-"""Model-aware rejection (seed 003, Selective-Backprop): weights that depend on the model.
+"""Model-aware rejection (confidence weights, Selective-Backprop): weights that depend on the model.
 
 Every round of training data is first scored by a no-grad forward of the current model; the
 scorer turns the outputs into log weights, an online envelope M follows them over a window
@@ -93,7 +93,7 @@ class LossPercentileScorer:
 
 
 class FunctionScorer:
-    """The user's ``fn(inputs, labels, logits) -> weights`` (S4.2), named by import path."""
+    """The user's ``fn(inputs, labels, logits) -> weights``, named by import path."""
 
     fixed_envelope = False
 

@@ -1,4 +1,4 @@
-"""Where the data level's weights come from, chosen by ``rejection.weights`` (S0.3, S3.5, S4.2).
+"""Where the data level's weights come from, chosen by ``rejection.weights``.
 
 Each source returns one non-negative weight per training sample, known before training:
 a density ratio p_target/p_source from a domain classifier on the pretrained model's frozen

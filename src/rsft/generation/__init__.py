@@ -1,6 +1,6 @@
 """The generation level: training samples are generated, then kept by the rejection rule.
 
-``explicit``: exact rejection sampling from distributions with known densities (seed 002).
+``explicit``: exact rejection sampling from distributions with known densities.
 ``pipeline``: rejection-sampling fine-tuning of a language model, round after round:
 generate → score (``verifiers``) → accept (``selection``) → deduplicate (``dedup``) →
 fine-tune (``sft``, TRL) → evaluate (``metrics``).

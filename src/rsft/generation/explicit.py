@@ -1,4 +1,4 @@
-"""Exact rejection sampling from explicit distributions (seed 002, S2.1).
+"""Exact rejection sampling from explicit distributions.
 
 Draw x from a proposal q and keep it with probability ``p(x) / (M q(x))``. When
 ``M >= max p/q`` the kept draws follow p exactly, and with normalised densities a fraction

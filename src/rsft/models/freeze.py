@@ -1,4 +1,4 @@
-"""Freeze policies (S0.1): which parameters fine-tuning may change."""
+"""Freeze policies: which parameters fine-tuning may change."""
 
 from __future__ import annotations
 

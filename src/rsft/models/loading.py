@@ -1,7 +1,7 @@
 """Load a pretrained classifier from a transformers folder, an rsft checkpoint or an import path.
 
 Whatever the source, the result is a :class:`Classifier`: the torch module, the name of its
-head, and how to call it on a batch. The head is resized for the new task's classes (S0.1).
+head, and how to call it on a batch. The head is resized for the new task's classes.
 
 A model folder is data, not code (docs/security.md): weights are read from safetensors, an
 rsft checkpoint may name only an ``nn.Module`` subclass defined in rsft, and a transformers

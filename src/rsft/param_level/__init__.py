@@ -1,4 +1,4 @@
-"""The parameter level of RSFT (seed 001): accept or reject parameter updates.
+"""The parameter level of RSFT: accept or reject parameter updates.
 
 :class:`Metropolis` proposes Δθ ~ N(0, σ²I) (or a Langevin step, ``proposal="mala"``) on a
 subset of parameters and keeps it with probability min(1, exp(-ΔL/T)): Metropolis-Hastings on

@@ -1,4 +1,4 @@
-"""The Metropolis trainer (seed 001): propose Δθ, keep it with probability min(1, exp(-ΔL/T)).
+"""The Metropolis trainer: propose Δθ, keep it with probability min(1, exp(-ΔL/T)).
 
 This is Metropolis-Hastings on p(θ) ∝ exp(-L(θ)/T) over a chosen subset of parameters. Each
 step evaluates L(θ) and L(θ + Δθ) on the same batch (the caller's closure is called twice),

@@ -1,4 +1,4 @@
-"""Which parameters a parameter-level method moves: a subset chosen by name pattern (S1.4).
+"""Which parameters a parameter-level method moves: a subset chosen by name pattern.
 
 Rejection in parameter space gets harder with every tuned parameter (the acceptance rate of a
 random walk falls as σ must shrink like 1/sqrt(d)), so the subset is the main dial: the head,

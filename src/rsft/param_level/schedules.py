@@ -1,6 +1,6 @@
-"""How the temperature T and the proposal scale σ move during a run (S1.2, S1.4).
+"""How the temperature T and the proposal scale σ move during a run.
 
-Temperature: constant (T = 1 is seed 001's rule), or annealed from ``start`` to ``end``
+Temperature: constant (T = 1: the rule on the raw loss), or annealed from ``start`` to ``end``
 linearly, geometrically or on a cosine. σ: adapted every ``every`` steps towards a target
 acceptance rate (0.234 is optimal for a random walk in many dimensions; 0.574 for MALA),
 with a Robbins-Monro gain that shrinks as 1/sqrt(k) so that σ settles. Adapting forever

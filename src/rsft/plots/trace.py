@@ -15,7 +15,7 @@ __all__ = ["plot_trace"]
 
 
 def plot_trace(trace: Sequence[Mapping[str, Any]], out_path_png: str | os.PathLike[str]) -> Path:
-    """Acceptance rate and envelope M per scored round of a model-aware run (drift, S3.6).
+    """Acceptance rate and envelope M per scored round of a model-aware run (its drift).
 
     The acceptance rate falls as the model learns (fewer hard samples) and M follows the
     window of recent weights: the plot shows whether the rule kept up with the data.

@@ -1,4 +1,4 @@
-"""The model-aware round of S3.3: score with a no-grad forward, accept, queue, train full batches.
+"""The model-aware round: score with a no-grad forward, accept, queue, train full batches.
 
 A *round* is the next ``G = batch_size x accumulation x processes`` indices of the epoch's
 shuffled order. Each process scores its share; the raw scores are gathered back into the
@@ -60,7 +60,7 @@ class ModelAwareRejection:
         self.stats = RejectionStats()  # whole run, but for the current epoch
         self.epoch_stats = RejectionStats()
         self.trace: list[dict[str, float]] = []
-        # Group priors (S3.5): the model's weight times the group's balance weight.
+        # Group priors: the model's weight times the group's balance weight.
         self.group_log_w = None
         if rej.balance_column:
             groups = split.column(rej.balance_column)
@@ -153,7 +153,7 @@ class ModelAwareRejection:
         log_m = self._log_m(log_w, f"at epoch {epoch + 1}, step {step + 1}")
         log_a = acceptance_log_prob(log_w, log_m)
         if self.config.rejection.mode == "weight":
-            # S3.4: every sample trains, its loss weighted by w (self-normalized per step).
+            # Importance weighting: every sample trains, its loss weighted by w (normalized).
             # w itself (not w / the round's max), so samples of different rounds that share
             # a step keep their ratios; zero stays zero; clamped so exp cannot overflow.
             accepted = torch.ones(len(idx), dtype=torch.bool)

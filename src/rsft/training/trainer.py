@@ -105,7 +105,7 @@ class FineTuner:
         seed = cfg.seed if rej.seed is None else rej.seed
         self.online: ModelAwareRejection | None = None
         if rej.model_aware:
-            # Weights that depend on the model are scored during training (S3.3): the sampler
+            # Weights that depend on the model are scored during training: the sampler
             # only shuffles; every process walks the same global order, round by round.
             self.online = ModelAwareRejection(cfg, self.train_split, self.clf, acc, self.task)
             self.sampler = RejectionSampler(num_samples=len(self.train_split), seed=seed)
