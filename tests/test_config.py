@@ -299,7 +299,7 @@ def test_options_given_in_python_counts_the_values_that_differ_from_the_default(
 # ------------------------------------------------------------------ user-facing text
 
 # Requirement tags of rsft's design notes ("S3.3", "seed 001") mean nothing to a user.
-TAG = re.compile(r"\bS\d+\.\d+\b|\bseed 0\d\d\b")
+TAG = re.compile(r"\bS\d+\.\d+\b|\b[Ss]eed 0\d\d\b")
 SRC = Path(rsft.__file__).parent
 
 

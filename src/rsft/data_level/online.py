@@ -32,7 +32,7 @@ class ScoreError(ValueError):
 
 
 class ConfidenceScorer:
-    """Seed 003: w(x) = p̂(x) / p(y | x; θ) with p̂ the empirical (uniform) distribution.
+    """Confidence weights: w(x) = p̂(x) / p(y | x; θ) with p̂ the empirical (uniform) distribution.
 
     Samples the model is unsure of (low probability of the true label) get large weights;
     ``log w = -log p(y|x)`` up to the constant log p̂, which the envelope absorbs.
