@@ -22,6 +22,7 @@ from torch import nn
 from rsft.atomic import atomic_write_text, share_files
 from rsft.imports import import_object
 from rsft.models.heads import find_head, replace_head
+from rsft.models.inference import eval_mode, to_device
 
 MODULE_CONFIG = "rsft_model.json"
 MODULE_WEIGHTS = "model.safetensors"
@@ -299,14 +300,10 @@ def extract_features(clf: Classifier, loader, device: torch.device | str = "cpu"
     hook = head.register_forward_pre_hook(
         lambda _m, args: captured.append(args[0].detach().flatten(1).float().cpu())
     )
-    was_training = clf.model.training
-    clf.model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(clf.model):
             for batch in loader:
-                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                clf.logits(batch)
+                clf.logits(to_device(batch, device))
     finally:
         hook.remove()
-        clf.model.train(was_training)
     return torch.cat(captured)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from rsft.config import ConfigError, opt
 from rsft.imports import import_object
+from rsft.models.inference import eval_mode, to_device
 
 CROSS_ENTROPY = "cross_entropy"
 ACCURACY = "accuracy"
@@ -222,10 +223,9 @@ class Task:
 
         if self.features_fn is None:
             return extract_features(clf, loader, device)
-        model, was = clf.model, clf.model.training
-        model.eval()
+        model = clf.model
         out = []
-        try:
+        with eval_mode(model):
             for batch in loader:
                 batch = to_device(batch, device)
                 f = torch.as_tensor(self.features_fn(model, batch))
@@ -236,13 +236,7 @@ class Task:
                         f"{tuple(f.shape)} for a batch of {n}: return ({n}, d) features."
                     )
                 out.append(f.detach().float().cpu())
-        finally:
-            model.train(was)
         return torch.cat(out)
-
-
-def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def detach(outputs: Any, cpu: bool = False) -> Any:

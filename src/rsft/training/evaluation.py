@@ -6,8 +6,7 @@ scores (:func:`evaluate_task`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from rsft.data import Split
 from rsft.models import Classifier
+from rsft.models.inference import eval_mode, to_device
 from rsft.models.task import Task, concat, detach
 
 
@@ -34,21 +34,6 @@ def make_loader(
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
     )
-
-
-def to_device(batch: dict, device: torch.device | str) -> dict:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """The model in eval mode inside the block, back in the mode it was in afterwards."""
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
 
 
 def evaluate_split(

@@ -25,6 +25,7 @@ from rsft.data import Split
 from rsft.data_level.online import AcceptQueue, OnlineEnvelope, make_scorer
 from rsft.data_level.weights import balance_weights
 from rsft.models import Classifier
+from rsft.models.inference import eval_mode, to_device
 from rsft.models.task import CROSS_ENTROPY, Task
 from rsft.rule import (
     EnvelopeError,
@@ -92,24 +93,21 @@ class ModelAwareRejection:
         return self._coins[1]
 
     def batch(self, indices: list[int]) -> dict:
-        dev = self.acc.device
         batch = self.split.collate([self.split.dataset[i] for i in indices])
-        return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+        return to_device(batch, self.acc.device)
 
     @torch.no_grad()
     def raw_scores(self, model: torch.nn.Module, indices: list[int]) -> list[float]:
         """The scorer's raw value of each sample, by a no-grad forward of the model."""
-        was = model.training
-        model.eval()  # scoring sees the model's beliefs, without dropout noise
         out: list[float] = []
         step = self.config.eval_batch_size
-        with self.phase("score_forward"):
+        # Eval mode: scoring sees the model's beliefs, without dropout noise.
+        with eval_mode(model), self.phase("score_forward"):
             for start in range(0, len(indices), step):
                 with self.phase("score_collate"):
                     batch = self.batch(indices[start : start + step])
                 logits = self.clf.logits(batch, model)
                 out.extend(self.scorer.raw(logits, batch["labels"], batch).cpu().tolist())
-        model.train(was)
         return out
 
     def check(self, model: torch.nn.Module, indices: list[int]) -> None:

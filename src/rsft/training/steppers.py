@@ -17,6 +17,7 @@ import torch
 from accelerate import Accelerator
 from transformers import get_scheduler
 
+from rsft.models.inference import eval_mode
 from rsft.param_level import Metropolis, ZerothOrderSGD
 from rsft.training.config import PARAM_LEVEL
 from rsft.training.gradient_free import PASSES, batch_loss, build_method
@@ -144,9 +145,8 @@ class ParamLevelStepper:
         acc, model = self.acc, self.model
         reduce = (lambda t: acc.reduce(t, "sum")) if acc.num_processes > 1 else None
         closure = batch_loss(micro, lambda b, w: self.loss_sum(b, w, model), n_step, reduce)
-        model.eval()  # L must be a function of θ alone: no dropout, frozen norm statistics
-        out = self.optimizer.step(closure)
-        model.train()
+        with eval_mode(model):  # L must be a function of θ alone: no dropout, frozen norms
+            out = self.optimizer.step(closure)
         loss = out if isinstance(out, float) else out.loss
         self.check_finite(loss)
         return loss

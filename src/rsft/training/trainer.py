@@ -29,6 +29,7 @@ from rsft.data_level import RejectionSampler
 from rsft.data_level.sources import compute_weights
 from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import load_for_finetuning, load_processor, save_classifier
+from rsft.models.inference import eval_mode, to_device
 from rsft.models.task import Task
 from rsft.plots.trace import plot_trace
 from rsft.progress import progress_bar, say, says_lines
@@ -38,7 +39,7 @@ from rsft.training.budget import plan_budget
 from rsft.training.callbacks import Callback, CallbackList
 from rsft.training.config import PARAM_LEVEL, TrainConfig
 from rsft.training.divergence import DivergenceGuard
-from rsft.training.evaluation import eval_mode, evaluate_split, make_loader, to_device
+from rsft.training.evaluation import evaluate_split, make_loader
 from rsft.training.gradient_free import PASSES, check_method
 from rsft.training.model_aware import ModelAwareRejection
 from rsft.training.records import build_result, epoch_record, format_record

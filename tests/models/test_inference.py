@@ -3,7 +3,7 @@
 import pytest
 from torch import nn
 
-from rsft.training.evaluation import eval_mode
+from rsft.models.inference import eval_mode
 
 
 @pytest.mark.parametrize("training", [True, False])
