@@ -26,14 +26,23 @@ def _config_dict(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rsft.training import FineTuner, TrainConfig
-    from rsft.training.results import SUMMARY_FIELDS
+    from rsft.training.results import result_fields
 
+    # What `rsft train` prints at the end (the rest is in results.json).
+    summary_fields = result_fields(
+        "test_accuracy",
+        "acceptance_rate",
+        "ess_fraction",
+        "forwarded",
+        "backpropagated",
+        "wall_time",
+    )
     cfg = from_dict(TrainConfig, _config_dict(args))
     tuner = FineTuner(cfg)
     result = tuner.train()
     if not tuner.accelerator.is_main_process:
         return 0
-    summary = {k: result[k] for k in SUMMARY_FIELDS if k in result}
+    summary = {k: result[k] for k in summary_fields if k in result}
     print(json.dumps(summary, indent=2))
     print(f"results: {cfg.output_dir}/results.json   model: {cfg.output_dir}/model")
     return 0

@@ -8,7 +8,6 @@ an interrupted run resumes from its checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ from rsft import __version__
 from rsft.compare.files import write_results
 from rsft.compare.plot import plot_results
 from rsft.compare.summary import ACCURACY_KEY, DEFAULT_METRICS, summarize
-from rsft.compare.table import format_table
+from rsft.compare.table import format_table, metric_note
 from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
-from rsft.models.task import ACCURACY
 from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
 from rsft.training import FineTuner, TrainConfig
@@ -143,17 +141,6 @@ def _run_summary(method: str, seed: int, result: dict[str, Any], reused: bool) -
     elif result.get("wall_time") is not None:
         parts.append(f"{result['wall_time']:.1f} s")
     return f"{parts[0]}: {', '.join(parts[1:])}" if len(parts) > 1 else parts[0]
-
-
-def metric_note(metrics: Iterable[str]) -> str:
-    """What "accuracy" means in the table when a run's task.metric is not accuracy."""
-    custom = sorted(set(metrics) - {ACCURACY})
-    if not custom:
-        return ""
-    return (
-        f'\n\nHere "acc" and "accuracy" are task.metric {", ".join(custom)}: the mean '
-        "of its per-item scores, in percent (docs/tasks.md)."
-    )
 
 
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:

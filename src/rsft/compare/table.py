@@ -7,11 +7,12 @@ every number is, because a table of bare percentages invites the wrong reading.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rsft.compare.stats import BOOTSTRAP_REPLICATES, SEEDS_ONLY
 from rsft.compare.summary import ACCURACY_KEY, as_float
+from rsft.models.task import ACCURACY
 
 __all__ = ["SEEDS_ONLY_MARK", "format_table"]
 
@@ -268,3 +269,14 @@ def format_table(rows: Sequence[Mapping[str, Any]], notes: bool = True) -> str:
             "those runs' numbers do not measure the method."
         )
     return "\n".join(lines)
+
+
+def metric_note(metrics: Iterable[str]) -> str:
+    """What "accuracy" means in the table when a run's task.metric is not accuracy."""
+    custom = sorted(set(metrics) - {ACCURACY})
+    if not custom:
+        return ""
+    return (
+        f'\n\nHere "acc" and "accuracy" are task.metric {", ".join(custom)}: the mean '
+        "of its per-item scores, in percent (docs/tasks.md)."
+    )

@@ -114,7 +114,7 @@ class DataConfig:
             )
         self.exclude_columns = list(self.exclude_columns)
         if self.input_tensors is not None and not self.input_tensors:
-            raise ValueError(
+            raise ConfigError(
                 "data.input_tensors is an empty list; name the model's input tensors, or "
                 "leave it unset to use every tensor of 2 or more dimensions but the label."
             )

@@ -34,17 +34,17 @@ def compute_weights(
     cfg,
     train: Split,
     clf: Classifier,
-    device: torch.device | str = "cpu",
-    task: Task | None = None,
+    device: torch.device | str,
+    task: Task,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """The training samples' weights for ``cfg.rejection`` (None for plain fine-tuning)."""
+    """The training samples' weights for ``cfg.rejection`` (None for plain fine-tuning);
+    ``task`` is the run's, whose collate and features the density ratio uses."""
     rej = cfg.rejection
     if rej.weights == "none" or rej.model_aware:  # model-aware weights: scored in training
         return None, {"source": rej.weights}
     if rej.weights == "density_ratio":
         data = with_feature_columns(cfg.data, train.feature_columns)  # the training features
         target = load_split(rej.target_unlabelled, data, labelled=False, processor=clf.processor)
-        task = task or Task(cfg.task)  # the run's, when the trainer passes it
         task.attach(target)
         src = _features(clf, train, cfg.eval_batch_size, device, task)
         tgt = _features(clf, target, cfg.eval_batch_size, device, task)

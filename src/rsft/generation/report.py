@@ -1,17 +1,10 @@
-"""The per-round summary of an RFT run: a table a person can read.
-
-Its plot, ``plot_rounds``, lives with rsft's other figures in :mod:`rsft.plots.rounds`; the
-name stays importable from here for code that imported it from this module.
-"""
+"""The per-round summary of an RFT run: a table a person can read (its plot:
+:mod:`rsft.plots.rounds`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-
-from rsft.plots.rounds import plot_rounds
-
-__all__ = ["format_rounds", "plot_rounds"]
 
 
 def _pct(x: float | None) -> str:

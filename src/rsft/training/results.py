@@ -111,9 +111,3 @@ def result_fields(*names: str) -> tuple[str, ...]:
     if unknown:
         raise AttributeError(f"RunResult has no field(s) {unknown}")
     return names
-
-
-SUMMARY_FIELDS = result_fields(
-    "test_accuracy", "acceptance_rate", "ess_fraction", "forwarded", "backpropagated", "wall_time"
-)
-"""What ``rsft train`` prints at the end (the rest is in results.json)."""
