@@ -88,7 +88,7 @@ from bench_common import (  # noqa: E402
 )
 
 from rsft.config import from_dict  # noqa: E402
-from rsft.training import Callback, FineTuner, TrainConfig  # noqa: E402
+from rsft.training import FineTuner, TrainConfig  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 MODULE = "selective_cost"  # import name of this file for `rejection.function`
@@ -126,25 +126,17 @@ def const_name(a: float) -> str:
 # --------------------------------------------------------------------------- timed trainers
 
 
-class LearningCurve(Callback):
+class LearningCurve(PhaseTimer):
     """Adds cumulative time and sample counts to each epoch's (evaluated) record."""
 
     def on_train_begin(self, trainer: Any, state: Any) -> None:
+        self.reset()
         self.t_start = time.perf_counter()
-        self.train_cpu = 0.0
-
-    def on_phase_begin(self, trainer: Any, name: str) -> None:
-        if name == "epoch":
-            self.c0 = time.process_time()
-
-    def on_phase_end(self, trainer: Any, name: str) -> None:
-        if name == "epoch":  # the epoch loops' process CPU time
-            self.train_cpu += time.process_time() - self.c0
 
     def on_epoch_end(self, trainer: Any, epoch: int, state: Any, record: dict[str, Any]) -> None:
         record.update(
             train_time=state.train_time,  # cumulative epoch loops
-            train_cpu=self.train_cpu,
+            train_cpu=self.timers["epoch_cpu"],  # their process CPU time
             wall_since_start=time.perf_counter() - self.t_start,  # + evals, checkpoints
             backpropagated=state.backpropagated,
             forwarded=state.forwarded,

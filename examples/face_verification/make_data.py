@@ -125,17 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-pairs", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    sizes = make(
-        args.out,
-        size=args.size,
-        ids=args.ids,
-        head=args.head,
-        alpha=args.alpha,
-        min_count=args.min_count,
-        val_pairs=args.val_pairs,
-        test_pairs=args.test_pairs,
-        seed=args.seed,
-    )
+    sizes = make(**vars(args))  # the options are make()'s keywords
     print(json.dumps(sizes))
     return 0
 

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 
 
 def draw_scene(rng: np.random.Generator, size: int) -> tuple[list, np.ndarray]:
-    """1-3 shapes: (kind, centre, radius) and the mask they make (later shapes on top)."""
+    """1-3 shapes: each one's boolean mask, and the class mask they make (later shapes on top)."""
     yy, xx = np.mgrid[0:size, 0:size]
     mask = np.zeros((size, size), dtype=np.uint8)
     shapes = []
@@ -130,16 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-share", type=float, default=0.1, help="fog share of the pool")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    sizes = make(
-        args.out,
-        size=args.size,
-        pool=args.pool,
-        val=args.val,
-        test=args.test,
-        target=args.target,
-        target_share=args.target_share,
-        seed=args.seed,
-    )
+    sizes = make(**vars(args))  # the options are make()'s keywords
     print(json.dumps(sizes))
     return 0
 
