@@ -327,37 +327,16 @@ def part_overhead(raw: dict[str, Any]) -> dict[str, Any]:
         f"train + {raw['data']['max_eval_prompts']} held-out prompts",
         flush=True,
     )
-    from rsft.generation import report
-    from rsft.plots import rounds
-
-    # Time the end-of-run table and plot (looked up on their modules inside run()).
-    report_time = {"seconds": 0.0}
-    originals = report.format_rounds, rounds.plot_rounds
-
-    def timed(fn):
-        def wrapper(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                report_time["seconds"] += time.perf_counter() - t
-
-        return wrapper
-
-    report.format_rounds, rounds.plot_rounds = (timed(f) for f in originals)
+    t0 = time.perf_counter()
+    pipe = RFTPipeline(from_dict(RFTConfig, raw))
+    setup = time.perf_counter() - t0
+    w0 = time.perf_counter()
     try:
-        t0 = time.perf_counter()
-        pipe = RFTPipeline(from_dict(RFTConfig, raw))
-        setup = time.perf_counter() - t0
-        w0 = time.perf_counter()
-        try:
-            result = pipe.run()
-        except RuntimeError as e:  # e.g. nothing accepted: nothing to fine-tune on
-            print(f"  pipeline failed: {e}", flush=True)
-            return {"error": str(e), "timings": pipe.timings}
-        wall = time.perf_counter() - w0
-    finally:
-        report.format_rounds, rounds.plot_rounds = originals
+        result = pipe.run()
+    except RuntimeError as e:  # e.g. nothing accepted: nothing to fine-tune on
+        print(f"  pipeline failed: {e}", flush=True)
+        return {"error": str(e), "timings": pipe.timings}
+    wall = time.perf_counter() - w0
     timings = dict(result["timings"])
     generation = timings.get("generate", 0.0) + timings.get("evaluate", 0.0)
     train = timings.get("train", 0.0)
@@ -378,11 +357,11 @@ def part_overhead(raw: dict[str, Any]) -> dict[str, Any]:
         "outside_breakdown": {
             "score": timings.get("score", 0.0),
             "select_dedup_write": timings.get("select", 0.0),
-            "summary_table_and_plot": report_time["seconds"],
+            "summary_table_and_plot": timings.get("report", 0.0),
             "other": outside
             - timings.get("score", 0.0)
             - timings.get("select", 0.0)
-            - report_time["seconds"],
+            - timings.get("report", 0.0),
         },
         "engine_start_seconds": timings.get("engine_start", 0.0),  # inside generate/evaluate
         "generated_tokens": getattr(pipe, "generated_tokens", None),

@@ -86,6 +86,8 @@ def test_one_round_writes_every_stage_and_fine_tunes(rft_config):
     assert after["prompts"] == 6 and 0.0 <= after["pass@1"] <= 1.0
     assert after["pass@1_sampled"] <= after["pass@3"] <= 1.0 and 0 < after["distinct_2"] <= 1
     assert "| 1 | 24 |" in result["table"]
+    # every stage is timed, the end-of-run table and plot too (benchmarks read it)
+    assert {"generate", "score", "select", "train", "evaluate", "report"} <= set(result["timings"])
 
 
 def test_same_seed_same_candidates_other_seed_differs(rft_config, tmp_path):

@@ -385,8 +385,10 @@ class RFTPipeline:
         from rsft.generation.report import format_rounds
         from rsft.plots.rounds import plot_rounds
 
+        t0 = time.perf_counter()
         table = format_rounds(results)
         atomic_write_text(self.out / "summary.md", table + "\n")
         plot_rounds(results, self.out / "pass_at_1.png")
+        self._timed("report", t0)  # after results.json: the returned timings have it
         results["table"] = table
         return results
