@@ -128,3 +128,16 @@ def test_tensors_need_a_file(tmp_path):
         load_split(tmp_path, DataConfig(format="tensors"))
     with pytest.raises(ValueError, match="input_tensors is an empty list"):
         DataConfig(input_tensors=[])
+
+
+def test_labels_map_onto_training_classes_in_their_order_not_numeric_order():
+    """A table's classes may come as strings in another order ("10" before "2"): each value
+    gets the id of its class's position, and unknown values are still refused."""
+    from rsft.data.tensors import encode_tensor_labels
+
+    values = torch.tensor([[2, 10], [0, 1]])
+    ids, classes = encode_tensor_labels(values, ["0", "1", "10", "2"], "in test")
+    assert classes == ["0", "1", "10", "2"]
+    assert ids.tolist() == [[3, 2], [0, 1]]
+    with pytest.raises(DataError, match=r"label value\(s\) \[5\]"):
+        encode_tensor_labels(torch.tensor([5, 1]), ["0", "1", "10", "2"], "in test")

@@ -136,8 +136,10 @@ def encode_tensor_labels(
                 f"the training classes {classes[:10]} are not integers, so the integer labels "
                 f"{where} cannot be mapped onto them. Use one kind of labels in every split."
             ) from err
-    ids = torch.searchsorted(known, values).clamp(max=len(known) - 1)
-    unknown = known[ids] != values
+    # The classes' order is the ids' (a table's classes need not be in numeric order).
+    ordered, order = known.sort()
+    pos = torch.searchsorted(ordered, values).clamp(max=len(known) - 1)
+    ids, unknown = order[pos], ordered[pos] != values
     if unknown.any():
         bad = torch.unique(values[unknown])[:10].tolist()
         raise DataError(
