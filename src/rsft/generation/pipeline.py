@@ -296,6 +296,7 @@ class RFTPipeline:
             "device": self.cfg.model.device,
             "progress": self.cfg.progress,
             "trust_remote_code": self.cfg.model.trust_remote_code,
+            "stage": f"round {rnd}'s fine-tuning",  # how a divergence error starts
         }
         if self.cfg.sft.launched:  # sft.processes > 1 or an accelerate config: a child command
             files = [self.out / f"round_{r}" / data_file for r in rounds]

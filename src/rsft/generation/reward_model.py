@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from rsft.generation.generate import check_model_folder, resolve_device
+
+
+def check_all_loaded(path: str, loading: dict[str, Any], config: Any) -> None:
+    """Refuse a model whose weights did not all come from its folder.
+
+    transformers builds any weight the folder lacks (the score head of a causal LM loaded
+    as a sequence classifier, a head left out of the saved file) from a random init and only
+    logs it as MISSING: every reward would then be noise. ``loading`` is transformers' own
+    report (``output_loading_info=True``): its missing and mismatched-shape keys.
+    """
+    names = sorted(loading["missing_keys"]) + sorted(k[0] for k in loading["mismatched_keys"])
+    if not names:
+        return
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    kinds = ", ".join(getattr(config, "architectures", None) or []) or "no architecture"
+    raise ValueError(
+        f"reward model {path!r}: its weights {shown} are not in the folder (its config.json "
+        f"names {kinds}), so transformers would initialise them at random and every reward "
+        "would be noise. verifier.reward_model must be a sequence-classification model "
+        "trained as a reward model, with num_labels 1 or 2, saved with save_pretrained "
+        "(its score head included); a causal LM folder is not one."
+    )
 
 
 class RewardModelVerifier:
@@ -46,9 +70,10 @@ class RewardModelVerifier:
         # A reward model folder runs no code of its own (docs/security.md).
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         extra = {"dtype": getattr(torch, dtype)} if dtype else {}
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            folder, trust_remote_code=False, **extra
+        self.model, loading = AutoModelForSequenceClassification.from_pretrained(
+            folder, trust_remote_code=False, output_loading_info=True, **extra
         )
+        check_all_loaded(path, loading, self.model.config)
         self.model.to(self.device).eval()
         n_out = self.model.config.num_labels
         if n_out not in (1, 2):

@@ -21,6 +21,7 @@ from rsft.atomic import atomic_write_text, share_files
 from rsft.data.datasets_io import quiet
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
 from rsft.generation.sft_config import SFTSection
+from rsft.generation.sft_guard import STAGE, SFTGuard, check_weights
 from rsft.progress import Progress, say, says_lines, shows_bars
 
 
@@ -70,12 +71,15 @@ def sft_train(
     device: str = "auto",
     progress: Progress = True,
     trust_remote_code: bool = False,
+    stage: str = STAGE,
 ) -> Path:
     """Fine-tune ``base`` on ``records``; the merged model lands in ``out/model``.
 
     TRL's checkpoints go to ``out/trainer`` and a killed stage resumes from the last one.
     The final folder appears by an atomic rename, so ``out/model`` exists only when complete.
-    The logged losses are kept in ``out/sft_history.json``.
+    The logged losses are kept in ``out/sft_history.json``. A NaN or infinite loss, gradient
+    norm or weight stops the stage before anything is saved, with an error that starts with
+    ``stage`` (:mod:`rsft.generation.sft_guard`).
 
     The same function runs in the pipeline's process and in each process of
     ``accelerate launch`` (:mod:`rsft.generation.sft_launch`): transformers' Trainer does the
@@ -140,6 +144,7 @@ def sft_train(
         save_total_limit=1,
         logging_steps=max(1, cfg.save_steps // 5),
         report_to="none",
+        logging_nan_inf_filter=False,  # a NaN step is logged as NaN, for the guard to see
         disable_tqdm=not shows_bars(progress),
         dataset_num_proc=None,
     )
@@ -150,6 +155,7 @@ def sft_train(
             train_dataset=Dataset.from_list(prompt_completion(records)),
             processing_class=tokenizer,
             peft_config=peft_config,
+            callbacks=[SFTGuard(stage, len(tokenizer))],
         )
     if progress is not True:  # without bars transformers prints every log; false: none of it
         trainer.remove_callback(PrinterCallback)
@@ -157,6 +163,7 @@ def sft_train(
     if last is not None and says_lines(progress) and os.environ.get("RANK", "0") == "0":
         say(f"resuming the fine-tuning from {last}")
     trainer.train(resume_from_checkpoint=None if last is None else str(last))
+    check_weights(trainer.model, stage, trainer.args, trainer.state)  # never save NaN weights
     main = trainer.is_world_process_zero()
     staging = out / "model.partial"
     if main:

@@ -10,8 +10,10 @@ The first ``sft_worker`` only arms the parent-death signal and hands its argumen
 accelerate's own launcher (torchrun underneath); every process it starts runs the same
 :func:`rsft.generation.sft.sft_train` as a one-process run. The child's output (stdout and
 stderr, every rank) goes to ``out/sft.log``; a failure raises :class:`SFTLaunchError` with the
-log's tail. The child never outlives the stage: an error or Ctrl-C in the pipeline kills it,
-and a SIGKILLed pipeline takes it down through ``PR_SET_PDEATHSIG`` (Linux).
+log's tail, except a divergence: the processes report it (``out/sft_diverged.txt``) and it is
+raised here as the same :class:`~rsft.generation.sft_guard.SFTDivergenceError`. The child
+never outlives the stage: an error or Ctrl-C in the pipeline kills it, and a SIGKILLed
+pipeline takes it down through ``PR_SET_PDEATHSIG`` (Linux).
 """
 
 from __future__ import annotations
@@ -33,10 +35,16 @@ from rsft.atomic import atomic_write_text
 from rsft.config import to_dict
 from rsft.generation.generate import resolve_device
 from rsft.generation.sft_config import SFTSection
+from rsft.generation.sft_guard import (
+    REPORT_FILE,
+    STAGE,
+    SFTDivergenceError,
+    reported_divergence,
+)
+from rsft.generation.sft_worker import JOB_VERSION
 from rsft.processes import free_port, kill_group
 from rsft.progress import Progress, say, says_lines
 
-JOB_VERSION = 1
 TAIL_LINES = 40
 PARENT_PID_ENV = "RSFT_SFT_PARENT_PID"
 
@@ -56,6 +64,7 @@ def write_job(
     dtype: str,
     device: str,
     trust_remote_code: bool,
+    stage: str = STAGE,
 ) -> dict[str, Any]:
     """The job spec the child reads: plain JSON, absolute paths."""
     job = {
@@ -68,6 +77,7 @@ def write_job(
         "dtype": dtype,
         "device": device,
         "trust_remote_code": bool(trust_remote_code),
+        "stage": stage,
     }
     atomic_write_text(path, json.dumps(job, indent=2) + "\n")
     return job
@@ -172,6 +182,7 @@ def launch_sft(
     device: str = "auto",
     progress: Progress = True,
     trust_remote_code: bool = False,
+    stage: str = STAGE,
 ) -> Path:
     """Run :func:`rsft.generation.sft.sft_train` on ``cfg.processes`` processes.
 
@@ -196,7 +207,9 @@ def launch_sft(
         dtype=dtype,
         device=device,
         trust_remote_code=trust_remote_code,
+        stage=stage,
     )
+    (out / REPORT_FILE).unlink(missing_ok=True)  # an earlier launch's
     if cfg.accelerate_config is not None:
         config_file = Path(cfg.accelerate_config).expanduser().resolve()
     else:
@@ -229,6 +242,9 @@ def launch_sft(
             if proc.poll() is None:
                 kill_group(proc)
         log.write(f"# exit {proc.returncode} after {time.perf_counter() - t0:.1f} s\n")
+    diverged = reported_divergence(out) if proc.returncode != 0 else None
+    if diverged is not None:
+        raise SFTDivergenceError(f"{diverged} (The processes' log: {log_path}.)")
     if proc.returncode != 0:
         shown = "\n".join(f"  | {line}" for line in tail)
         cause = first_error(log_path, start)

@@ -18,6 +18,7 @@ from rsft.atomic import read_jsonl
 from rsft.processes import die_with_parent
 
 PARENT_PID_ENV = "RSFT_SFT_PARENT_PID"  # the pipeline's pid, then the launcher's
+JOB_VERSION = 2  # 2: the stage's name ("stage"), which its errors start with
 JOB_KEYS = {
     "version": int,
     "base": str,
@@ -28,6 +29,7 @@ JOB_KEYS = {
     "dtype": str,
     "device": str,
     "trust_remote_code": bool,
+    "stage": str,
 }
 
 
@@ -44,8 +46,8 @@ def read_job(path: str | Path) -> dict[str, Any]:
     for key, tp in JOB_KEYS.items():
         if not isinstance(job.get(key), tp):
             raise ValueError(f"{path}: {key!r} must be {tp.__name__}, got {job.get(key)!r}.")
-    if job["version"] != 1:
-        raise ValueError(f"{path}: job spec version {job['version']} is not 1.")
+    if job["version"] != JOB_VERSION:
+        raise ValueError(f"{path}: job spec version {job['version']} is not {JOB_VERSION}.")
     return job
 
 
@@ -56,19 +58,25 @@ def train(job_path: str) -> int:
     from rsft.config import from_dict
     from rsft.generation.sft import sft_train
     from rsft.generation.sft_config import SFTSection
+    from rsft.generation.sft_guard import SFTDivergenceError, report_divergence
 
     cfg = from_dict(SFTSection, job["sft"], "sft")
-    sft_train(
-        job["base"],
-        [row for name in job["records"] for row in read_jsonl(name)],
-        job["out"],
-        cfg,
-        seed=job["seed"],
-        dtype=job["dtype"],
-        device=job["device"],
-        progress=True,  # not a terminal: transformers prints each logged step to the log
-        trust_remote_code=job["trust_remote_code"],
-    )
+    try:
+        sft_train(
+            job["base"],
+            [row for name in job["records"] for row in read_jsonl(name)],
+            job["out"],
+            cfg,
+            seed=job["seed"],
+            dtype=job["dtype"],
+            device=job["device"],
+            progress=True,  # not a terminal: transformers prints each logged step to the log
+            trust_remote_code=job["trust_remote_code"],
+            stage=job["stage"],
+        )
+    except SFTDivergenceError as err:  # the pipeline raises it again, not a launch failure
+        report_divergence(job["out"], err)
+        raise
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
