@@ -314,7 +314,10 @@ class RFTConfig:
     resume: Literal["auto", "never"] = opt(
         "auto",
         help="auto: continue a killed run at its last finished stage (never regenerating "
-        "what is saved); never: refuse to write into a non-empty output_dir.",
+        "what is saved), refused if its options or its data.train, data.eval or model.path "
+        "changed since; never: start over, deleting what an earlier run wrote in output_dir "
+        "(round_* folders, engines/, results.json, summary.md, pass_at_1.png, config.yaml, "
+        "state.json) and nothing else.",
     )
     progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="round"))
 
