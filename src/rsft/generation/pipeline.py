@@ -37,6 +37,7 @@ from rsft.generation.engines import EnginePool
 from rsft.generation.generate import Sampling, check_model_folder
 from rsft.generation.held_out import held_out_generations, held_out_metrics
 from rsft.generation.metrics import distinct_n
+from rsft.generation.prompt_checks import warn_duplicates, warn_long_prompts, warn_overlap
 from rsft.generation.prompts import chat_messages, load_prompts
 from rsft.generation.run_state import prepare_output, write_json
 from rsft.generation.selection import select
@@ -76,6 +77,7 @@ class RFTPipeline:
         self.eval_prompts = load_prompts(
             d.eval, d.prompt_column, d.answer_column, limit=d.max_eval_prompts, split="eval"
         )
+        warn_overlap(self.train_prompts, self.eval_prompts)
         self.verifier = make_verifier(cfg.verifier.kind, **cfg.verifier.options())
         self.out = Path(cfg.output_dir)
         self.timings: dict[str, float] = {}
@@ -249,6 +251,8 @@ class RFTPipeline:
         """Fine-tune ``start`` on this round's (or every round's) accepted records."""
         rounds = range(1, rnd + 1) if self.cfg.data_mode == "accumulate" else [rnd]
         records = [rec for r in rounds for rec in read_jsonl(self.out / f"round_{r}" / data_file)]
+        if data_file == "accepted.jsonl":  # once a round (the control draws on the same rows)
+            warn_duplicates(records, self.train_prompts, rnd)
         if not records:
             stats = json.loads((self.out / f"round_{rnd}" / "selection.json").read_text())
             failed = f" {stats['failures']}." if stats["failed"] else ""
@@ -309,6 +313,7 @@ class RFTPipeline:
     def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         self._prepare_output()
+        warn_long_prompts(cfg, self.train_prompts, self.eval_prompts, self.engines.vllm)
         rows = []
         before = self.evaluate(self.base, self.out / "round_0")
         self._say(f"round 0 (the base model): {_eval_line(before)}")
