@@ -265,8 +265,11 @@ class SelectionConfig:
 class EvalConfig:
     """Held-out evaluation after every round: greedy pass@1, sampled pass@k, distinct-n.
 
-    A completion counts as correct when its reward is at least ``selection.threshold``
-    (1 for the built-in verifiers).
+    A completion counts as correct when its reward is at least ``eval.threshold`` (1, the
+    reward of a right answer from the built-in 0/1 verifiers). It is not
+    ``selection.threshold``: which candidates training keeps is one question, whether an
+    answer is right another (a threshold of 0 keeps every candidate, and would score every
+    held-out answer, empty ones too, as right).
     """
 
     k: int = opt(
@@ -278,11 +281,17 @@ class EvalConfig:
     max_new_tokens: int | None = opt(None, help="Longest completion (default: generation's).")
     batch_size: int | None = opt(None, help="Sequences per batch (default: generation's).")
     distinct_n: int = opt(2, help="n of the distinct-n diversity metric.")
+    threshold: float = opt(
+        1.0,
+        help="A held-out completion counts as correct when its reward is at least this; 1 "
+        "for the built-in 0/1 verifiers. Independent of selection.threshold.",
+    )
 
     def __post_init__(self) -> None:
         if self.k < 0:
             raise ConfigError(f"eval.k must be >= 0, got {self.k}.")
         check_number("eval.temperature", self.temperature, gt=0)
+        check_number("eval.threshold", self.threshold)
         if self.distinct_n < 1:
             raise ConfigError(f"eval.distinct_n must be >= 1, got {self.distinct_n}.")
 
@@ -314,7 +323,10 @@ class RFTConfig:
     resume: Literal["auto", "never"] = opt(
         "auto",
         help="auto: continue a killed run at its last finished stage (never regenerating "
-        "what is saved); never: refuse to write into a non-empty output_dir.",
+        "what is saved), refused if its options or its data.train, data.eval or model.path "
+        "changed since; never: start over, deleting what an earlier run wrote in output_dir "
+        "(round_* folders, engines/, results.json, summary.md, pass_at_1.png, config.yaml, "
+        "state.json) and nothing else.",
     )
     progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="round"))
 

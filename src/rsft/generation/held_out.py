@@ -51,7 +51,7 @@ def held_out_metrics(
     result = score(verifier, texts, flat, refs, workers=v.workers, timeout=v.timeout)
     if result.n_failed:
         say(f"{stem.name}: {result.summary()}")
-    ok = [r is not None and r >= cfg.selection.threshold for r in result.rewards]
+    ok = [r is not None and r >= e.threshold for r in result.rewards]
     metrics: dict[str, Any] = {
         "prompts": n,
         "pass@1": sum(ok[:n]) / n,

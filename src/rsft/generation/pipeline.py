@@ -22,25 +22,24 @@ Layout of ``output_dir``::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rsft import __version__
 from rsft.atomic import atomic_write_jsonl, atomic_write_text, read_jsonl
-from rsft.config import ConfigError, check_output_dir, to_dict
+from rsft.config import check_output_dir
 from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
 from rsft.generation.engines import EnginePool
 from rsft.generation.generate import Sampling, check_model_folder
 from rsft.generation.held_out import held_out_generations, held_out_metrics
 from rsft.generation.metrics import distinct_n
+from rsft.generation.prompt_checks import warn_duplicates, warn_long_prompts, warn_overlap
 from rsft.generation.prompts import chat_messages, load_prompts
+from rsft.generation.run_state import prepare_output, write_json
 from rsft.generation.selection import select
 from rsft.generation.sft import sft_train
 from rsft.generation.sft_launch import launch_sft
@@ -48,19 +47,9 @@ from rsft.generation.verifiers import make_verifier, score
 from rsft.progress import say, says_lines
 from rsft.seeding import stream_seed, torch_generator
 
-# Options that do not change what a run computes: a resumed run may change them.
-NOT_HASHED = ("output_dir", "resume", "progress", "rounds", "engine")
-# ... and in the sft section: how many processes share the same global batch (up to float
-# rounding); left out, a run from before these options existed resumes too.
-NOT_HASHED_SFT = ("processes", "accelerate_config")
-
 
 class NothingAcceptedError(RuntimeError):
     """A round accepted no candidate, so there is nothing to fine-tune on."""
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _eval_line(metrics: dict[str, Any]) -> str:
@@ -88,6 +77,7 @@ class RFTPipeline:
         self.eval_prompts = load_prompts(
             d.eval, d.prompt_column, d.answer_column, limit=d.max_eval_prompts, split="eval"
         )
+        warn_overlap(self.train_prompts, self.eval_prompts)
         self.verifier = make_verifier(cfg.verifier.kind, **cfg.verifier.options())
         self.out = Path(cfg.output_dir)
         self.timings: dict[str, float] = {}
@@ -95,26 +85,8 @@ class RFTPipeline:
 
     # --- bookkeeping -------------------------------------------------------------------
 
-    def _config_hash(self) -> str:
-        data = {k: v for k, v in to_dict(self.cfg).items() if k not in NOT_HASHED}
-        data["sft"] = {k: v for k, v in data["sft"].items() if k not in NOT_HASHED_SFT}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
     def _prepare_output(self) -> None:
-        state_path = self.out / "state.json"
-        if self.cfg.resume == "never" and self.out.exists():
-            for old in self.out.glob("round_*"):
-                shutil.rmtree(old)
-        elif state_path.is_file():
-            state = json.loads(state_path.read_text())
-            if state.get("config_hash") != self._config_hash():
-                raise ConfigError(
-                    f"{self.out} holds a run with different options; resuming it would mix two "
-                    "runs. Use another output_dir, or resume=never to start over."
-                )
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(to_dict(self.cfg)))
-        write_json(state_path, {"config_hash": self._config_hash(), "rsft_version": __version__})
+        prepare_output(self.cfg, self.out, self._say)
 
     def _say(self, message: str) -> None:
         """A line for the log (per round), unless ``progress: quiet``."""
@@ -279,6 +251,8 @@ class RFTPipeline:
         """Fine-tune ``start`` on this round's (or every round's) accepted records."""
         rounds = range(1, rnd + 1) if self.cfg.data_mode == "accumulate" else [rnd]
         records = [rec for r in rounds for rec in read_jsonl(self.out / f"round_{r}" / data_file)]
+        if data_file == "accepted.jsonl":  # once a round (the control draws on the same rows)
+            warn_duplicates(records, self.train_prompts, rnd)
         if not records:
             stats = json.loads((self.out / f"round_{rnd}" / "selection.json").read_text())
             failed = f" {stats['failures']}." if stats["failed"] else ""
@@ -340,6 +314,7 @@ class RFTPipeline:
     def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         self._prepare_output()
+        warn_long_prompts(cfg, self.train_prompts, self.eval_prompts, self.engines.vllm)
         rows = []
         before = self.evaluate(self.base, self.out / "round_0")
         self._say(f"round 0 (the base model): {_eval_line(before)}")

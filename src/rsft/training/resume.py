@@ -1,31 +1,26 @@
 """Which checkpoint a run may resume, and what it must match: the config and the data.
 
 Every checkpoint records the run's config (less the options that may change between a run and
-its resumption) and a digest of the data it names. Resuming with another config or edited data
-would mix two runs in one result, so it is refused with a message naming what changed; so is
-starting over in an ``output_dir`` that holds a finished run's ``results.json`` (with
-``resume: auto`` and no checkpoint to resume, the results would be silently replaced).
+its resumption) and a digest of the data it names (``rsft.same_run``: a table's SHA-256, a
+folder's listing). Resuming with another config or edited data would mix two runs in one
+result, so it is refused with a message naming what changed; so is starting over in an
+``output_dir`` that holds a finished run's ``results.json`` (with ``resume: auto`` and no
+checkpoint to resume, the results would be silently replaced).
 
-What the data digest covers (``data.train``, ``data.eval``, ``data.test``,
-``rejection.target_unlabelled`` and a local ``model.path``):
-
-- a file (a CSV/JSON/parquet table): the SHA-256 of its bytes;
-- a folder (images, a saved dataset, a model): every file's relative path, size and
-  modification time, so adding, removing, replacing or editing a file is seen without
-  reading every image.
-
-Not covered: the code an import path names (a model class, a weight or verifier function).
+The data digest covers ``data.train``, ``data.eval``, ``data.test``,
+``rejection.target_unlabelled`` and a local ``model.path``; not the code an import path
+names (a model class, a weight or verifier function).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from rsft import same_run
 from rsft.config import ConfigError, to_dict
+from rsft.same_run import path_digest  # noqa: F401 (re-exported: where callers found it)
 from rsft.training import checkpoint as ckpt
 
 # Options that may change between a run and its resumption without changing the result.
@@ -59,32 +54,7 @@ def fingerprint(config: Any) -> dict:
 
 def data_digest(config: Any) -> dict[str, dict]:
     """A digest of each local file or folder the config names (see the module docstring)."""
-    out = {}
-    for field in DATA_FIELDS:
-        section, name = field.split(".")
-        value = getattr(getattr(config, section), name)
-        if value and Path(value).expanduser().exists():  # model.path may be an import path
-            out[field] = path_digest(Path(value).expanduser())
-    return out
-
-
-def path_digest(path: Path) -> dict[str, Any]:
-    """SHA-256 of a file's bytes; for a folder, of its files' relative paths, sizes, mtimes."""
-    if path.is_file():
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return {"file": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
-    h, count, total = hashlib.sha256(), 0, 0
-    for folder, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            f = Path(folder) / name
-            st = f.stat()
-            h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            count, total = count + 1, total + st.st_size
-    return {"folder": str(path), "files": count, "bytes": total, "listing_sha256": h.hexdigest()}
+    return same_run.data_digest(config, DATA_FIELDS)
 
 
 def find_resumable(config: Any, digest: dict[str, dict]) -> Path | None:
@@ -103,33 +73,12 @@ def find_resumable(config: Any, digest: dict[str, dict]) -> Path | None:
             )
         return None
     saved = json.loads((path / "trainer_state.json").read_text())
-    if saved.get("config") != fingerprint(config):
+    now = same_run.as_saved(fingerprint(config))
+    if saved.get("config") != now:
+        changes = same_run.describe_changes(saved.get("config") or {}, now)
         raise ConfigError(
-            f"{out} holds a checkpoint of a run with a different config. Use a new "
-            "output_dir, delete the old one, or set resume: never to start over."
+            f"{out} holds a checkpoint of a run with a different config ({changes}). Use a "
+            "new output_dir, delete the old one, or set resume: never to start over."
         )
-    then = saved.get("data", {})
-    for field in sorted(set(digest) | set(then)):
-        if then.get(field) != digest.get(field):
-            raise ConfigError(
-                f"{field} ({_describe(digest.get(field) or then.get(field))}) changed since "
-                f"the checkpoint {path} was written ({_change(then.get(field), digest.get(field))})"
-                ": resuming would train one run on two data sets. Restore the data, or start "
-                "over: a new output_dir, or resume: never."
-            )
+    same_run.check_same_data(saved.get("data", {}), digest, f"the checkpoint {path} was written")
     return path
-
-
-def _describe(d: dict) -> str:
-    return d.get("file") or d.get("folder") or "?"
-
-
-def _change(then: dict | None, now: dict | None) -> str:
-    if then is None or now is None:
-        return "it was not there then" if then is None else "it is not there now"
-    if "file" in now:
-        return f"its SHA-256 differs; {then.get('bytes')} bytes then, {now['bytes']} now"
-    return (
-        f"files added, removed or modified: {then.get('files')} files of {then.get('bytes')} "
-        f"bytes then, {now['files']} of {now['bytes']} now"
-    )

@@ -1,0 +1,130 @@
+"""The bookkeeping of an ``rsft rft`` run in its ``output_dir``: is it the same run, or a fresh one.
+
+``state.json`` records the options that change what the run computes (their hash, and the
+options themselves, so that a refusal can name what changed) and a digest of the prompt files
+and of the model folder (:mod:`rsft.same_run`). ``resume: auto`` continues only a run of the
+same options and data; ``resume: never`` deletes what an earlier run wrote (and nothing
+else) and starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rsft import __version__
+from rsft.atomic import atomic_write_text
+from rsft.config import ConfigError, to_dict
+from rsft.generation.config import RFTConfig
+from rsft.same_run import as_saved, check_same_data, data_digest, describe_changes
+
+# Options that do not change what a run computes: a resumed run may change them.
+NOT_HASHED = ("output_dir", "resume", "progress", "rounds", "engine")
+# ... and in the sft section: how many processes share the same global batch (up to float
+# rounding); left out, a run from before these options existed resumes too.
+NOT_HASHED_SFT = ("processes", "accelerate_config")
+
+# The files and folders a run reads, whose edits between a kill and the rerun are refused.
+DATA_FIELDS = ("data.train", "data.eval", "model.path")
+
+# What the pipeline writes at the top of output_dir, besides its round_<r> folders:
+# `resume: never` deletes these and nothing else (a lock file, the user's own files stay).
+RUN_FILES = ("results.json", "summary.md", "pass_at_1.png", "config.yaml")
+RUN_FOLDERS = ("engines",)
+DELETING = ".del-"  # a folder being deleted is renamed to this prefix + its name first
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def hashed_options(cfg: RFTConfig) -> dict[str, Any]:
+    """The options that change what the run computes, as they read back from state.json."""
+    options = {k: v for k, v in to_dict(cfg).items() if k not in NOT_HASHED}
+    options["sft"] = {k: v for k, v in options["sft"].items() if k not in NOT_HASHED_SFT}
+    return as_saved(options)
+
+
+def options_hash(options: dict[str, Any]) -> str:
+    """A short hash of :func:`hashed_options`. ``eval.threshold`` is left out when it equals
+    ``selection.threshold``: evaluation then counts as correct what it did before the option
+    existed, and a run from then hashes as it did, so it resumes."""
+    ev = options["eval"]
+    if ev.get("threshold") == options["selection"]["threshold"]:
+        options = {**options, "eval": {k: v for k, v in ev.items() if k != "threshold"}}
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_output(cfg: RFTConfig, out: Path, say: Callable[[str], None]) -> None:
+    """Check that ``out`` is empty or holds this very run (``resume: auto``), or clear the
+    earlier run (``resume: never``); then record this run's options and data."""
+    options, digest = hashed_options(cfg), data_digest(cfg, DATA_FIELDS)
+    state_path = out / "state.json"
+    if cfg.resume == "never":
+        removed = start_over(out)
+        if removed:
+            say(f"resume: never: deleted the earlier run's {', '.join(removed)} in {out}")
+    elif state_path.is_file():
+        check_same_run(json.loads(state_path.read_text()), options, digest, out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg)))
+    state = {"config_hash": options_hash(options), "config": options, "data": digest}
+    write_json(state_path, {**state, "rsft_version": __version__})
+
+
+def check_same_run(
+    state: dict[str, Any], options: dict[str, Any], digest: dict[str, dict], out: Path
+) -> None:
+    """Raise ConfigError when ``state`` (an earlier run's state.json) is of other options or
+    other data, naming the options or the file that changed."""
+    if state.get("config_hash") != options_hash(options):
+        # A state.json from before rsft kept the options has only the hash to compare.
+        changes = describe_changes(state["config"], options) if "config" in state else ""
+        raise ConfigError(
+            f"{out} holds a run with different options{f' ({changes})' if changes else ''}; "
+            "resuming it would mix two runs. Use another output_dir, or resume=never to "
+            "start over."
+        )
+    # A run from before rsft recorded digests resumes unchecked; from now on it is checked.
+    if "data" in state:
+        check_same_data(state["data"], digest, f"the run in {out} started")
+
+
+def start_over(out: Path) -> list[str]:
+    """Delete what an earlier run wrote in ``out``: its round_<r> folders, engine logs,
+    results, summary, plot, config and, last, its state.json. Returns the names deleted."""
+    if not out.is_dir():
+        return []
+    for leftover in out.glob(f"{DELETING}*"):  # a deletion that a kill interrupted
+        if _ours(leftover.name[len(DELETING) :]):
+            shutil.rmtree(leftover)
+    rounds = sorted((p for p in out.iterdir() if _is_round(p.name)), key=lambda p: int(p.name[6:]))
+    names = [p.name for p in rounds] + list(RUN_FOLDERS + RUN_FILES) + ["state.json"]
+    removed = []
+    for name in names:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            trash = out / f"{DELETING}{name}"
+            os.replace(path, trash)  # never a half-deleted round under its own name
+            shutil.rmtree(trash)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def _is_round(name: str) -> bool:
+    return name.startswith("round_") and name[6:].isdigit()
+
+
+def _ours(name: str) -> bool:
+    return _is_round(name) or name in RUN_FOLDERS

@@ -1,0 +1,128 @@
+"""Is this the same run? What a resumed run must match: its options and its data.
+
+``rsft train`` (a checkpoint's ``trainer_state.json``) and ``rsft rft`` (``state.json``) record
+the options that change what a run computes and a digest of each local file or folder it
+reads. Resuming with other options or edited data would mix two runs in one result, so both
+commands refuse it with the same messages, which name the option or the file that changed.
+
+What a digest covers:
+
+- a file (a CSV/JSON/parquet table, a prompt file): the SHA-256 of its bytes;
+- a folder (images, a saved dataset, a model): every file's relative path, size and
+  modification time, so adding, removing, replacing or editing a file is seen without
+  reading every image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rsft.config import ConfigError
+
+# How many changed options a message names with their values before it only counts them.
+NAMED_CHANGES = 3
+
+_UNSET = object()
+
+
+def path_digest(path: Path) -> dict[str, Any]:
+    """SHA-256 of a file's bytes; for a folder, of its files' relative paths, sizes, mtimes."""
+    if path.is_file():
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return {"file": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
+    h, count, total = hashlib.sha256(), 0, 0
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            f = Path(folder) / name
+            st = f.stat()
+            h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            count, total = count + 1, total + st.st_size
+    return {"folder": str(path), "files": count, "bytes": total, "listing_sha256": h.hexdigest()}
+
+
+def data_digest(config: Any, fields: Sequence[str]) -> dict[str, dict]:
+    """A digest of each local file or folder that the config's ``fields`` (``section.name``,
+    as written in a config file) name; a field that is unset or names no path is left out
+    (``model.path`` may be an import path)."""
+    out = {}
+    for field in fields:
+        section, name = field.split(".")
+        value = getattr(getattr(config, section), name)
+        if value and Path(value).expanduser().exists():
+            out[field] = path_digest(Path(value).expanduser())
+    return out
+
+
+def check_same_data(then: dict[str, dict], now: dict[str, dict], since: str) -> None:
+    """Raise ConfigError naming the first field whose file or folder is not what it was
+    ``since`` (e.g. "the checkpoint <folder> was written"), with the way out."""
+    for field in sorted(set(now) | set(then)):
+        if then.get(field) != now.get(field):
+            raise ConfigError(
+                f"{field} ({_describe(now.get(field) or then.get(field))}) changed since "
+                f"{since} ({_change(then.get(field), now.get(field))}): resuming would mix "
+                "two data sets in one run. Restore the data, or start over: a new "
+                "output_dir, or resume: never."
+            )
+
+
+def changed_options(then: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted names (``seed``, ``sft.lr``) of the options whose values differ, sorted; a
+    section is compared option by option, any other value as a whole."""
+    names = []
+    for key in sorted(set(then) | set(now)):
+        old, new = then.get(key, _UNSET), now.get(key, _UNSET)
+        if isinstance(old, dict) and isinstance(new, dict):
+            names += changed_options(old, new, f"{prefix}{key}.")
+        elif old != new:
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def describe_changes(then: dict[str, Any], now: dict[str, Any]) -> str:
+    """``seed: 0 then, 1 now; sft.lr: 0.001 then, 0.0001 now`` for the first few changed
+    options, and how many more there are; "" when none differs."""
+    names = changed_options(then, now)
+    parts = [
+        f"{name}: {_value(then, name)} then, {_value(now, name)} now"
+        for name in names[:NAMED_CHANGES]
+    ]
+    if len(names) > NAMED_CHANGES:
+        parts.append(f"and {len(names) - NAMED_CHANGES} more")
+    return "; ".join(parts)
+
+
+def as_saved(obj: Any) -> Any:
+    """``obj`` as it reads back from a JSON file (tuples become lists), for comparing."""
+    return json.loads(json.dumps(obj))
+
+
+def _value(options: dict[str, Any], name: str) -> str:
+    value: Any = options
+    for key in name.split("."):
+        value = value.get(key, _UNSET) if isinstance(value, dict) else _UNSET
+    return "not set" if value is _UNSET else json.dumps(value)
+
+
+def _describe(d: dict) -> str:
+    return d.get("file") or d.get("folder") or "?"
+
+
+def _change(then: dict | None, now: dict | None) -> str:
+    if then is None or now is None:
+        return "it was not there then" if then is None else "it is not there now"
+    if "file" in now:
+        return f"its SHA-256 differs; {then.get('bytes')} bytes then, {now['bytes']} now"
+    return (
+        f"files added, removed or modified: {then.get('files')} files of {then.get('bytes')} "
+        f"bytes then, {now['files']} of {now['bytes']} now"
+    )
