@@ -89,6 +89,9 @@ def _train_args(ctx: Ctx, **options: object) -> list[str]:
 
 
 def _run_main(ctx: Ctx, argv: list[str]) -> tuple[str, str]:
+    """What ``rsft <argv>`` printed, and only that (the test's own setup, e.g. saving a tiny
+    model with transformers' bars on, is read away first)."""
+    ctx.capsys.readouterr()
     assert main(argv) == 0
     out = ctx.capsys.readouterr()
     return out.out, out.err
