@@ -3,6 +3,12 @@
 ``/v1/models`` names the served model; ``/v1/completions`` answers each prompt's j-th sample
 with ``"<the user's message> #j"``, so a test can tell which prompt and sample an answer
 belongs to. ``fail_after`` requests, the server starts answering 503 (a dying replica).
+
+Misbehaving engines: ``answer(payload, choices)`` returns the JSON to send instead of the
+right choices, or bytes to send as they are; ``cut`` bytes of each body are left out of what
+its Content-Length promised (an answer cut short); ``trickle`` seconds pass between the
+bytes of each response (a slow-loris endpoint), from its status line on, or from its body
+on with ``trickle_headers=False``.
 """
 
 from __future__ import annotations
@@ -20,10 +26,22 @@ def _user_turn(prompt: str) -> str:
 
 class FakeEngine:
     def __init__(
-        self, model: str = "rsft-model", root: str = "/models/x", fail_after=None, delay=0.0
+        self,
+        model: str = "rsft-model",
+        root: str = "/models/x",
+        fail_after=None,
+        delay=0.0,
+        answer=None,
+        cut: int = 0,
+        trickle: float = 0.0,
+        trickle_headers: bool = True,
+        port: int = 0,
     ):
         self.model, self.root, self.fail_after, self.delay = model, root, fail_after, delay
+        self.answer, self.cut = answer, cut
+        self.trickle, self.trickle_headers = trickle, trickle_headers
         self.requests: list[dict] = []
+        self.stopping = threading.Event()
         engine = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,12 +49,23 @@ class FakeEngine:
                 return
 
             def _send(self, code: int, obj) -> None:
-                body = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+                head = (
+                    f"HTTP/1.1 {code} {'OK' if code == 200 else 'Error'}\r\n"
+                    "Content-Type: application/json\r\n"
+                    f"Content-Length: {len(body) + engine.cut}\r\n\r\n"
+                ).encode()
+                if not engine.trickle:
+                    self.wfile.write(head + body)
+                    return
+                if not engine.trickle_headers:
+                    self.wfile.write(head)
+                    head = b""
+                for byte in head + body:  # until the client gives up
+                    if engine.stopping.wait(engine.trickle):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
 
             def do_GET(self):
                 if self.path == "/v1/models":
@@ -60,9 +89,12 @@ class FakeEngine:
                     for i, p in enumerate(payload["prompt"])
                     for j in range(n)
                 ]
+                if engine.answer is not None:
+                    self._send(200, engine.answer(payload, choices))
+                    return
                 self._send(200, {"choices": choices[::-1], "usage": {"completion_tokens": 3}})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -71,5 +103,6 @@ class FakeEngine:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()

@@ -4,13 +4,15 @@ Prompts are rendered with the model's chat template here (as the transformers ba
 and sent to ``/v1/completions`` a chunk at a time: one request carries a chunk's prompts with
 ``n`` samples each, and the engine batches them itself. Each replica has one worker thread
 that takes the next chunk from a shared queue. A replica that fails (connection refused, its
-process dead, a server error) puts its chunk back and leaves; the others finish the round.
+process dead, a server error, an answer that lacks a completion, no complete answer within
+``engine.request_timeout``) puts its chunk back and leaves; the others finish the round.
 A chunk is handed to ``on_done`` once, when its answer is complete, so the caller saves it
 exactly once; only when every replica has failed does the round stop, with their errors.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import urllib.error
@@ -19,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsft.generation.generate import Conversation, Generator, Sampling, load_tokenizer, render
+from rsft.generation.generate import Generator, Sampling
 from rsft.generation.server import EngineError, http_json
+from rsft.generation.templates import Conversation, load_tokenizer, render
 from rsft.progress import progress_bar
 
 
@@ -42,6 +45,10 @@ class Replica:
 
 class RequestError(EngineError):
     """The engine refused the request itself (4xx): retrying elsewhere would not help."""
+
+
+class BadAnswer(EngineError):
+    """The engine answered, but not with each completion asked for: that replica failed."""
 
 
 def completions(
@@ -67,11 +74,48 @@ def completions(
         if 400 <= err.code < 500:
             raise RequestError(f"{replica.url} refused the request ({err.code}): {body}") from err
         raise
-    out: list[list[str]] = [[""] * sampling.n for _ in prompts]
-    for choice in answer["choices"]:
-        i, j = divmod(int(choice["index"]), sampling.n)
-        out[i][j] = choice["text"].strip()
-    return out, int(answer.get("usage", {}).get("completion_tokens", 0))
+    except TimeoutError as err:
+        raise EngineError(
+            f"no complete answer within {timeout:g} s (engine.request_timeout; raise it if "
+            "the engine is only slow)"
+        ) from err
+    return parse_answer(answer, len(prompts), sampling.n)
+
+
+def parse_answer(answer: Any, n_prompts: int, n: int) -> tuple[list[list[str]], int]:
+    """Each prompt's ``n`` completion texts from a ``/v1/completions`` answer, and its
+    token count; :class:`BadAnswer` unless every prompt x sample index is answered exactly
+    once with a text (a missing one must not become an empty completion, scored and trained
+    on as if the model had written nothing)."""
+    asked = n_prompts * n
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not isinstance(choices, list):
+        raise BadAnswer(f"answered {_short(answer)}, which has no list of choices")
+    texts: dict[int, str] = {}
+    for choice in choices:
+        index = choice.get("index") if isinstance(choice, dict) else None
+        text = choice.get("text") if isinstance(choice, dict) else None
+        if type(index) is not int or not 0 <= index < asked:
+            raise BadAnswer(f"answered a choice with index {_short(index)}, not 0 to {asked - 1}")
+        if not isinstance(text, str):
+            raise BadAnswer(f"answered choice {index} with the text {_short(text)}, not a string")
+        if index in texts:
+            raise BadAnswer(f"answered choice {index} twice")
+        texts[index] = text.strip()
+    if len(texts) < asked:
+        raise BadAnswer(
+            f"returned {len(texts)} of the {asked} completions asked for "
+            f"(n={n} for {n_prompts} prompts)"
+        )
+    usage = answer.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    outs = [[texts[i * n + j] for j in range(n)] for i in range(n_prompts)]
+    return outs, tokens if type(tokens) is int else 0
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class EngineGenerator(Generator):
@@ -115,60 +159,85 @@ class EngineGenerator(Generator):
         progress: bool = False,
         desc: str = "generate",
     ) -> None:
-        """Every chunk through the replicas; ``on_done(i, outputs)`` once per chunk, in the
-        caller's thread order-independent (a lock serialises the calls)."""
+        """Every chunk through the replicas; ``on_done(i, outputs)`` once per chunk, in any
+        order (a lock serialises the calls).
+
+        A replica whose request fails in any way (no answer, a broken or incomplete one, none
+        within ``request_timeout``) puts its chunk back and leaves; the others go on. An error
+        that any replica would meet (the engine refusing the request, the chat template,
+        ``on_done`` itself) stops the round with that error. Every pass over the replicas
+        delivers a chunk or loses a replica, so the round ends.
+        """
+        self.check_template([c for chunk in chunks for c in chunk])
         todo: queue.Queue[int] = queue.Queue()
         for i in range(len(chunks)):
             todo.put(i)
         done: set[int] = set()
         lock = threading.Lock()
-        refused: list[RequestError] = []
+        stop: list[BaseException] = []  # the error that ends the round
         bar = progress_bar(total=len(chunks), desc=desc, unit="chunks", show=progress)
 
+        def deliver(i: int, outs: list[list[str]], tokens: int) -> None:
+            with lock:
+                if i not in done:  # a chunk is delivered once, whatever happens
+                    on_done(i, outs)
+                    done.add(i)
+                    self.generated_tokens += tokens
+                    bar.update(1)
+
         def work(replica: Replica) -> None:
-            while not refused:
-                try:
-                    i = todo.get_nowait()
-                except queue.Empty:
-                    return
-                prompts = [render(self.tokenizer, c) for c in chunks[i]]
-                try:
-                    outs, tokens = completions(
-                        replica, prompts, sampling_for(i), self.request_timeout, self.request_seed
-                    )
-                except RequestError as err:
-                    refused.append(err)
-                    return
-                except (urllib.error.URLError, OSError, ValueError, KeyError) as err:
-                    todo.put(i)  # back for another replica: nothing of it was kept
-                    with lock:
-                        self.replicas.remove(replica)
-                        self.failures.append(
-                            f"replica {replica.describe()} failed on chunk {i} ({err}); "
-                            "its chunk went back to the queue"
+            try:
+                while not stop:
+                    try:
+                        i = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    prompts = [render(self.tokenizer, c) for c in chunks[i]]
+                    sampling = sampling_for(i)
+                    try:
+                        outs, tokens = completions(
+                            replica, prompts, sampling, self.request_timeout, self.request_seed
                         )
-                    return
-                with lock:
-                    if i not in done:  # a chunk is delivered once, whatever happens
-                        done.add(i)
-                        self.generated_tokens += tokens
-                        on_done(i, outs)
-                        bar.update(1)
+                    except RequestError:
+                        raise
+                    except Exception as err:  # this replica's fault, whatever it is
+                        todo.put(i)  # back for another replica: nothing of it was kept
+                        self._drop(replica, i, err, lock)
+                        return
+                    deliver(i, outs, tokens)
+            except BaseException as err:
+                stop.append(err)
 
         try:
-            while len(done) < len(chunks):
-                if refused:
-                    raise refused[0]
+            while len(done) < len(chunks) and not stop:
                 live = [r for r in self.replicas if r.alive()]
                 if not live:
                     raise EngineError(
                         f"every engine failed with {len(chunks) - len(done)} chunk(s) left: "
                         + ("; ".join(self.failures) or "no engine is running")
                     )
+                before = (len(done), len(self.replicas))
                 threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in live]
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join()
+                if not stop and (len(done), len(self.replicas)) == before:
+                    raise EngineError(
+                        f"{len(chunks) - len(done)} chunk(s) were neither answered nor waiting "
+                        "for an engine; the round stops rather than wait for them forever"
+                    )
+            if stop:
+                raise stop[0]
         finally:
             bar.close()
+
+    def _drop(self, replica: Replica, chunk: int, err: Exception, lock: threading.Lock) -> None:
+        """A failed replica takes no more chunks; why it failed goes to ``failures``."""
+        why = str(err) if isinstance(err, EngineError) else f"{type(err).__name__}: {err}"
+        with lock:
+            self.replicas.remove(replica)
+            self.failures.append(
+                f"replica {replica.describe()} failed on chunk {chunk} ({why}); "
+                "its chunk went back to the queue"
+            )

@@ -16,9 +16,8 @@ from typing import Any
 
 import torch
 
+from rsft.generation.templates import Conversation, check_template, load_tokenizer, render
 from rsft.progress import progress_bar
-
-Conversation = list[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,9 @@ class Generator:
     """A backend: conversations in, ``sampling.n`` completion texts per conversation out."""
 
     generated_tokens: int = 0
+    tokenizer: Any = None  # backends that render prompts with a chat template set it
     _model_attr = "model"
+    _template_checked = False
 
     def generate(
         self, conversations: list[Conversation], sampling: Sampling, progress: bool = False
@@ -54,11 +55,19 @@ class Generator:
     ) -> None:
         """Every chunk in turn; ``on_done(i, outputs)`` as each is complete (engines with
         replicas spread the chunks over them instead)."""
+        self.check_template([c for chunk in chunks for c in chunk])
         bar = progress_bar(total=len(chunks), desc=desc, unit="chunks", show=progress)
         for i, chunk in enumerate(chunks):
             on_done(i, self.generate(chunk, sampling_for(i)))
             bar.update(1)
         bar.close()
+
+    def check_template(self, conversations: list[Conversation]) -> None:
+        """Before the first generation: the chat template renders the longest of
+        ``conversations`` in time (:func:`~rsft.generation.templates.check_template`)."""
+        if self.tokenizer is not None and not self._template_checked:
+            check_template(self.tokenizer, conversations)
+            self._template_checked = True
 
     def close(self) -> None:
         """Free the model (and the GPU memory it holds) before the next stage loads one."""
@@ -101,26 +110,6 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return getattr(torch, dtype)
 
 
-def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
-    """The model's tokenizer, left-padded for generation, with a pad token."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def render(tokenizer: Any, conversation: Conversation) -> str:
-    """The prompt text the model continues: its chat template, or the plain user turn."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            conversation, tokenize=False, add_generation_prompt=True
-        )
-    return "\n".join(m["content"] for m in conversation) + "\n"
-
-
 class TransformersGenerator(Generator):
     """Batched sampling with ``model.generate``: prompts sorted by length (less padding),
     ``n`` sequences per prompt in one call, answers put back in the callers' order."""
@@ -155,6 +144,7 @@ class TransformersGenerator(Generator):
         self, conversations: list[Conversation], sampling: Sampling, progress: bool = False
     ) -> list[list[str]]:
         tok = self.tokenizer
+        self.check_template(conversations)
         texts = [render(tok, c) for c in conversations]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         n = sampling.n

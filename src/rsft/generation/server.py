@@ -13,15 +13,20 @@ process group with ``PR_SET_PDEATHSIG`` (Linux), so a SIGKILLed rsft leaves no e
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import importlib.util
+import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,11 +81,54 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 
 def http_text(url: str, payload: dict | None = None, timeout: float = 10.0) -> str:
-    """GET (payload None) or POST JSON; the answer's text. Raises URLError/HTTPError."""
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return resp.read().decode()
+    """GET (payload None) or POST JSON; the answer's text, all of it within ``timeout`` s.
+
+    ``timeout`` is a deadline for the whole request (connecting, sending, reading the full
+    answer), not for each socket read as in ``urlopen``: an endpoint that trickles its answer
+    a byte at a time would never time out there. A timer shuts the socket down when the
+    deadline passes, which ends the read in progress. Raises ``HTTPError`` for an error
+    status, ``TimeoutError`` past the deadline, and another ``OSError`` when the endpoint is
+    unreachable or its answer is broken. Engines are reached directly (no proxy).
+    """
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme == "https"
+    conn = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
+        parts.netloc, timeout=timeout
+    )
+    expired = threading.Event()
+    timer = threading.Timer(timeout, _expire, (conn, expired))
+    timer.daemon = True
+    timer.start()
+    try:
+        conn.connect()
+        if expired.is_set():  # the deadline passed while connecting, before the socket existed
+            raise TimeoutError
+        data = None if payload is None else json.dumps(payload).encode()
+        target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        headers = {"Content-Type": "application/json"}
+        conn.request("GET" if data is None else "POST", target, body=data, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException) as err:
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {timeout:g} s") from err
+        if isinstance(err, OSError):
+            raise
+        raise ConnectionError(f"a broken HTTP answer ({err!r})") from err
+    finally:
+        timer.cancel()
+        conn.close()
+    if not 200 <= resp.status < 300:
+        raise urllib.error.HTTPError(url, resp.status, resp.reason, resp.headers, io.BytesIO(body))
+    return body.decode()
+
+
+def _expire(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """The deadline of :func:`http_text`: flag it, then wake any read blocked on the socket."""
+    expired.set()
+    if conn.sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)  # the raw socket, TLS or not
 
 
 def http_json(url: str, payload: dict | None = None, timeout: float = 10.0) -> Any:
@@ -92,7 +140,7 @@ def served_models(base_url: str, timeout: float = 10.0) -> list[dict[str, Any]]:
     """The models an OpenAI-compatible endpoint serves (``GET /v1/models``)."""
     try:
         return http_json(f"{base_url}/v1/models", timeout=timeout)["data"]
-    except (urllib.error.URLError, OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, TypeError, ValueError) as err:
         raise EngineError(
             f"the endpoint {base_url} does not answer as an OpenAI-compatible server "
             f"(GET {base_url}/v1/models: {err}). Check the URL and that `vllm serve` runs there."
@@ -252,7 +300,7 @@ class VLLMServer:
             try:
                 http_json(f"{self.url}/v1/models", timeout=2.0)
                 break
-            except (urllib.error.URLError, OSError, ValueError):
+            except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
                 self.stop()

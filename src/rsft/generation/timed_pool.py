@@ -28,8 +28,14 @@ from typing import Any
 
 from rsft.processes import die_with_parent
 
-# Imported once by the fork server, so that workers start without importing them again.
-PRELOAD = ["rsft.generation.verifiers", "math_verify"]
+# Imported once by the fork server, so that workers start without importing them again
+# (verifiers; the tokenizer a chat template check unpickles, see templates.py).
+PRELOAD = [
+    "rsft.generation.verifiers",
+    "math_verify",
+    "transformers.tokenization_utils_tokenizers",
+    "transformers.utils.chat_template_utils",
+]
 STARTUP_TIMEOUT = 120.0  # seconds a worker may take to import and build its function
 
 
@@ -120,17 +126,24 @@ class TimedPool:
     """``workers`` processes calling ``build()(*item)`` for each item, ``timeout`` s per item.
 
     ``build`` is a picklable callable that returns the function inside the worker (so the
-    function itself need not be picklable: a verifier is rebuilt from its recipe).
+    function itself need not be picklable: a verifier is rebuilt from its recipe). ``task``
+    names the work in errors ("scoring took longer than 3 s").
     """
 
     def __init__(
-        self, build: Callable[[], Callable[..., Any]], *, workers: int, timeout: float
+        self,
+        build: Callable[[], Callable[..., Any]],
+        *,
+        workers: int,
+        timeout: float,
+        task: str = "scoring",
     ) -> None:
         if workers < 1 or not timeout > 0:
             raise ValueError(f"workers must be >= 1 and timeout > 0, got {workers}, {timeout}.")
         self.build = pickle.dumps(build)
         self.workers = workers
         self.timeout = timeout
+        self.task = task
         self.restarts = 0
 
     def run(self, items: Sequence[tuple]) -> Iterator[tuple[int, Any, str | None]]:
@@ -182,15 +195,15 @@ class TimedPool:
             w.proc.join()
             if not w.ready:
                 raise RuntimeError(
-                    f"a scoring worker exited while starting (exit code {w.proc.exitcode}). "
-                    "Workers are new processes that import the main module: a script that "
-                    "scores with a timeout (or runs rsft rft) must do it under "
-                    "`if __name__ == '__main__':`."
+                    f"a {self.task} worker exited while starting (exit code "
+                    f"{w.proc.exitcode}). Workers are new processes that import the main "
+                    "module: a script that scores with a timeout (or runs rsft rft) must do "
+                    "it under `if __name__ == '__main__':`."
                 ) from None
             index = w.pending.popleft()
             return index, None, f"the worker process died (exit code {w.proc.exitcode})"
         if msg[0] == "failed":
-            raise RuntimeError(f"a scoring worker could not build its function: {msg[1]}")
+            raise RuntimeError(f"a {self.task} worker could not build its function: {msg[1]}")
         if msg[0] == "ready":
             w.ready = True
             w.since = time.monotonic()
@@ -205,9 +218,9 @@ class TimedPool:
 
     def _expire(self, w: _Worker) -> tuple:
         if not w.ready:
-            raise RuntimeError(f"a scoring worker did not start within {STARTUP_TIMEOUT:g} s.")
+            raise RuntimeError(f"a {self.task} worker did not start within {STARTUP_TIMEOUT:g} s.")
         index = w.pending.popleft()
-        return index, TIMED_OUT, f"TimeoutError: scoring took longer than {self.timeout:g} s"
+        return index, TIMED_OUT, f"TimeoutError: {self.task} took longer than {self.timeout:g} s"
 
     def _restart(self, w: _Worker) -> _Worker:
         """A fresh worker that takes over what the stopped ``w`` had left."""
