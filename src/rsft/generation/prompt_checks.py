@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rsft.generation.config import RFTConfig
-from rsft.generation.generate import load_tokenizer, render
 from rsft.generation.prompts import Prompts, chat_messages
+from rsft.generation.templates import check_template, load_tokenizer, render
 
 # A round's SFT set is dominated by duplicated prompts when more than this share of its
 # records come from them.
@@ -101,8 +101,11 @@ def model_context(model: str | Path) -> int | None:
 
 def prompt_lengths(tokenizer: Any, prompts: Prompts, system_prompt: str | None) -> list[int]:
     """Each prompt's length in tokens, rendered as the run renders it (chat template,
-    system prompt) and tokenised as the generators tokenise it."""
-    texts = [render(tokenizer, chat_messages(t, system_prompt)) for t in prompts.texts]
+    system prompt) and tokenised as the generators tokenise it. The template is first run
+    under its time limit (:func:`check_template`): a looping one stops here, not hangs."""
+    conversations = [chat_messages(t, system_prompt) for t in prompts.texts]
+    check_template(tokenizer, conversations)
+    texts = [render(tokenizer, c) for c in conversations]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
