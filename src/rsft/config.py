@@ -314,9 +314,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def check_output_dir(path: str | Path, name: str = "output_dir") -> None:
-    """Refuse an output folder that cannot be created or written, before any loading starts
-    (otherwise the run fails only when it first saves, after all the work)."""
+def check_output_dir(path: str | Path, name: str = "output_dir", main_process: bool = True) -> None:
+    """Refuse an output folder that cannot be created or written, or that another rsft run
+    is writing (:mod:`rsft.output_lock`), before any loading starts (otherwise the run fails
+    only when it first saves, after all the work). The other processes of a distributed run
+    (``main_process=False``) leave the lock alone: their main process may hold it already."""
     path = Path(path).expanduser()
     existing = path
     while not existing.exists() and existing != existing.parent:
@@ -332,6 +334,10 @@ def check_output_dir(path: str | Path, name: str = "output_dir") -> None:
             f"{name} {str(path)!r}: the folder {str(existing)!r} is not writable. Choose a "
             f"{name} you can write to."
         )
+    if main_process:
+        from rsft.output_lock import check_unlocked  # here: rsft.output_lock imports this module
+
+        check_unlocked(path)
 
 
 def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, help: str = "") -> Any:

@@ -10,7 +10,8 @@ What a digest covers:
 - a file (a CSV/JSON/parquet table, a prompt file): the SHA-256 of its bytes;
 - a folder (images, a saved dataset, a model): every file's relative path, size and
   modification time, so adding, removing, replacing or editing a file is seen without
-  reading every image.
+  reading every image. Links are followed (the files of a linked folder count, as they are
+  read); a folder that links back above itself is refused rather than walked forever.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import ConfigError
+from rsft.data.walk import walk_files
 
 # How many changed options a message names with their values before it only counts them.
 NAMED_CHANGES = 3
@@ -39,13 +41,10 @@ def path_digest(path: Path) -> dict[str, Any]:
                 h.update(chunk)
         return {"file": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()}
     h, count, total = hashlib.sha256(), 0, 0
-    for folder, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            f = Path(folder) / name
-            st = f.stat()
-            h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            count, total = count + 1, total + st.st_size
+    for f in walk_files(path):  # what the image folder scan reads: links in, loops refused
+        st = f.stat()
+        h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        count, total = count + 1, total + st.st_size
     return {"folder": str(path), "files": count, "bytes": total, "listing_sha256": h.hexdigest()}
 
 

@@ -20,6 +20,7 @@ from rsft.compare.plot import plot_results
 from rsft.compare.summary import ACCURACY_KEY, DEFAULT_METRICS, summarize
 from rsft.compare.table import format_table, metric_note
 from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
+from rsft.output_lock import output_lock
 from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
 from rsft.training import FineTuner, TrainConfig
@@ -144,11 +145,21 @@ def _run_summary(method: str, seed: int, result: dict[str, Any], reused: bool) -
 
 
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:
-    """Run the grid, then write results.json/csv, summary.csv, compare.png and print the table."""
+    """Run the grid, then write results.json/csv, summary.csv, compare.png and print the
+    table; ``output_dir`` is locked meanwhile (:mod:`rsft.output_lock`)."""
     runs = build_runs(cfg)
-    for path in [cfg.output_dir, *(run_cfg.output_dir for _, _, run_cfg in runs)]:
-        check_output_dir(path)
     accelerator = accelerator or Accelerator()
+    main = accelerator.is_main_process
+    for path in [cfg.output_dir, *(run_cfg.output_dir for _, _, run_cfg in runs)]:
+        check_output_dir(path, main_process=main)
+    with output_lock(cfg.output_dir, "rsft compare", accelerator):
+        return _run_grid(cfg, runs, accelerator)
+
+
+def _run_grid(
+    cfg: CompareConfig, runs: list[tuple[str, int, TrainConfig]], accelerator: Accelerator
+) -> dict[str, Any]:
+    """Every run (each locks its own folder), then the files of the comparison."""
     records = []
     # On a terminal a bar over the runs; in a log, one line per finished run.
     bar = progress_bar(

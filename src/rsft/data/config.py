@@ -60,6 +60,14 @@ class DataConfig:
         "models; for small images and a model made for them, use the size it takes).",
     )
     crop: int = opt(224, help="Images: then center-crop to crop x crop.")
+    follow_links: bool = opt(
+        False,
+        help="Image folders: also follow links (to files or folders) that lead out of the "
+        "folder; without it such a link is refused, naming it. Set it when a class folder is "
+        "itself a link to a dataset elsewhere. Links inside the folder are always followed "
+        "(a linked image takes the class of the folder the link is in); a link to a folder "
+        "above it, or to a folder read anyway, is refused either way.",
+    )
     mean: list[float] = opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
     std: list[float] = opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
     max_length: int = opt(128, help="Text: truncate to this many tokens.")

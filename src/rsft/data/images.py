@@ -27,6 +27,7 @@ from rsft.data.validate import (
     require_two_classes,
     verify_images,
 )
+from rsft.data.walk import walk_files
 
 # The extensions datasets' imagefolder reads; files with others are ignored by both.
 IMAGE_EXTENSIONS = frozenset(ext.lower() for ext in ImageFolder.EXTENSIONS)
@@ -154,22 +155,21 @@ def table_image_sources(table: datasets.Dataset, column: str, base_dir: Path, so
             yield image_source(value, base_dir, f"row {start + offset} of {source}")
 
 
-def _hidden(name: str) -> bool:
+def _visible(name: str) -> bool:
     # Mirrors what datasets skips when it lists a folder (dot files, __MACOSX-like folders).
-    return name.startswith((".", "__"))
+    return not name.startswith((".", "__"))
 
 
-def scan_image_folder(root: Path) -> tuple[list[Path], list[Path]]:
-    """(image files, top-level subfolders) under ``root``, sorted."""
-    files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        files.extend(
-            Path(dirpath) / f
-            for f in sorted(filenames)
-            if not _hidden(f) and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
-        )
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name))
+def _image_file(name: str) -> bool:
+    return _visible(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def scan_image_folder(root: Path, follow_links: bool = False) -> tuple[list[Path], list[Path]]:
+    """(image files, top-level subfolders) under ``root``, sorted. A link is read where it
+    sits (its images take the class of the folder the link is in); loops, and links out of
+    ``root`` unless ``follow_links``, are refused (:func:`rsft.data.walk.walk_files`)."""
+    files = walk_files(root, follow_links=follow_links, keep_dir=_visible, keep_file=_image_file)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name))
     return files, folders
 
 
@@ -188,7 +188,7 @@ def load_image_folder(
             f"{root} is an image folder, but data.feature_columns/text_column are set; "
             "unset them for image data, or point the split at a table."
         )
-    files, folders = scan_image_folder(root)
+    files, folders = scan_image_folder(root, cfg.follow_links)
     require_rows(len(files), f"image folder {root} (no image files found anywhere below it)")
     rel = [f.relative_to(root) for f in files]
     folder_of = {str(f): (r.parts[0] if len(r.parts) > 1 else None) for f, r in zip(files, rel)}
@@ -211,7 +211,8 @@ def load_image_folder(
 
     # datasets reads the file list we found (escaped: names like "a[1].png" are literal),
     # not ``data_dir``: with data_dir it treats folders named train/test/val as splits and
-    # silently drops the other class folders.
+    # silently drops the other class folders. It lists no folder itself and keeps each
+    # path as given (a link's own path, not its target's), so the walk above decides alone.
     table = load_builder(
         "imagefolder",
         source=str(root),

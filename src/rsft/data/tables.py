@@ -25,6 +25,7 @@ from rsft.data.images import (
 from rsft.data.split import TEXT_KEYS, Collate, ItemDataset, Split
 from rsft.data.validate import (
     DataError,
+    check_label_spellings,
     encode_labels,
     feature_matrix,
     is_numeric_column,
@@ -234,6 +235,8 @@ def load_table(
         )
         values, names = _label_values(table, column, source)
         training = classes is None
+        if training and names is None:
+            check_label_spellings(values, f"column {column!r} of {source}")
         if training:
             classes = names if names is not None else sorted_classes(values)
         labels = encode_labels(values, classes, f"column {column!r} of {source}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from itertools import islice
 from numbers import Number
 from typing import Any
@@ -77,6 +79,60 @@ def sorted_classes(values: Iterable[Any]) -> list[str]:
     if all(isinstance(v, Number) for v in distinct.values()):
         return sorted(distinct, key=lambda k: (float(distinct[k]), k))
     return sorted(distinct)
+
+
+# A label that reads as a number: digits, an optional point and exponent, spaces around.
+_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve".split()
+)
+
+
+def _plural(kind: str) -> str:
+    return kind + ("es" if kind.endswith("s") else "s")
+
+
+def _counted(keys: Iterable[str], counts: Counter, unit: str) -> str:
+    return _listing([f"{k!r} ({counts[k]} {unit}{'s' if counts[k] != 1 else ''})" for k in keys])
+
+
+def check_label_spellings(
+    values: Sequence[Any], where: str, unit: str = "row", kind: str = "class"
+) -> None:
+    """Refuse one number written several ways ("1", "1.0", "01", " 1"): each spelling would
+    silently become a class of its own. Warn (:class:`DataWarning`) when numbers and text
+    are mixed ("1" and "one"): those are distinct classes too, which may not be meant.
+
+    Compares the class names of :func:`label_key`, so a float column's 42.0 is "42", as
+    before; ``where`` names the column in messages, ``kind`` what a value is ("group").
+    """
+    counts = Counter(k for v in values if (k := label_key(v)) is not None)
+    numbers: dict[Decimal, list[str]] = {}
+    for key in counts:
+        if _NUMBER.fullmatch(key):
+            numbers.setdefault(Decimal(key.strip()), []).append(key)
+    for spellings in numbers.values():
+        if len(spellings) > 1:
+            raise DataError(
+                f"values {_counted(spellings, counts, unit)} in {where} are one number "
+                f"written {len(spellings)} ways, so they would become {len(spellings)} "
+                f"{_plural(kind)}. Write each {kind} one way (e.g. all of these as "
+                f"{spellings[0].strip()!r}) and load again."
+            )
+    text = [k for k in counts if not _NUMBER.fullmatch(k)]
+    if not numbers or not text:
+        return
+    words = [k for k in text if k.strip().lower() in NUMBER_WORDS]
+    shown = [spellings[0] for spellings in numbers.values()]
+    same = f", so {words[0]!r} is not the {kind} of the number it spells" if words else ""
+    warnings.warn(
+        f"the values in {where} mix numbers ({_counted(shown, counts, unit)}) with text "
+        f"({_counted(text, counts, unit)}): each distinct value becomes a {kind} of its "
+        f"own{same}. If some of them are meant to be one {kind}, write them one way; if the "
+        f"text values are {_plural(kind)} of their own, ignore this warning.",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 def encode_labels(

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsft.data import Split, load_split, with_feature_columns
+from rsft.data.validate import check_label_spellings
 from rsft.data_level.weights import (
     balance_weights,
     column_weights,
@@ -59,6 +60,8 @@ def compute_weights(
     if rej.weights == "balance":
         column = rej.balance_column or cfg.data.group_column or cfg.data.label_column
         groups = train.column(column)
+        if column != cfg.data.label_column:  # the labels were checked when they were read
+            check_label_spellings(groups, f"column {column!r} of {train.source}", kind="group")
         return balance_weights(groups, rej.balance_target), {"source": "balance", "column": column}
     if rej.weights == "column":
         return column_weights(train.column(rej.column)), {"source": "column", "column": rej.column}

@@ -44,6 +44,7 @@ from rsft.generation.selection import select
 from rsft.generation.sft import sft_train
 from rsft.generation.sft_launch import launch_sft
 from rsft.generation.verifiers import make_verifier, score
+from rsft.output_lock import output_lock
 from rsft.progress import say, says_lines
 from rsft.seeding import stream_seed, torch_generator
 
@@ -305,11 +306,13 @@ class RFTPipeline:
     # --- the run ------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        """Every round; the engines rsft started are stopped however the run ends."""
-        try:
-            return self._run()
-        finally:
-            self.engines.close()
+        """Every round, with output_dir locked (:mod:`rsft.output_lock`); the engines rsft
+        started are stopped however the run ends."""
+        with output_lock(self.out, "rsft rft"):
+            try:
+                return self._run()
+            finally:
+                self.engines.close()
 
     def _run(self) -> dict[str, Any]:
         cfg = self.cfg

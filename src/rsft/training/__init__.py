@@ -12,7 +12,8 @@ from rsft.training.config import (
 from rsft.training.divergence import DivergenceError, DivergenceWarning
 from rsft.training.results import RunResult
 from rsft.training.state import TrainState
-from rsft.training.trainer import FineTuner, NonFiniteLossError, NothingTrainedError
+from rsft.training.stops import NonFiniteLossError, NothingTrainedError
+from rsft.training.trainer import FineTuner
 
 __all__ = [
     "Callback",

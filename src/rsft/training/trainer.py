@@ -31,6 +31,7 @@ from rsft.memory import PeakMemory, parameter_bytes
 from rsft.models import load_for_finetuning, load_processor, save_classifier
 from rsft.models.inference import eval_mode, to_device
 from rsft.models.task import Task
+from rsft.output_lock import output_lock
 from rsft.plots.trace import plot_trace
 from rsft.progress import progress_bar, say, says_lines
 from rsft.training import checkpoint as ckpt
@@ -47,17 +48,10 @@ from rsft.training.results import RunResult
 from rsft.training.resume import data_digest, find_resumable, fingerprint
 from rsft.training.state import StepResult, TrainState
 from rsft.training.steppers import build_stepper, non_finite_fix
+from rsft.training.stops import NonFiniteLossError, NothingTrainedError
 
 # Optimizer steps profiled for peak memory (the first creates the optimizer state).
 MEMORY_STEPS = 2
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-class NothingTrainedError(RuntimeError):
-    """Rejection accepted no sample in the whole run: not a single step was taken."""
 
 
 class FineTuner:
@@ -74,7 +68,7 @@ class FineTuner:
         self.callbacks = CallbackList(callbacks, self)
         set_seed(cfg.seed)
         t0 = time.perf_counter()
-        check_output_dir(cfg.output_dir)
+        check_output_dir(cfg.output_dir, main_process=acc.is_main_process)
 
         # 1. Data, validated before anything else is built.
         processor = load_processor(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
@@ -262,7 +256,12 @@ class FineTuner:
 
     # --- the loop ------------------------------------------------------------------------
     def train(self) -> RunResult:
-        """Run every epoch; return (and write) the run's results."""
+        """Run every epoch; return (and write) the run's results. ``output_dir`` is locked
+        meanwhile (:mod:`rsft.output_lock`): a second run on it stops."""
+        with output_lock(self.output_dir, "rsft train", self.accelerator):
+            return self._train()
+
+    def _train(self) -> RunResult:
         cfg, acc = self.config, self.accelerator
         self.state = state = self._resume() or TrainState()
         resumed_from = state.global_step or None
