@@ -27,7 +27,6 @@ import pytest
 import yaml
 
 from rsft.cli.main import main
-from rsft.generation import templates
 from rsft.generation.engine_client import EngineGenerator, Replica
 from rsft.generation.generate import Sampling, TransformersGenerator
 from rsft.generation.server import EngineError, EngineOptions, VLLMServer, served_models
@@ -275,7 +274,7 @@ class Tpl:
 NOTHING = "{% if false %}x{% endif %}"
 RAISES = "{{ raise_exception('this template needs a system message') }}"
 SENT = "<|im_start|>user\nq0<|im_end|>\n<|im_start|>assistant\n"
-TOO_SLOW = "took longer than 2 s to render one prompt; fix the template, or give the tokenizer"
+TOO_SLOW = "took longer than 2 s (generation.template_timeout) to render one prompt; fix the"
 BLANK = "so the model would see no prompt; fix the template"
 TEMPLATES = [
     Tpl("huge-loop", LOOP + _generation.CHAT_TEMPLATE, "transformers", TOO_SLOW),
@@ -306,13 +305,13 @@ def _folder_with_template(tiny_lm: str, tmp_path: Path, template: str | None) ->
 def test_a_chat_template_is_checked_before_generation(case: Tpl, tiny_lm, tmp_path, monkeypatch):
     """On both backends: a template that loops, renders a conversation to nothing or raises
     is an input error naming its file and the fix, before any prompt is generated from."""
-    monkeypatch.setattr(templates, "TEMPLATE_TIMEOUT", 2.0)
     folder = _folder_with_template(tiny_lm, tmp_path, case.template)
     with FakeEngine() as engine:
         if case.backend == "engine":
-            gen = EngineGenerator(folder, [Replica(engine.url, "rsft-model")])
+            replicas = [Replica(engine.url, "rsft-model")]
+            gen = EngineGenerator(folder, replicas, template_timeout=2.0)
         else:
-            gen = TransformersGenerator(folder, device="cpu")
+            gen = TransformersGenerator(folder, device="cpu", template_timeout=2.0)
         run = lambda: gen.generate(convs("q", 3), Sampling(n=1, max_new_tokens=2))  # noqa: E731
         if case.expected.startswith("prompt:"):
             bounded(run)
@@ -354,18 +353,15 @@ def test_rsft_rft_refuses_a_template_that_renders_nothing(tiny_lm, tmp_path, cap
     assert not (tmp_path / "run" / "round_0" / "generations.jsonl").exists()
 
 
-RFT_WITH_LIMIT_2S = (
-    "import sys; from rsft.generation import templates; templates.TEMPLATE_TIMEOUT = 2.0; "
-    "from rsft.cli.main import main; sys.exit(main(sys.argv[1:]))"
-)
+RSFT = "import sys; from rsft.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def test_rsft_rft_stops_a_looping_template_within_its_limit(tiny_lm, tmp_path):
-    """In a process of its own, killed if it hangs (the template limit set to 2 s)."""
+    """In a process of its own, killed if it hangs (generation.template_timeout: 2 s)."""
     path = _rft_config(tiny_lm, tmp_path, LOOP + _generation.CHAT_TEMPLATE)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", RFT_WITH_LIMIT_2S, "rft", "-c", str(path)],
+        [sys.executable, "-c", RSFT, "rft", "-c", str(path), "generation.template_timeout=2"],
         capture_output=True,
         text=True,
         env=env,

@@ -98,9 +98,17 @@ class GenerationConfig:
         "(bfloat16 where the CPU or GPU computes it natively, else float32), or a dtype.",
     )
 
+    template_timeout: float = opt(
+        10.0,
+        help="Seconds the model's chat template may take to render one prompt (checked in a "
+        "worker process before any prompt is generated from); a template past it is "
+        "refused, instead of hanging the run.",
+    )
+
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ConfigError(f"generation.k must be >= 1 (completions per prompt), got {self.k}.")
+        check_number("generation.template_timeout", self.template_timeout, gt=0)
         check_number("generation.temperature", self.temperature, gt=0)
         check_number("generation.top_p", self.top_p, gt=0, le=1)
         for name in ("max_new_tokens", "batch_size", "chunk_prompts"):
@@ -145,7 +153,11 @@ class EngineConfig:
         "on the replica). auto: on with a GPU; vLLM's CPU engine crashes on it.",
     )
     start_timeout: float = opt(600.0, help="Seconds an engine may take to answer after start.")
-    request_timeout: float = opt(3600.0, help="Seconds one chunk's request may take.")
+    request_timeout: float = opt(
+        3600.0,
+        help="Seconds one chunk's request may take, from connecting to the last byte of its "
+        "answer.",
+    )
 
     def __post_init__(self) -> None:
         for name in ("replicas", "tensor_parallel_size", "max_model_len", "cpu_kv_cache_gib"):

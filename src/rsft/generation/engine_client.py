@@ -23,7 +23,7 @@ from typing import Any
 
 from rsft.generation.generate import Generator, Sampling
 from rsft.generation.server import EngineError, http_json
-from rsft.generation.templates import Conversation, load_tokenizer, render
+from rsft.generation.templates import TEMPLATE_TIMEOUT, Conversation, load_tokenizer, render
 from rsft.progress import progress_bar
 
 
@@ -134,6 +134,7 @@ class EngineGenerator(Generator):
         request_timeout: float = 3600.0,
         request_seed: bool = False,
         trust_remote_code: bool = False,
+        template_timeout: float = TEMPLATE_TIMEOUT,
     ) -> None:
         if not replicas:
             raise ValueError("EngineGenerator needs at least one replica.")
@@ -141,6 +142,7 @@ class EngineGenerator(Generator):
         self.replicas = list(replicas)
         self.request_timeout = request_timeout
         self.request_seed = request_seed
+        self.template_timeout = template_timeout
         self.generated_tokens = 0
         self.failures: list[str] = []  # one line per replica that failed, for the log
 

@@ -92,6 +92,7 @@ class EnginePool:
                 device=m.device,
                 batch_size=batch_size or g.batch_size,
                 trust_remote_code=m.trust_remote_code,
+                template_timeout=g.template_timeout,
             )
         model = Path(model)
         if self.lora:
@@ -106,6 +107,7 @@ class EnginePool:
             request_timeout=e.request_timeout,
             request_seed=seed,
             trust_remote_code=m.trust_remote_code,
+            template_timeout=g.template_timeout,
         )
 
     def release(self) -> None:

@@ -16,7 +16,13 @@ from typing import Any
 
 import torch
 
-from rsft.generation.templates import Conversation, check_template, load_tokenizer, render
+from rsft.generation.templates import (
+    TEMPLATE_TIMEOUT,
+    Conversation,
+    check_template,
+    load_tokenizer,
+    render,
+)
 from rsft.progress import progress_bar
 
 
@@ -39,6 +45,7 @@ class Generator:
     tokenizer: Any = None  # backends that render prompts with a chat template set it
     _model_attr = "model"
     _template_checked = False
+    template_timeout: float = TEMPLATE_TIMEOUT  # generation.template_timeout
 
     def generate(
         self, conversations: list[Conversation], sampling: Sampling, progress: bool = False
@@ -66,7 +73,7 @@ class Generator:
         """Before the first generation: the chat template renders the longest of
         ``conversations`` in time (:func:`~rsft.generation.templates.check_template`)."""
         if self.tokenizer is not None and not self._template_checked:
-            check_template(self.tokenizer, conversations)
+            check_template(self.tokenizer, conversations, self.template_timeout)
             self._template_checked = True
 
     def close(self) -> None:
@@ -122,6 +129,7 @@ class TransformersGenerator(Generator):
         device: str = "auto",
         batch_size: int = 64,
         trust_remote_code: bool = False,
+        template_timeout: float = TEMPLATE_TIMEOUT,
     ) -> None:
         from transformers import AutoModelForCausalLM
 
@@ -137,6 +145,7 @@ class TransformersGenerator(Generator):
             ).to(self.device)
         self.model.eval()
         self.batch_size = batch_size
+        self.template_timeout = template_timeout
         self.generated_tokens = 0
 
     @torch.no_grad()

@@ -99,12 +99,14 @@ def model_context(model: str | Path) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def prompt_lengths(tokenizer: Any, prompts: Prompts, system_prompt: str | None) -> list[int]:
+def prompt_lengths(
+    tokenizer: Any, prompts: Prompts, system_prompt: str | None, template_timeout: float
+) -> list[int]:
     """Each prompt's length in tokens, rendered as the run renders it (chat template,
     system prompt) and tokenised as the generators tokenise it. The template is first run
     under its time limit (:func:`check_template`): a looping one stops here, not hangs."""
     conversations = [chat_messages(t, system_prompt) for t in prompts.texts]
-    check_template(tokenizer, conversations)
+    check_template(tokenizer, conversations, template_timeout)
     texts = [render(tokenizer, c) for c in conversations]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
@@ -122,7 +124,7 @@ def warn_long_prompts(cfg: RFTConfig, train: Prompts, held_out: Prompts, vllm: b
         (held_out, "data.eval", e.max_new_tokens or g.max_new_tokens, eval_name),
     ]
     for prompts, field, max_new, max_name in splits:
-        lengths = prompt_lengths(tok, prompts, cfg.data.system_prompt)
+        lengths = prompt_lengths(tok, prompts, cfg.data.system_prompt, g.template_timeout)
         over = (prompts, field, lengths, max_new, max_name)
         if context is not None:
             limit, what, other_fix = context

@@ -30,6 +30,8 @@ NOT_HASHED = ("output_dir", "resume", "progress", "rounds", "engine")
 # ... and in the sft section: how many processes share the same global batch (up to float
 # rounding); left out, a run from before these options existed resumes too.
 NOT_HASHED_SFT = ("processes", "accelerate_config")
+# ... and in the generation section: a time limit, which changes no draw.
+NOT_HASHED_GENERATION = ("template_timeout",)
 
 # The files and folders a run reads, whose edits between a kill and the rerun are refused.
 DATA_FIELDS = ("data.train", "data.eval", "model.path")
@@ -48,7 +50,8 @@ def write_json(path: Path, obj: Any) -> None:
 def hashed_options(cfg: RFTConfig) -> dict[str, Any]:
     """The options that change what the run computes, as they read back from state.json."""
     options = {k: v for k, v in to_dict(cfg).items() if k not in NOT_HASHED}
-    options["sft"] = {k: v for k, v in options["sft"].items() if k not in NOT_HASHED_SFT}
+    for section, names in (("sft", NOT_HASHED_SFT), ("generation", NOT_HASHED_GENERATION)):
+        options[section] = {k: v for k, v in options[section].items() if k not in names}
     return as_saved(options)
 
 

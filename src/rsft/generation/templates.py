@@ -23,7 +23,7 @@ from rsft.config import ConfigError
 from rsft.generation.timed_pool import TIMED_OUT, TimedPool
 
 Conversation = list[dict[str, str]]
-TEMPLATE_TIMEOUT = 10.0  # seconds one conversation may take to render (in a worker process)
+TEMPLATE_TIMEOUT = 10.0  # generation.template_timeout's default: seconds to render one prompt
 FIX = "fix the template, or give the tokenizer another one"
 _RENDERED_IN_TIME: set[str] = set()  # digests of (template, conversation) already checked
 
@@ -67,8 +67,11 @@ def render(tokenizer: Any, conversation: Conversation) -> str:
         raise _failed(tokenizer, f"{type(err).__name__}: {err}") from err
 
 
-def check_template(tokenizer: Any, conversations: list[Conversation]) -> None:
-    """Render the longest of ``conversations`` in a worker process within ``TEMPLATE_TIMEOUT``.
+def check_template(
+    tokenizer: Any, conversations: list[Conversation], timeout: float = TEMPLATE_TIMEOUT
+) -> None:
+    """Render the longest of ``conversations`` in a worker process within ``timeout`` seconds
+    (``generation.template_timeout``).
 
     Only a killed process stops a looping template, but a worker per prompt would cost a
     round trip each. A template's cost grows with its conversation, if at all, so the
@@ -87,14 +90,14 @@ def check_template(tokenizer: Any, conversations: list[Conversation]) -> None:
     pool = TimedPool(
         functools.partial(_renderer, tokenizer),
         workers=1,
-        timeout=TEMPLATE_TIMEOUT,
+        timeout=timeout,
         task="rendering",
     )
     for _, text, error in pool.run([(longest,)]):
         if text is TIMED_OUT:
             raise TemplateError(
                 f"the chat template in {template_file(tokenizer)} took longer than "
-                f"{TEMPLATE_TIMEOUT:g} s to render one prompt; {FIX}."
+                f"{timeout:g} s (generation.template_timeout) to render one prompt; {FIX}."
             )
         if error is not None:
             raise _failed(tokenizer, error)
