@@ -9,8 +9,8 @@ checkpoint to resume, the results would be silently replaced).
 
 The data digest covers ``data.train``, ``data.eval``, ``data.test``,
 ``rejection.target_unlabelled`` and a local ``model.path`` (how a file and a folder are
-digested, links included: ``rsft.same_run.path_digest``). Not covered: the code an import path names (a model
-class, a weight or verifier function).
+digested, links included: ``rsft.same_run.path_digest``). Not covered: the code an import
+path names (a model class, a weight or verifier function).
 """
 
 from __future__ import annotations
