@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rsft.atomic import atomic_write_text, share_files
+from rsft.atomic import atomic_write_text, share_files, writing
 from rsft.data.datasets_io import quiet
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
 from rsft.generation.sft_config import SFTSection
@@ -156,13 +156,14 @@ def sft_train(
     last = last_complete_checkpoint(trainer_dir)
     if last is not None and says_lines(progress) and os.environ.get("RANK", "0") == "0":
         say(f"resuming the fine-tuning from {last}")
-    trainer.train(resume_from_checkpoint=None if last is None else str(last))
+    with writing(trainer_dir):  # its checkpoints
+        trainer.train(resume_from_checkpoint=None if last is None else str(last))
     main = trainer.is_world_process_zero()
     staging = out / "model.partial"
     if main:
         shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    with quiet():
+    with quiet(), writing(staging):
         if cfg.lora:  # the config refuses LoRA with sharded weights: every process holds them
             if main:
                 # The adapter alone too: engines that keep the base model load it at run time.
@@ -207,7 +208,8 @@ def _finish(
         )
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: a model folder runs no code
     tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(str(staging))
+    with writing(staging):
+        tokenizer.save_pretrained(str(staging))
     atomic_write_text(history_path, json.dumps(history, indent=2) + "\n")
     share_files(staging)  # safetensors leaves its weights file 0600
     staging.rename(final)

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from rsft.atomic import atomic_write_text, share_files
+from rsft.atomic import atomic_write_text, share_files, writing
 from rsft.imports import import_object
 from rsft.models.heads import find_head, replace_head
 from rsft.models.inference import eval_mode, to_device
@@ -266,13 +266,19 @@ def save_classifier(clf: Classifier, folder: str | Path, classes: list[str]) -> 
     The files get the usual mode (the umask's): the saved model is meant to be shared.
     """
     folder = Path(folder)
+    with writing(folder):
+        _save(clf, folder, classes)
+    share_files(folder)
+    return folder
+
+
+def _save(clf: Classifier, folder: Path, classes: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if clf.is_transformers:
         clf.model.save_pretrained(folder)  # safetensors by default
         if clf.processor is not None:
             clf.processor.save_pretrained(folder)
-        share_files(folder)
-        return folder
+        return
     num_labels = get_num_labels(clf)
     meta = {
         "class": clf.source["class"],
@@ -283,8 +289,6 @@ def save_classifier(clf: Classifier, folder: str | Path, classes: list[str]) -> 
     }
     save_model(clf.model, str(folder / MODULE_WEIGHTS))
     atomic_write_text(folder / MODULE_CONFIG, json.dumps(meta, indent=2))
-    share_files(folder)
-    return folder
 
 
 def get_num_labels(clf: Classifier) -> int:

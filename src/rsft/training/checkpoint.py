@@ -15,7 +15,8 @@ A run killed at any moment leaves a complete checkpoint that resuming finds:
 
 Resuming takes the newest complete checkpoint (the highest save number); if checkpoints exist
 but none is complete, it stops with a message rather than silently start over. Nothing is
-unpickled on load (``torch.load(weights_only=True)``).
+unpickled on load (``torch.load(weights_only=True)``). A save that fills the disk
+removes its temporary folder and stops with :class:`~rsft.atomic.DiskFullError`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from rsft.atomic import atomic_write_text, fsync_dir
+from rsft.atomic import DiskFullError, atomic_write_text, fsync_dir, writing
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
@@ -146,19 +147,36 @@ def write_rng(tmp: Path, rank: int) -> None:
     tensors = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors["cuda"] = torch.cuda.get_rng_state()
-    safetensors.torch.save_file(tensors, str(tmp / f"rng-{rank}.safetensors"))
+    path = tmp / f"rng-{rank}.safetensors"
+    with writing(path):
+        safetensors.torch.save_file(tensors, str(path))
 
 
 def write_training_state(
     tmp: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict
 ) -> None:
-    safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
-    # Optimizer and scheduler state are tensors and numbers only: weights_only loading works.
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    if scheduler is not None:  # gradient-free methods have none
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    with open(tmp / "trainer_state.json", "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(state))
+    """Fill the save in progress ``tmp``; a full disk removes it (its space is needed) and
+    raises :class:`~rsft.atomic.DiskFullError` naming the file."""
+    try:
+        with writing(tmp / "model.safetensors"):
+            safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
+        # Optimizer and scheduler state are tensors and numbers only: weights_only loads them.
+        _save_tensors(optimizer.state_dict(), tmp / "optimizer.pt")
+        if scheduler is not None:  # gradient-free methods have none
+            _save_tensors(scheduler.state_dict(), tmp / "scheduler.pt")
+        loop = tmp / "trainer_state.json"
+        with writing(loop), open(loop, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(state))
+    except DiskFullError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _save_tensors(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file: a full disk is then an OSError, not torch's
+    "unexpected pos" with no cause."""
+    with writing(path), open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def commit_checkpoint(output_dir: str | Path, tmp: Path, name: str, keep: int = 2) -> Path:
@@ -168,10 +186,11 @@ def commit_checkpoint(output_dir: str | Path, tmp: Path, name: str, keep: int = 
     """
     root = checkpoint_dir(output_dir)
     files = {}
-    for f in sorted(tmp.iterdir()):
-        with open(f, "rb") as fh:  # on disk before the manifest says the file is there
-            os.fsync(fh.fileno())
-        files[f.name] = f.stat().st_size
+    with writing(tmp):
+        for f in sorted(tmp.iterdir()):
+            with open(f, "rb") as fh:  # on disk before the manifest says the file is there
+                os.fsync(fh.fileno())
+            files[f.name] = f.stat().st_size
     atomic_write_text(tmp / MANIFEST, json.dumps({"files": files}, indent=1))
     final = root / name
     os.replace(tmp, final)  # the commit
