@@ -21,6 +21,7 @@ from rsft.atomic import atomic_write_text, share_files, writing
 from rsft.data.datasets_io import quiet
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
 from rsft.generation.sft_config import SFTSection
+from rsft.pickles import refusing_unsafe_pickles
 from rsft.progress import Progress, say, says_lines, shows_bars
 
 
@@ -156,7 +157,11 @@ def sft_train(
     last = last_complete_checkpoint(trainer_dir)
     if last is not None and says_lines(progress) and os.environ.get("RANK", "0") == "0":
         say(f"resuming the fine-tuning from {last}")
-    with writing(trainer_dir):  # its checkpoints
+    poisoned = (
+        f"Delete {last} and run again: the fine-tuning resumes from an earlier checkpoint if "
+        "there is one, else it starts over."
+    )
+    with refusing_unsafe_pickles(last, poisoned), writing(trainer_dir):  # resumes, checkpoints
         trainer.train(resume_from_checkpoint=None if last is None else str(last))
     main = trainer.is_world_process_zero()
     staging = out / "model.partial"

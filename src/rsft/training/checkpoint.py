@@ -15,7 +15,8 @@ A run killed at any moment leaves a complete checkpoint that resuming finds:
 
 Resuming takes the newest complete checkpoint (the highest save number); if checkpoints exist
 but none is complete, it stops with a message rather than silently start over. Nothing is
-unpickled on load (``torch.load(weights_only=True)``). A save that fills the disk
+unpickled on load (``torch.load(weights_only=True)``): a checkpoint whose optimizer or
+scheduler state holds objects is refused, naming the file. A save that fills the disk
 removes its temporary folder and stops with :class:`~rsft.atomic.DiskFullError`.
 """
 
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from rsft.atomic import DiskFullError, atomic_write_text, fsync_dir, writing
+from rsft.pickles import load_tensors
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
@@ -216,10 +218,15 @@ def prune_checkpoints(root: Path, keep: int) -> None:
 def load_training_state(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, rank: int
 ) -> dict:
+    fix = (
+        f"Delete the checkpoint folder {path} and run again: the run then resumes from the "
+        "checkpoint before it, if there is one; or start over (resume: never, or a new "
+        "output_dir)."
+    )
     safetensors.torch.load_model(model, str(path / "model.safetensors"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    optimizer.load_state_dict(load_tensors(path / "optimizer.pt", fix))
     if scheduler is not None:
-        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        scheduler.load_state_dict(load_tensors(path / "scheduler.pt", fix))
     rng_file = path / f"rng-{rank}.safetensors"
     if rng_file.is_file():
         rng = safetensors.torch.load_file(str(rng_file))
