@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from rsft.models.folders import check_config_files, check_remote_code, remote_code_error
 from rsft.progress import progress_bar
 
 Conversation = list[dict[str, str]]
@@ -69,8 +70,13 @@ class Generator:
             torch.cuda.empty_cache()
 
 
-def check_model_folder(path: str | Path, what: str = "model.path", hint: str = "") -> Path:
-    """A clear error, before anything loads, when a model folder is missing or incomplete."""
+def check_model_folder(
+    path: str | Path, what: str = "model.path", hint: str = "", trust_remote_code: bool = False
+) -> Path:
+    """A clear error, before anything loads, when a model folder is missing or incomplete,
+    its config files are not JSON objects, or it asks to run its own code untrusted. Only
+    model.path can be trusted (``trust_remote_code``): rsft never runs the code of a folder
+    in another role (``what``, e.g. a reward model)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -82,6 +88,8 @@ def check_model_folder(path: str | Path, what: str = "model.path", hint: str = "
             f"{what}: {folder} has no config.json, so it is not a transformers model folder. "
             f"{hint}".rstrip()
         )
+    never = None if what == "model.path" else what
+    check_remote_code(folder, check_config_files(folder), trust_remote_code, never)
     return folder
 
 
@@ -105,7 +113,10 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
     """The model's tokenizer, left-padded for generation, with a pad token."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except ValueError as err:  # a tokenizer that asks to run its own code
+        raise remote_code_error(Path(path), err) from err
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
