@@ -322,6 +322,13 @@ def check_output_dir(path: str | Path, name: str = "output_dir", main_process: b
     path = Path(path).expanduser()
     existing = path
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a link to nothing: creating the folder would fail
+            part = "it" if existing == path else f"{str(existing)!r}, part of that path,"
+            raise ConfigError(
+                f"{name} {str(path)!r}: {part} is a symbolic link to "
+                f"{os.readlink(existing)!r}, which does not exist. Create that folder, remove "
+                f"the link, or choose another {name}."
+            )
         existing = existing.parent
     if not existing.is_dir():
         part = "it" if existing == path else f"{str(existing)!r}, part of that path,"

@@ -89,8 +89,8 @@ def test_tilted_reward_above_bound_raises():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"beta": 0.0}, "beta must be a finite number > 0"),
-        ({"beta": -1.0}, "beta must be a finite number > 0"),
+        ({"beta": 0.0}, r"beta must be >= 2\.22507e-308, got 0\.0"),
+        ({"beta": -1.0}, r"beta must be >= 2\.22507e-308, got -1\.0"),
         ({"r_max": math.inf}, "r_max must be finite"),
     ],
 )

@@ -10,7 +10,7 @@ import warnings
 from typing import Any
 
 from rsft import __version__
-from rsft.config import ConfigError, deep_merge, from_dict, load_yaml, options_help, parse_overrides
+from rsft.config import deep_merge, from_dict, load_yaml, options_help, parse_overrides
 from rsft.progress import interactive, quiet_library_bars
 
 OVERRIDES_HELP = (
@@ -177,6 +177,57 @@ def _warning_printer(command: str, default: Any) -> Any:
     return show
 
 
+# How an exception ends a command: the exit code and what its one line says. The first row
+# whose types match wins; an exception no row names is a bug and keeps its traceback. Types
+# are named by import path and imported only when a command fails (some import torch).
+OUTCOMES: tuple[tuple[tuple[str, ...], int, str], ...] = (
+    (("builtins:KeyboardInterrupt",), 130, "interrupted; run the same command again to {resume}"),
+    (  # input: a config, a file, a model folder
+        (
+            "builtins:ValueError",  # ConfigError, DataError, CheckpointError, UnsafePickleError
+            "builtins:FileNotFoundError",
+            "builtins:ImportError",
+        ),
+        2,
+        "error: {err}",
+    ),
+    (  # runtime stops
+        (
+            "rsft.training:NonFiniteLossError",
+            "rsft.training:DivergenceError",
+            "rsft.training:NothingTrainedError",
+            "rsft.generation.pipeline:NothingAcceptedError",
+            "rsft.generation.sft_launch:SFTLaunchError",  # names the error, shows the log's tail
+        ),
+        1,
+        "training stopped: {err}",
+    ),
+    (("rsft.generation.server:EngineError", "rsft.atomic:DiskFullError"), 1, "error: {err}"),
+)
+
+# What running a command again does after Ctrl-C (the interrupted line says it).
+RESUMES = {
+    "train": "resume from the last checkpoint",
+    "compare": "resume (finished runs are reused)",
+    "rft": "resume (finished stages and saved chunks are kept)",
+    "prepare": "finish",
+}
+
+
+def outcome(err: BaseException, command: str) -> tuple[int, str] | None:
+    """The exit code and line of a command that raised ``err``; None for a bug."""
+    from rsft.atomic import DiskFullError, disk_full_error, is_disk_full
+    from rsft.imports import import_object
+
+    if not isinstance(err, DiskFullError) and is_disk_full(err):  # a write rsft did not wrap
+        err = disk_full_error(None, err)
+    for names, code, line in OUTCOMES:
+        if isinstance(err, tuple(import_object(name, "exception") for name in names)):
+            text = line.format(err=err, resume=RESUMES.get(command, "resume"))
+            return code, f"rsft {command}: {text}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else argv
@@ -190,20 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
             return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
-        print(f"rsft {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        from rsft.generation.pipeline import NothingAcceptedError
-        from rsft.generation.sft_launch import SFTLaunchError
-        from rsft.training import DivergenceError, NonFiniteLossError, NothingTrainedError
-
-        stops = (NonFiniteLossError, DivergenceError, NothingAcceptedError, NothingTrainedError)
-        stops += (SFTLaunchError,)  # its message names the error and shows the log's tail
-        if not isinstance(err, stops):
+    except (Exception, KeyboardInterrupt) as err:
+        ended = outcome(err, args.command)
+        if ended is None:
             raise
-        print(f"rsft {args.command}: training stopped: {err}", file=sys.stderr)
-        return 1
+        print(ended[1], file=sys.stderr)
+        return ended[0]
 
 
 if __name__ == "__main__":

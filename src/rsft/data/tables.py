@@ -3,6 +3,7 @@ image paths, plus a label column."""
 
 from __future__ import annotations
 
+import codecs
 import glob
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,11 +69,50 @@ def _recording(items: Iterator[tuple[str, Any]], names: list[str]) -> Iterator[t
         yield item
 
 
+TEXT_FORMATS = ("csv", "json")  # read as UTF-8 text
+
+
 def read_table(path: Path, fmt: str) -> datasets.Dataset:
     if fmt == "hf":
         return load_saved(path)
+    if fmt in TEXT_FORMATS:
+        check_utf8(path)
     # Escaped: datasets reads data_files as glob patterns.
     return load_builder(fmt, source=str(path), data_files=glob.escape(str(path)))
+
+
+def check_utf8(path: Path) -> None:
+    """Refuse a text table that is not UTF-8, naming its first bad byte and the fix (the
+    readers would say only "can't decode byte 0xe9 in position 3", of some block)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines, line_start = 0, 0, 0  # bytes read, newlines in them, where the line began
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            pending = len(decoder.getstate()[0])  # a character begun in the previous block
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                at = offset - pending + err.start
+                head = chunk[: max(at - offset, 0)]
+                newline = head.rfind(b"\n")
+                start = offset + newline + 1 if newline >= 0 else line_start
+                bad = (err.object[err.start : err.start + 1] or b"\0")[0]
+                raise _not_utf8(path, bad, lines + head.count(b"\n") + 1, at - start + 1) from err
+            lines += chunk.count(b"\n")
+            newline = chunk.rfind(b"\n")
+            line_start = offset + newline + 1 if newline >= 0 else line_start
+            offset += len(chunk)
+    if decoder.getstate()[0]:
+        raise _not_utf8(path, decoder.getstate()[0][0], lines + 1, offset - line_start)
+
+
+def _not_utf8(path: Path, byte: int, line: int, column: int) -> DataError:
+    fixed = path.with_name(f"{path.stem}.utf8{path.suffix}")
+    return DataError(
+        f"{path} is not UTF-8 text: byte {byte:#04x} at line {line}, column {column} is not "
+        "valid UTF-8. rsft reads CSV and JSON files as UTF-8: convert it first, e.g. "
+        f"`iconv -f latin1 -t utf-8 {path} > {fixed}` if it is Latin-1, and use {fixed.name}."
+    )
 
 
 def _arrow_type(table: datasets.Dataset, column: str) -> pa.DataType:

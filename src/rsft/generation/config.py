@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rsft.config import ConfigError, check_number, opt
+from rsft.generation.selection import check_beta
 from rsft.generation.sft_config import (  # noqa: F401 (the sft section, re-exported)
     ACCELERATE_HINT,
     SFTSection,
@@ -265,7 +266,7 @@ class SelectionConfig:
     )
 
     def __post_init__(self) -> None:
-        check_number("selection.beta", self.beta, gt=0)
+        check_beta(self.beta, "selection.beta")
         check_number("selection.fraction", self.fraction, gt=0, le=1)
         check_number("selection.threshold", self.threshold)
         check_number("selection.r_max", self.r_max)

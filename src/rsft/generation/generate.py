@@ -23,6 +23,7 @@ from rsft.generation.templates import (
     load_tokenizer,
     render,
 )
+from rsft.models.folders import check_config_files, check_remote_code
 from rsft.progress import progress_bar
 
 
@@ -85,8 +86,13 @@ class Generator:
             torch.cuda.empty_cache()
 
 
-def check_model_folder(path: str | Path, what: str = "model.path", hint: str = "") -> Path:
-    """A clear error, before anything loads, when a model folder is missing or incomplete."""
+def check_model_folder(
+    path: str | Path, what: str = "model.path", hint: str = "", trust_remote_code: bool = False
+) -> Path:
+    """A clear error, before anything loads, when a model folder is missing or incomplete,
+    its config files are not JSON objects, or it asks to run its own code untrusted. Only
+    model.path can be trusted (``trust_remote_code``): rsft never runs the code of a folder
+    in another role (``what``, e.g. a reward model)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -98,6 +104,8 @@ def check_model_folder(path: str | Path, what: str = "model.path", hint: str = "
             f"{what}: {folder} has no config.json, so it is not a transformers model folder. "
             f"{hint}".rstrip()
         )
+    never = None if what == "model.path" else what
+    check_remote_code(folder, check_config_files(folder), trust_remote_code, never)
     return folder
 
 

@@ -69,7 +69,9 @@ class RFTPipeline:
         self.cfg = cfg
         check_output_dir(cfg.output_dir)
         self.base = check_model_folder(
-            cfg.model.path, hint="`rsft prepare arithmetic` makes the embedded default."
+            cfg.model.path,
+            hint="`rsft prepare arithmetic` makes the embedded default.",
+            trust_remote_code=cfg.model.trust_remote_code,
         )
         d = cfg.data
         self.train_prompts = load_prompts(

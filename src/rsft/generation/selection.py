@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from rsft.rule import Envelope, EnvelopeError, RejectionStats, accept
+from rsft.config import check_number
+from rsft.rule import EnvelopeError, RejectionStats, accept
 from rsft.rule.envelope import violations
 
 RULES = ("correct", "tilted", "best_of_k", "top_fraction", "random")
+# The smallest tilted beta: below it (subnormal floats) 1/beta overflows and beta loses its
+# precision; a beta this small keeps only the round's largest reward anyway.
+MIN_BETA = sys.float_info.min
 
 
 @dataclass
@@ -85,42 +90,51 @@ def _tilted(
     r_max: float | None,
     generator: torch.Generator | None,
 ) -> tuple[list[int], dict[str, Any]]:
-    """Accept with probability ``exp((r - r_max)/β)``: log w = r/β, M = exp(r_max/β)."""
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"tilted: beta must be a finite number > 0, got {beta}.")
+    """Accept with probability ``exp((r - r_max)/β)``: log w = r/β, M = exp(r_max/β).
+
+    The rule gets log(w/M) = (r - r_max)/β and log M = 0: the same coins, but finite for any
+    rewards and β (r/β alone overflows for rewards near ±1e308 or a tiny β).
+    """
+    check_beta(beta)
     if r_max is not None and not math.isfinite(r_max):
         raise ValueError(f"tilted: r_max must be finite (a bound on the reward), got {r_max}.")
     r = torch.tensor([rewards[i] for i in scored], dtype=torch.float64)
     settings = {"beta": beta, "r_max_source": "observed" if r_max is None else "given"}
     if not scored:
         return [], {**settings, "r_max": r_max, "log_M": None, "violations": 0}
-    log_w = r / beta
     if r_max is None:
-        log_m = Envelope("max").log_m(log_w)
         r_max = float(r.max())
-    else:
-        # A fixed envelope M = exp(r_max/β), kept in log space: the exp may overflow a float.
-        log_m = r_max / beta
-        over = violations(log_w, log_m)
-        if over:
-            top = float(r.max())
-            raise EnvelopeError(
-                f"tilted: {over} reward(s) exceed r_max={r_max:g} (largest {top:g}), "
-                "so the accepted set would not follow q·exp(r/β). Set r_max to a true upper "
-                f"bound of the reward (>= {top:g}), or leave it unset to use the round's "
-                "largest reward."
-            )
-    keep = accept(log_w, log_m, generator)
-    totals = RejectionStats().update(log_w, log_m, keep)
+    log_w = (r - r_max) / beta
+    over = violations(log_w, 0.0)
+    if over:
+        top = float(r.max())
+        raise EnvelopeError(
+            f"tilted: {over} reward(s) exceed r_max={r_max:g} (largest {top:g}), "
+            "so the accepted set would not follow q·exp(r/β). Set r_max to a true upper "
+            f"bound of the reward (>= {top:g}), or leave it unset to use the round's "
+            "largest reward."
+        )
+    keep = accept(log_w, 0.0, generator)
+    totals = RejectionStats().update(log_w, 0.0, keep)
     chosen = [i for i, k in zip(scored, keep.tolist()) if k]
+    log_m = r_max / beta  # reported: inf where it overflows a float, so None then
     return chosen, {
         **settings,
         "r_max": r_max,
-        "log_M": log_m,
+        "log_M": log_m if math.isfinite(log_m) else None,
         "violations": totals.violations,
         "expected_acceptance": totals.expected_acceptance,
         "ess": totals.ess,
     }
+
+
+def check_beta(beta: float, name: str = "tilted: beta") -> None:
+    """Refuse a tilted beta that is not finite or below :data:`MIN_BETA`, naming the range."""
+    fix = (
+        "Below it floats are subnormal and 1/beta overflows; a beta this small already keeps "
+        "only the largest reward."
+    )
+    check_number(name, beta, ge=MIN_BETA, fix=fix)
 
 
 def select(
@@ -199,7 +213,8 @@ def select(
 
 
 def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+    """The mean, finite for any finite values (their sum may overflow a float)."""
+    return math.fsum(v / len(values) for v in values) if values else None
 
 
 def _summary(

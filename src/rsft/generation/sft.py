@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
-from rsft.atomic import atomic_write_text, share_files
+from rsft.atomic import atomic_write_text, share_files, writing
 from rsft.data.datasets_io import quiet
 from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
 from rsft.generation.sft_config import SFTSection
 from rsft.generation.sft_guard import STAGE, SFTGuard, check_weights
+from rsft.pickles import refusing_unsafe_pickles
 from rsft.progress import Progress, say, says_lines, shows_bars
 
 
@@ -162,14 +163,19 @@ def sft_train(
     last = last_complete_checkpoint(trainer_dir)
     if last is not None and says_lines(progress) and os.environ.get("RANK", "0") == "0":
         say(f"resuming the fine-tuning from {last}")
-    trainer.train(resume_from_checkpoint=None if last is None else str(last))
+    poisoned = (
+        f"Delete {last} and run again: the fine-tuning resumes from an earlier checkpoint if "
+        "there is one, else it starts over."
+    )
+    with refusing_unsafe_pickles(last, poisoned), writing(trainer_dir):  # resumes, checkpoints
+        trainer.train(resume_from_checkpoint=None if last is None else str(last))
     check_weights(trainer.model, stage, trainer.args, trainer.state)  # never save NaN weights
     main = trainer.is_world_process_zero()
     staging = out / "model.partial"
     if main:
         shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    with quiet():
+    with quiet(), writing(staging):
         if cfg.lora:  # the config refuses LoRA with sharded weights: every process holds them
             if main:
                 # The adapter alone too: engines that keep the base model load it at run time.
@@ -214,7 +220,8 @@ def _finish(
         )
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle: a model folder runs no code
     tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(str(staging))
+    with writing(staging):
+        tokenizer.save_pretrained(str(staging))
     atomic_write_text(history_path, json.dumps(history, indent=2) + "\n")
     share_files(staging)  # safetensors leaves its weights file 0600
     staging.rename(final)

@@ -21,6 +21,7 @@ from typing import Any
 
 from rsft.config import ConfigError
 from rsft.generation.timed_pool import TIMED_OUT, TimedPool
+from rsft.models.folders import remote_code_error
 
 Conversation = list[dict[str, str]]
 TEMPLATE_TIMEOUT = 10.0  # generation.template_timeout's default: seconds to render one prompt
@@ -36,7 +37,10 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
     """The model's tokenizer, left-padded for generation, with a pad token."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except ValueError as err:  # a tokenizer that asks to run its own code
+        raise remote_code_error(Path(path), err) from err
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -19,8 +19,14 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from rsft.atomic import atomic_write_text, share_files
+from rsft.atomic import atomic_write_text, share_files, writing
 from rsft.imports import import_object
+from rsft.models.folders import (
+    TRUST_OPTION,
+    check_config_files,
+    check_remote_code,
+    remote_code_error,
+)
 from rsft.models.heads import find_head, replace_head
 from rsft.models.inference import eval_mode, to_device
 
@@ -28,7 +34,6 @@ MODULE_CONFIG = "rsft_model.json"
 MODULE_WEIGHTS = "model.safetensors"
 RESERVED_KEYS = ("labels", "index", "weight")
 TRUSTED_PACKAGE = "rsft"
-TRUST_OPTION = "model.trust_remote_code: true"
 
 
 @dataclass
@@ -128,16 +133,6 @@ def _read_module_config(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def _remote_code_error(folder: Path, err: ValueError) -> ValueError:
-    """transformers' refusal of a folder's custom code, naming rsft's option."""
-    if "trust_remote_code" not in str(err):
-        return err
-    return ValueError(
-        f"{folder} asks to run its own code (auto_map in its config), which rsft does not run "
-        f"by default. If you trust this folder, set {TRUST_OPTION}."
-    )
-
-
 def _remote_auto_class(config: Any, trust_remote_code: bool):
     """The auto class a trusted folder's own code registers (its ``auto_map``), if any."""
     import transformers
@@ -154,12 +149,13 @@ def _transformers_class(folder: Path, trust_remote_code: bool = False):
     import transformers
     from transformers.models.auto import modeling_auto
 
+    check_remote_code(folder, check_config_files(folder), trust_remote_code)
     try:
         config = transformers.AutoConfig.from_pretrained(
             folder, trust_remote_code=trust_remote_code
         )
     except ValueError as err:
-        raise _remote_code_error(folder, err) from err
+        raise remote_code_error(folder, err) from err
     if config.model_type in modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
         return transformers.AutoModelForImageClassification
     if config.model_type in modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
@@ -180,6 +176,7 @@ def load_processor(path: str, *, trust_remote_code: bool = False) -> Any:
         return None
     import transformers
 
+    check_config_files(folder)
     try:
         if (folder / "preprocessor_config.json").is_file():
             return transformers.AutoImageProcessor.from_pretrained(
@@ -192,7 +189,7 @@ def load_processor(path: str, *, trust_remote_code: bool = False) -> Any:
                 folder, trust_remote_code=trust_remote_code
             )
     except ValueError as err:
-        raise _remote_code_error(folder, err) from err
+        raise remote_code_error(folder, err) from err
     return None
 
 
@@ -266,13 +263,19 @@ def save_classifier(clf: Classifier, folder: str | Path, classes: list[str]) -> 
     The files get the usual mode (the umask's): the saved model is meant to be shared.
     """
     folder = Path(folder)
+    with writing(folder):
+        _save(clf, folder, classes)
+    share_files(folder)
+    return folder
+
+
+def _save(clf: Classifier, folder: Path, classes: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if clf.is_transformers:
         clf.model.save_pretrained(folder)  # safetensors by default
         if clf.processor is not None:
             clf.processor.save_pretrained(folder)
-        share_files(folder)
-        return folder
+        return
     num_labels = get_num_labels(clf)
     meta = {
         "class": clf.source["class"],
@@ -283,8 +286,6 @@ def save_classifier(clf: Classifier, folder: str | Path, classes: list[str]) -> 
     }
     save_model(clf.model, str(folder / MODULE_WEIGHTS))
     atomic_write_text(folder / MODULE_CONFIG, json.dumps(meta, indent=2))
-    share_files(folder)
-    return folder
 
 
 def get_num_labels(clf: Classifier) -> int:

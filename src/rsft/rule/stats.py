@@ -27,7 +27,8 @@ class RejectionStats:
     weighted samples the weighted pool is worth. A violation is a draw whose ratio w exceeds
     M, so it was accepted with probability 1 instead of w/M. ``sum_a`` adds up each draw's
     acceptance probability min(1, w/M) at the M it was decided with, so it needs no rescaling
-    when an online envelope moves.
+    when an online envelope moves. ``sum_w`` and ``sum_w2`` are relative to the largest weight
+    so far (``max_log_w``): finite whatever the weights' scale.
     """
 
     n: int = 0
@@ -43,38 +44,46 @@ class RejectionStats:
         self, log_w: torch.Tensor, log_m: float, accepted: torch.Tensor | None = None
     ) -> RejectionStats:
         log_w = log_w.detach().to(torch.float64).flatten()
-        # Weights are summed relative to M so that huge log weights do not overflow; when M
-        # moves (an online envelope), the sums so far are rescaled to the new M.
-        self._rescale(log_m)
-        rel = torch.exp(log_w - log_m)
+        # Weights are summed relative to the largest one so far, so no sum overflows however
+        # far the weights are above M (the ESS does not depend on the scale); when a larger
+        # weight comes, the sums so far are rescaled to it.
+        top = max(self.max_log_w, float(log_w.max())) if log_w.numel() else self.max_log_w
+        self._rescale(top)
+        if math.isfinite(top):
+            rel = torch.exp(log_w - top)
+        else:  # no positive weight yet (-inf), or infinite weights that outweigh the rest
+            rel = (log_w == math.inf).to(torch.float64)
         self.n += log_w.numel()
         self.accepted += int(accepted.sum()) if accepted is not None else 0
         self.sum_w += float(rel.sum())
         self.sum_w2 += float((rel * rel).sum())
-        self.sum_a += float(rel.clamp(max=1.0).sum())
+        self.sum_a += float(torch.exp(log_w - log_m).clamp(max=1.0).sum())
         self.violations += violations(log_w, log_m)
-        if log_w.numel():
-            self.max_log_w = max(self.max_log_w, float(log_w.max()))
+        self.max_log_w = top
         self.log_m = log_m
         return self
 
-    def _rescale(self, log_m: float) -> None:
-        if self.n and not math.isnan(self.log_m) and log_m != self.log_m:
-            shift = exp_or_inf(self.log_m - log_m)
+    def _rescale(self, top: float) -> None:
+        """Make the sums relative to the larger weight ``top`` (the shift is at most 1)."""
+        if self.sum_w and top != self.max_log_w:
+            shift = math.exp(self.max_log_w - top)
             self.sum_w, self.sum_w2 = self.sum_w * shift, self.sum_w2 * shift * shift
 
     def merge(self, other: RejectionStats) -> RejectionStats:
         """Add another set of totals (e.g. an epoch's) to these; M becomes the other's."""
         if not other.n:
             return self
-        self._rescale(other.log_m)
+        other = RejectionStats(**asdict(other))  # rescaled below: leave the caller's alone
+        top = max(self.max_log_w, other.max_log_w)
+        self._rescale(top)
+        other._rescale(top)
         self.n += other.n
         self.accepted += other.accepted
         self.violations += other.violations
         self.sum_w += other.sum_w
         self.sum_w2 += other.sum_w2
         self.sum_a += other.sum_a
-        self.max_log_w = max(self.max_log_w, other.max_log_w)
+        self.max_log_w = top
         self.log_m = other.log_m
         return self
 

@@ -15,7 +15,9 @@ A run killed at any moment leaves a complete checkpoint that resuming finds:
 
 Resuming takes the newest complete checkpoint (the highest save number); if checkpoints exist
 but none is complete, it stops with a message rather than silently start over. Nothing is
-unpickled on load (``torch.load(weights_only=True)``).
+unpickled on load (``torch.load(weights_only=True)``): a checkpoint whose optimizer or
+scheduler state holds objects is refused, naming the file. A save that fills the disk
+removes its temporary folder and stops with :class:`~rsft.atomic.DiskFullError`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from rsft.atomic import atomic_write_text, fsync_dir
+from rsft.atomic import DiskFullError, atomic_write_text, fsync_dir, writing
+from rsft.pickles import load_tensors
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
@@ -146,19 +149,36 @@ def write_rng(tmp: Path, rank: int) -> None:
     tensors = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors["cuda"] = torch.cuda.get_rng_state()
-    safetensors.torch.save_file(tensors, str(tmp / f"rng-{rank}.safetensors"))
+    path = tmp / f"rng-{rank}.safetensors"
+    with writing(path):
+        safetensors.torch.save_file(tensors, str(path))
 
 
 def write_training_state(
     tmp: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict
 ) -> None:
-    safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
-    # Optimizer and scheduler state are tensors and numbers only: weights_only loading works.
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    if scheduler is not None:  # gradient-free methods have none
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    with open(tmp / "trainer_state.json", "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(state))
+    """Fill the save in progress ``tmp``; a full disk removes it (its space is needed) and
+    raises :class:`~rsft.atomic.DiskFullError` naming the file."""
+    try:
+        with writing(tmp / "model.safetensors"):
+            safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
+        # Optimizer and scheduler state are tensors and numbers only: weights_only loads them.
+        _save_tensors(optimizer.state_dict(), tmp / "optimizer.pt")
+        if scheduler is not None:  # gradient-free methods have none
+            _save_tensors(scheduler.state_dict(), tmp / "scheduler.pt")
+        loop = tmp / "trainer_state.json"
+        with writing(loop), open(loop, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(state))
+    except DiskFullError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _save_tensors(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file: a full disk is then an OSError, not torch's
+    "unexpected pos" with no cause."""
+    with writing(path), open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def commit_checkpoint(output_dir: str | Path, tmp: Path, name: str, keep: int = 2) -> Path:
@@ -168,10 +188,11 @@ def commit_checkpoint(output_dir: str | Path, tmp: Path, name: str, keep: int = 
     """
     root = checkpoint_dir(output_dir)
     files = {}
-    for f in sorted(tmp.iterdir()):
-        with open(f, "rb") as fh:  # on disk before the manifest says the file is there
-            os.fsync(fh.fileno())
-        files[f.name] = f.stat().st_size
+    with writing(tmp):
+        for f in sorted(tmp.iterdir()):
+            with open(f, "rb") as fh:  # on disk before the manifest says the file is there
+                os.fsync(fh.fileno())
+            files[f.name] = f.stat().st_size
     atomic_write_text(tmp / MANIFEST, json.dumps({"files": files}, indent=1))
     final = root / name
     os.replace(tmp, final)  # the commit
@@ -197,10 +218,15 @@ def prune_checkpoints(root: Path, keep: int) -> None:
 def load_training_state(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, rank: int
 ) -> dict:
+    fix = (
+        f"Delete the checkpoint folder {path} and run again: the run then resumes from the "
+        "checkpoint before it, if there is one; or start over (resume: never, or a new "
+        "output_dir)."
+    )
     safetensors.torch.load_model(model, str(path / "model.safetensors"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    optimizer.load_state_dict(load_tensors(path / "optimizer.pt", fix))
     if scheduler is not None:
-        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        scheduler.load_state_dict(load_tensors(path / "scheduler.pt", fix))
     rng_file = path / f"rng-{rank}.safetensors"
     if rng_file.is_file():
         rng = safetensors.torch.load_file(str(rng_file))
