@@ -668,6 +668,21 @@ def check_reward_model_asks_for_code(tmp_path, tiny_lm, tiny_classifier, capsys,
     assert not (tmp_path / "PWNED").exists()
 
 
+def check_reward_model_tokenizer_asks_for_code(
+    tmp_path, tiny_lm, tiny_classifier, capsys, isolated
+):
+    folder = _copy(tiny_classifier, tmp_path / "custom_tok_rm")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "MysteryTokenizer"
+    config["auto_map"] = {"AutoTokenizer": ["custom.MysteryTokenizer", None]}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "custom.py").write_text("import pathlib\npathlib.Path('PWNED').touch()\n")
+    options = {"verifier.kind": "reward_model", "verifier.reward_model": folder}
+    code, err = _cli(capsys, _rft_argv(tmp_path, tiny_lm, **options))
+    assert code == 0, err  # transformers reads its own tokenizer from tokenizer.json instead
+    assert not (tmp_path / "PWNED").exists()
+
+
 def check_trusted_model_passes_the_check(tmp_path, tiny_lm, isolated):
     folder = _asks_for_code(_copy(tiny_lm, tmp_path / "custom_lm"))
     assert check_model_folder(folder, trust_remote_code=True) == folder
@@ -903,6 +918,13 @@ CASES += [
         "applies to model.path only). Use a reward model whose model type transformers "
         "knows.'",
         check_reward_model_asks_for_code,
+    ),
+    Case(
+        "reward-model-tokenizer-asks-for-code",
+        "a reward model whose tokenizer_config.json names its own tokenizer class (auto_map)",
+        "runs (exit 0): transformers reads the tokenizer from tokenizer.json; custom.py never "
+        "runs",
+        check_reward_model_tokenizer_asks_for_code,
     ),
     Case(
         "trusted-model-passes-the-check",
