@@ -683,6 +683,15 @@ def check_reward_model_tokenizer_asks_for_code(
     assert not (tmp_path / "PWNED").exists()
 
 
+def check_model_kwargs_do_not_fit(tmp_path, capsys, isolated, kwargs, named):
+    code, err = _cli(capsys, _train_argv(tmp_path, **{"model.kwargs": kwargs}))
+    assert code == 2, err
+    line = _error_line(err, "train")
+    assert line.startswith("error: model.kwargs ") and "rsft.tasks.digits:DigitsNet(" in line, line
+    assert named in line, line
+    assert not (tmp_path / "run").exists()
+
+
 def check_trusted_model_passes_the_check(tmp_path, tiny_lm, isolated):
     folder = _asks_for_code(_copy(tiny_lm, tmp_path / "custom_lm"))
     assert check_model_folder(folder, trust_remote_code=True) == folder
@@ -925,6 +934,24 @@ CASES += [
         "runs (exit 0): transformers reads the tokenizer from tokenizer.json; custom.py never "
         "runs",
         check_reward_model_tokenizer_asks_for_code,
+    ),
+    # --- model.kwargs
+    Case(
+        "model-kwargs-yaml-without-space",
+        "`rsft train model.kwargs={width:4}` (YAML reads the key 'width:4')",
+        "exit 2: 'error: model.kwargs {'width:4': None} do not fit "
+        "rsft.tasks.digits:DigitsNet(…): got an unexpected keyword argument 'width:4' (in "
+        "YAML, write a space after each colon: {width: 8}).', before anything is built",
+        functools.partial(
+            check_model_kwargs_do_not_fit, kwargs="{width:4}", named="a space after each colon"
+        ),
+    ),
+    Case(
+        "model-kwargs-unknown",
+        "`rsft train model.kwargs={depth: 3}`, an argument DigitsNet does not take",
+        "exit 2: 'error: model.kwargs {'depth': 3} do not fit rsft.tasks.digits:DigitsNet(…): "
+        "got an unexpected keyword argument 'depth'.'",
+        functools.partial(check_model_kwargs_do_not_fit, kwargs="{depth: 3}", named="'depth'"),
     ),
     Case(
         "trusted-model-passes-the-check",

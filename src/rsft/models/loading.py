@@ -10,6 +10,7 @@ folder's custom code is not run, unless the caller opts in with ``trust_remote_c
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from rsft.atomic import atomic_write_text, share_files, writing
+from rsft.config import ConfigError
 from rsft.imports import import_object
 from rsft.models.folders import (
     TRUST_OPTION,
@@ -193,6 +195,27 @@ def load_processor(path: str, *, trust_remote_code: bool = False) -> Any:
     return None
 
 
+def check_kwargs(cls: Any, kwargs: dict[str, Any], path: str) -> None:
+    """Refuse ``model.kwargs`` that the class's constructor does not take, naming them, before
+    it is called (its own TypeError would name no option). ``{width:8}`` in YAML is the key
+    'width:8': a space after the colon makes it ``width: 8``."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a builtin or C class: let the call say it
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as err:
+        hint = (
+            " (in YAML, write a space after each colon: {width: 8})"
+            if any(":" in str(k) for k in kwargs)
+            else ""
+        )
+        raise ConfigError(
+            f"model.kwargs {kwargs} do not fit {path}{signature}: {err}{hint}."
+        ) from None
+
+
 def load_classifier(
     path: str,
     num_labels: int,
@@ -212,6 +235,7 @@ def load_classifier(
     folder = Path(path)
     if _is_import_path(path):
         cls = import_object(path, "model class")
+        check_kwargs(cls, kwargs or {}, path)
         model = cls(**(kwargs or {}))
         if not isinstance(model, nn.Module):
             raise ValueError(f"{path} built a {type(model).__name__}, not a torch.nn.Module.")
