@@ -931,8 +931,7 @@ CASES += [
     Case(
         "reward-model-tokenizer-asks-for-code",
         "a reward model whose tokenizer_config.json names its own tokenizer class (auto_map)",
-        "runs (exit 0): transformers reads the tokenizer from tokenizer.json; custom.py never "
-        "runs",
+        "runs (exit 0): transformers reads the tokenizer from tokenizer.json; custom.py never runs",
         check_reward_model_tokenizer_asks_for_code,
     ),
     # --- model.kwargs
