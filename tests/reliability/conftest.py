@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import datasets
 import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
+
+
+def _load_by_path(path: Path, name: str) -> ModuleType:
+    """A helper module of another test folder (the suite imports tests by path, so it has no
+    importable name)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# tests/generation/conftest.py: the tiny causal LM and reward model (no download).
+GENERATION = _load_by_path(HERE.parent / "generation" / "conftest.py", "_reliability_gen_models")
+
+
+@pytest.fixture(scope="session")
+def generation_models() -> ModuleType:
+    """tests/generation/conftest.py as a module: ``save_tiny_causal_lm``, ``CHAT_TEMPLATE`` ..."""
+    return GENERATION
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> str:
+    """A 2-layer Llama folder with a byte-level tokenizer, shared by the whole suite: copy it
+    before changing it."""
+    return GENERATION.save_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model(tmp_path_factory) -> str:
+    """A 1-layer BERT sequence classifier (one logit) with its tokenizer, shared: copy it
+    before changing it."""
+    return GENERATION.save_tiny_reward_model(tmp_path_factory.mktemp("tiny_rm"))
 
 
 @pytest.fixture

@@ -39,15 +39,10 @@ from fake_engine import FakeEngine  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("_generation_conftest", GENERATION / "conftest.py")
 _generation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_generation)  # its save_tiny_causal_lm
+_spec.loader.exec_module(_generation)  # its CHAT_TEMPLATE
 
 BOUND = 30.0  # seconds any case may take; each limit it tests is a few seconds
 LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory) -> str:
-    return _generation.save_tiny_causal_lm(tmp_path_factory.mktemp("lm"))
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import builtins
 import errno
 import functools
-import importlib.util
 import inspect
 import json
 import math
@@ -49,11 +48,6 @@ from rsft.tasks.arithmetic import prepare_arithmetic
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "_generation_conftest", HERE.parent / "generation" / "conftest.py"
-)
-_generation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_generation)  # the tiny causal LM and reward model, built here
 
 
 @dataclass(frozen=True)
@@ -65,18 +59,6 @@ class Case:
 
 
 # ------------------------------------------------------------------ fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory) -> str:
-    """A tiny causal LM folder (shared: copy it before changing it)."""
-    return _generation.save_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"))
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory) -> str:
-    """A tiny BERT sequence classifier folder with its tokenizer (shared: copy it first)."""
-    return _generation.save_tiny_reward_model(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def _copy(folder: str, to: Path) -> Path:
@@ -422,9 +404,11 @@ BAD_CONFIGS = [
 ]
 
 
-def check_bad_config_file(tmp_path, tiny_lm, tiny_classifier, capsys, isolated, command, file, bad):
+def check_bad_config_file(
+    tmp_path, tiny_lm, tiny_reward_model, capsys, isolated, command, file, bad
+):
     text, expected, _ = BAD_JSON[bad]
-    folder = _copy(tiny_lm if command == "rft" else tiny_classifier, tmp_path / "model")
+    folder = _copy(tiny_lm if command == "rft" else tiny_reward_model, tmp_path / "model")
     (folder / file).write_text(text)
     if command == "rft":
         argv = _rft_argv(tmp_path, str(folder))
@@ -655,8 +639,8 @@ def check_rft_model_asks_for_code(tmp_path, tiny_lm, capsys, isolated):
     assert not (tmp_path / "PWNED").exists()
 
 
-def check_reward_model_asks_for_code(tmp_path, tiny_lm, tiny_classifier, capsys, isolated):
-    folder = _asks_for_code(_copy(tiny_classifier, tmp_path / "custom_rm"))
+def check_reward_model_asks_for_code(tmp_path, tiny_lm, tiny_reward_model, capsys, isolated):
+    folder = _asks_for_code(_copy(tiny_reward_model, tmp_path / "custom_rm"))
     options = {"verifier.kind": "reward_model", "verifier.reward_model": folder}
     code, err = _cli(capsys, _rft_argv(tmp_path, tiny_lm, **options))
     assert code == 2, err
@@ -669,9 +653,9 @@ def check_reward_model_asks_for_code(tmp_path, tiny_lm, tiny_classifier, capsys,
 
 
 def check_reward_model_tokenizer_asks_for_code(
-    tmp_path, tiny_lm, tiny_classifier, capsys, isolated
+    tmp_path, tiny_lm, tiny_reward_model, capsys, isolated
 ):
-    folder = _copy(tiny_classifier, tmp_path / "custom_tok_rm")
+    folder = _copy(tiny_reward_model, tmp_path / "custom_tok_rm")
     config = json.loads((folder / "tokenizer_config.json").read_text())
     config["tokenizer_class"] = "MysteryTokenizer"
     config["auto_map"] = {"AutoTokenizer": ["custom.MysteryTokenizer", None]}

@@ -46,7 +46,6 @@ def _load(path: Path, name: str):
     return module
 
 
-_generation = _load(TESTS / "generation" / "conftest.py", "_rft_runs_generation_conftest")
 _training = _load(TESTS / "training" / "conftest.py", "_rft_runs_training_conftest")
 
 
@@ -66,12 +65,6 @@ def offline_one_thread(monkeypatch):
     torch.set_num_threads(1)  # tiny models run faster on one thread when cores are shared
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory) -> str:
-    """The tiny LM's folder, shared by this module's tests: they must not modify it."""
-    return _generation.save_tiny_causal_lm(tmp_path_factory.mktemp("lm"))
 
 
 def _config(lm: str, tmp_path: Path) -> dict:

@@ -13,7 +13,6 @@ loss far above its start warns. Each case runs one round of ``rsft rft`` on a ti
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -25,36 +24,12 @@ TESTS = Path(__file__).resolve().parents[1]
 LR_FIX = "Lower sft.lr (1e+10 here, 2e-05 by default)"
 
 
-def _tiny_models():
-    """tests/generation/conftest.py, imported by path: the tiny models it builds."""
-    spec = importlib.util.spec_from_file_location(
-        "gen_conftest_sft_and_reward", TESTS / "generation" / "conftest.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TINY = _tiny_models()
-
-
 @pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory) -> str:
-    return TINY.save_tiny_causal_lm(tmp_path_factory.mktemp("lm"))
-
-
-@pytest.fixture(scope="module")
-def reward_model(tmp_path_factory) -> str:
-    return TINY.save_tiny_reward_model(tmp_path_factory.mktemp("rm"))
-
-
-@pytest.fixture(scope="module")
-def headless_reward_model(tmp_path_factory) -> str:
+def headless_reward_model(tmp_path_factory, generation_models) -> str:
     """The tiny reward model with its score head's weights taken out of the saved file."""
     from safetensors.torch import load_file, save_file
 
-    folder = Path(TINY.save_tiny_reward_model(tmp_path_factory.mktemp("headless")))
+    folder = Path(generation_models.save_tiny_reward_model(tmp_path_factory.mktemp("headless")))
     weights = load_file(str(folder / "model.safetensors"))
     kept = {k: v for k, v in weights.items() if not k.startswith("classifier.")}
     assert len(kept) == len(weights) - 2
@@ -105,7 +80,7 @@ def rft_config(isolated, monkeypatch, tmp_path, tiny_lm):
             "headless_reward_model", ["classifier.bias", "classifier.weight"], id="rm-head-removed"
         ),
         # (held before)
-        pytest.param("reward_model", [], id="rm-complete"),
+        pytest.param("tiny_reward_model", [], id="rm-complete"),
     ],
 )
 def test_a_reward_model_must_load_every_weight_from_its_folder(request, folder, missing):
