@@ -14,7 +14,7 @@ Claims under test:
 
 1. Generation throughput. Accepted samples per second when the generator batches many
    prompts into one ``generate`` call, against one prompt at a time. The same
-   :class:`rsft.generation.generate.TransformersGenerator` (``--batch-size`` sequences per
+   :class:`rsft.generation.engines.local.TransformersGenerator` (``--batch-size`` sequences per
    forward batch, loaded once; loading is not timed here) samples ``k`` completions for each of
    the first ``--n-prompts`` training prompts in three ways:
 
@@ -47,7 +47,7 @@ Claims under test:
 
 3. Engines (``--parts engines``): the same workload (``--engine-prompts`` prompts x k) on
    transformers' ``generate`` in float32 and bfloat16 and on a vLLM server
-   (:class:`~rsft.generation.server.VLLMServer`) in float32 and bfloat16, one engine after
+   (:class:`~rsft.generation.engines.server.VLLMServer`) in float32 and bfloat16, one engine after
    the other, each started once, one warm-up call, median of ``--repeats``: start time,
    tokens/s, sequences/s, accepted/s and the ratios to transformers.
 
@@ -84,21 +84,21 @@ from bench_common import (  # noqa: E402
 from rsft.config import from_dict  # noqa: E402
 from rsft.data.datasets_io import quiet  # noqa: E402
 from rsft.generation import RFTConfig, RFTPipeline  # noqa: E402
-from rsft.generation.engine_client import EngineGenerator, Replica  # noqa: E402
-from rsft.generation.generate import (  # noqa: E402
+from rsft.generation.engines.client import EngineGenerator, Replica  # noqa: E402
+from rsft.generation.engines.local import (  # noqa: E402
     Sampling,
     TransformersGenerator,
     resolve_device,
 )
-from rsft.generation.prompts import Prompts, chat_messages, load_prompts  # noqa: E402
-from rsft.generation.selection import select  # noqa: E402
-from rsft.generation.server import (  # noqa: E402
+from rsft.generation.engines.server import (  # noqa: E402
     SERVED_NAME,
     EngineOptions,
     VLLMServer,
     find_vllm_python,
 )
-from rsft.generation.verifiers import make_verifier, score  # noqa: E402
+from rsft.generation.prompts import Prompts, chat_messages, load_prompts  # noqa: E402
+from rsft.generation.scoring.verifiers import make_verifier, score  # noqa: E402
+from rsft.generation.selection import select  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "rft_throughput.json"

@@ -54,8 +54,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from bench_common import command_line, machine_info  # noqa: E402
 
 from rsft.generation.config import SFTSection  # noqa: E402
-from rsft.generation.sft import sft_train  # noqa: E402
-from rsft.generation.sft_launch import launch_sft  # noqa: E402
+from rsft.generation.sft.launch import launch_sft  # noqa: E402
+from rsft.generation.sft.train import sft_train  # noqa: E402
 
 
 def make_records(prompts: Path, n: int) -> list[dict[str, Any]]:

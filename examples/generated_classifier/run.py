@@ -33,7 +33,7 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 from rsft.config import from_dict
 from rsft.generation import class_conditional_sample
-from rsft.generation.explicit import write_table
+from rsft.rule.explicit import write_table
 from rsft.training import FineTuner, TrainConfig
 
 

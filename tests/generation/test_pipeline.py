@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from rsft.config import ConfigError, from_dict
 from rsft.generation import RFTConfig, RFTPipeline
-from rsft.generation import engines as engines_module
+from rsft.generation.engines import pool as engines_module
 from rsft.generation import pipeline as pipeline_module
 from rsft.tasks.arithmetic import prepare_arithmetic
 

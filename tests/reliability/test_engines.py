@@ -27,9 +27,10 @@ import pytest
 import yaml
 
 from rsft.cli.main import main
-from rsft.generation.engine_client import EngineGenerator, Replica
-from rsft.generation.generate import Sampling, TransformersGenerator
-from rsft.generation.server import EngineError, EngineOptions, VLLMServer, served_models
+from rsft.generation.engines.base import Sampling
+from rsft.generation.engines.client import EngineGenerator, Replica
+from rsft.generation.engines.local import TransformersGenerator
+from rsft.generation.engines.server import EngineError, EngineOptions, VLLMServer, served_models
 from rsft.generation.templates import TemplateError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -39,9 +39,9 @@ from safetensors import SafetensorError
 
 from rsft.cli import main as cli
 from rsft.generation.config import SFTSection
-from rsft.generation.generate import check_model_folder
 from rsft.generation.selection import select
-from rsft.generation.sft import sft_train
+from rsft.generation.sft.train import sft_train
+from rsft.models.folders import check_model_folder
 from rsft.pickles import UnsafePickleError
 from rsft.rule import RejectionStats
 from rsft.tasks.arithmetic import prepare_arithmetic

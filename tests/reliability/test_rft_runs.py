@@ -26,11 +26,11 @@ from rsft.cli.main import main
 from rsft.config import ConfigError, from_dict
 from rsft.generation import RFTConfig, RFTPipeline
 from rsft.generation import pipeline as pipeline_module
-from rsft.generation.engines import EnginePool
-from rsft.generation.held_out import held_out_metrics
+from rsft.generation.engines.pool import EnginePool
+from rsft.generation.evaluation import held_out_metrics
 from rsft.generation.prompt_checks import PromptWarning
 from rsft.generation.prompts import Prompts
-from rsft.generation.verifiers import make_verifier
+from rsft.generation.scoring.verifiers import make_verifier
 from rsft.tasks.arithmetic import prepare_arithmetic
 from rsft.training import FineTuner, TrainConfig
 

@@ -363,7 +363,7 @@ VERIFIER_CASES = [("math_verify", c) for c in MATH_VERIFY_CASES] + [
 @pytest.fixture(scope="module")
 def scored():
     """Each verifier scores its cases once, all in one call, as a round would."""
-    from rsft.generation.verifiers import function_verifier, math_verify_match, score
+    from rsft.generation.scoring.verifiers import function_verifier, math_verify_match, score
 
     pytest.importorskip("math_verify")
     sys.path.insert(0, str(HERE))
@@ -453,7 +453,7 @@ def test_verifier_timeout_must_be_positive_seconds(value):
 
 
 def test_a_verifier_a_worker_cannot_import_is_refused_with_a_fix():
-    from rsft.generation.verifiers import SampleVerifier, score
+    from rsft.generation.scoring.verifiers import SampleVerifier, score
 
     local = SampleVerifier(lambda p, c, r: 1.0, "a lambda")
     with pytest.raises(ValueError, match="need its function by import path.*timeout=None"):

@@ -84,7 +84,7 @@ def rft_config(isolated, monkeypatch, tmp_path, tiny_lm):
     ],
 )
 def test_a_reward_model_must_load_every_weight_from_its_folder(request, folder, missing):
-    from rsft.generation.verifiers import make_verifier
+    from rsft.generation.scoring.verifiers import make_verifier
 
     path = request.getfixturevalue(folder)
     if missing:

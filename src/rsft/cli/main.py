@@ -197,12 +197,16 @@ OUTCOMES: tuple[tuple[tuple[str, ...], int, str], ...] = (
             "rsft.training:DivergenceError",
             "rsft.training:NothingTrainedError",
             "rsft.generation.pipeline:NothingAcceptedError",
-            "rsft.generation.sft_launch:SFTLaunchError",  # names the error, shows the log's tail
+            "rsft.generation.sft.launch:SFTLaunchError",  # names the error, shows the log's tail
         ),
         1,
         "training stopped: {err}",
     ),
-    (("rsft.generation.server:EngineError", "rsft.atomic:DiskFullError"), 1, "error: {err}"),
+    (
+        ("rsft.generation.engines.server:EngineError", "rsft.atomic:DiskFullError"),
+        1,
+        "error: {err}",
+    ),
 )
 
 # What running a command again does after Ctrl-C (the interrupted line says it).

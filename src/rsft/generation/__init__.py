@@ -1,13 +1,16 @@
 """The generation level: training samples are generated, then kept by the rejection rule.
 
-``explicit``: exact rejection sampling from distributions with known densities.
-``pipeline``: rejection-sampling fine-tuning of a language model, round after round:
-generate → score (``verifiers``) → accept (``selection``) → deduplicate (``dedup``) →
-fine-tune (``sft``, TRL) → evaluate (``metrics``).
+One round of :class:`~rsft.generation.pipeline.RFTPipeline` (``rsft rft``): generate
+(:mod:`.engines`) → score (:mod:`.scoring`) → accept (``selection``) → deduplicate (``dedup``)
+→ fine-tune (:mod:`.sft`, TRL) → evaluate (``evaluation``, ``metrics``). The round's own
+modules live here; ``config`` holds its options.
+
+Exact rejection sampling from distributions with known densities lives with the rule
+(:mod:`rsft.rule.explicit`); its names are importable from here too.
 """
 
 from rsft.generation.config import RFTConfig
-from rsft.generation.explicit import (
+from rsft.rule.explicit import (
     RejectionBudgetError,
     RejectionResult,
     class_conditional_sample,

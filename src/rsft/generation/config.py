@@ -1,7 +1,7 @@
 """The options of one rejection-sampling fine-tuning run of a language model (``rsft rft``).
 
 A YAML config mirrors these sections: ``model``, ``data``, ``generation``, ``engine``, ``verifier``,
-``selection``, ``sft`` (:mod:`rsft.generation.sft_config`), ``eval`` and the top-level run
+``selection``, ``sft`` (:mod:`rsft.generation.sft.config`), ``eval`` and the top-level run
 options. Bad combinations fail in ``__post_init__`` with a message, before a model is loaded.
 """
 
@@ -13,7 +13,7 @@ from typing import Literal
 
 from rsft.config import ConfigError, check_number, opt
 from rsft.generation.selection import check_beta
-from rsft.generation.sft_config import (  # noqa: F401 (the sft section, re-exported)
+from rsft.generation.sft.config import (  # noqa: F401 (the sft section, re-exported)
     ACCELERATE_HINT,
     SFTSection,
     check_accelerate_config,
@@ -223,7 +223,7 @@ class VerifierConfig:
         check_number("verifier.tolerance", self.tolerance, ge=0)
 
     def options(self) -> dict:
-        """Keyword options of :func:`rsft.generation.verifiers.make_verifier` for this kind."""
+        """Keyword options of :func:`~rsft.generation.scoring.verifiers.make_verifier` here."""
         return {
             "numeric": {"tolerance": self.tolerance},
             "regex": {"pattern": self.pattern, "group": self.group},

@@ -33,17 +33,18 @@ from rsft.atomic import atomic_write_jsonl, atomic_write_text, read_jsonl
 from rsft.config import check_output_dir
 from rsft.generation.config import RFTConfig
 from rsft.generation.dedup import deduplicate
-from rsft.generation.engines import EnginePool
-from rsft.generation.generate import Sampling, check_model_folder
-from rsft.generation.held_out import held_out_generations, held_out_metrics
+from rsft.generation.engines.base import Sampling
+from rsft.generation.engines.pool import EnginePool
+from rsft.generation.evaluation import held_out_generations, held_out_metrics
 from rsft.generation.metrics import distinct_n
 from rsft.generation.prompt_checks import warn_duplicates, warn_long_prompts, warn_overlap
 from rsft.generation.prompts import chat_messages, load_prompts
 from rsft.generation.run_state import prepare_output, write_json
+from rsft.generation.scoring.verifiers import make_verifier, score
 from rsft.generation.selection import select
-from rsft.generation.sft import sft_train
-from rsft.generation.sft_launch import launch_sft
-from rsft.generation.verifiers import make_verifier, score
+from rsft.generation.sft.launch import launch_sft
+from rsft.generation.sft.train import sft_train
+from rsft.models.folders import check_model_folder
 from rsft.output_lock import output_lock
 from rsft.progress import say, says_lines
 from rsft.seeding import stream_seed, torch_generator

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import ConfigError
-from rsft.generation.timed_pool import TIMED_OUT, TimedPool
+from rsft.generation.scoring.timed_pool import TIMED_OUT, TimedPool
 from rsft.models.folders import remote_code_error
 
 Conversation = list[dict[str, str]]

@@ -5,7 +5,7 @@ must be JSON objects: anything else ends in transformers as an error that names 
 file nor the fix, or as a TypeError. A folder whose config asks to run its own code is refused
 with rsft's option for it (``model.trust_remote_code``), never transformers' advice to pass
 ``trust_remote_code=True`` to a function the user does not call. One place for both, used by
-training (:mod:`rsft.models.loading`) and generation (:mod:`rsft.generation.generate`).
+training (:mod:`rsft.models.loading`) and generation (:mod:`rsft.generation.engines.local`).
 """
 
 from __future__ import annotations
@@ -87,3 +87,26 @@ def remote_code_error(folder: Path, err: ValueError, never: str | None = None) -
     if "trust_remote_code" not in str(err):
         return err
     return ValueError(remote_code_message(folder, never))
+
+
+def check_model_folder(
+    path: str | Path, what: str = "model.path", hint: str = "", trust_remote_code: bool = False
+) -> Path:
+    """A clear error, before anything loads, when a model folder is missing or incomplete,
+    its config files are not JSON objects, or it asks to run its own code untrusted. Only
+    model.path can be trusted (``trust_remote_code``): rsft never runs the code of a folder
+    in another role (``what``, e.g. a reward model)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{what}: {str(folder)!r} does not exist, so it is not a transformers model folder "
+            f"(config.json, weights, tokenizer). {hint}".rstrip()
+        )
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{what}: {folder} has no config.json, so it is not a transformers model folder. "
+            f"{hint}".rstrip()
+        )
+    never = None if what == "model.path" else what
+    check_remote_code(folder, check_config_files(folder), trust_remote_code, never)
+    return folder

@@ -19,17 +19,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsft.config import ConfigError, from_dict
+from rsft.config import ConfigError, from_dict, to_dict
 from rsft.generation import RFTConfig, RFTPipeline
 from rsft.generation.config import SFTSection, check_accelerate_config
-from rsft.generation.sft import sft_train
-from rsft.generation.sft_launch import SFTLaunchError, launch_sft, write_job
-from rsft.generation.sft_worker import read_job
+from rsft.generation.sft.job import read_job, write_job
+from rsft.generation.sft.launch import SFTLaunchError, launch_sft
+from rsft.generation.sft.train import sft_train
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONFIGS_DIR = REPO / "configs" / "accelerate"
 CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]  # pipeline_rewards
 
 # Float32 losses of the same steps, summed in another order: DDP all-reduces two half-batch
 # gradients, and each process sums its own tokens. Observed differences are ~1e-7 relative.
@@ -70,7 +70,7 @@ def sft_processes(root: Path) -> list[int]:
             state = (proc / "stat").read_text().split(") ")[1][0]
         except (OSError, IndexError):
             continue
-        if "sft_worker" in cmd and str(root) in cmd and state != "Z":
+        if "rsft.generation.sft.worker" in cmd and str(root) in cmd and state != "Z":
             found.append(int(proc.name))
     return found
 
@@ -304,7 +304,7 @@ from pathlib import Path
 # SIGINT ignored, and an ignored SIGINT is inherited)
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from rsft.generation.config import SFTSection
-from rsft.generation.sft_launch import launch_sft
+from rsft.generation.sft.launch import launch_sft
 root = Path(sys.argv[1])
 cfg = SFTSection(epochs=float(sys.argv[3]), batch_size=4, lr=1e-3, save_steps=4, processes=2)
 launch_sft(sys.argv[2], [root / "accepted.jsonl"], root / "sft", cfg, seed=0, device="cpu",
@@ -458,11 +458,12 @@ def test_the_job_spec_is_plain_json_checked_key_by_key(tmp_path):
         base="model",
         records=["a.jsonl"],
         out=tmp_path / "sft",
-        cfg=cfg,
+        sft=to_dict(cfg),
         seed=7,
         dtype="auto",
         device="cpu",
         trust_remote_code=False,
+        stage="the fine-tuning",
     )
     assert read_job(tmp_path / "job.json") == job
     assert Path(job["base"]).is_absolute() and job["sft"]["processes"] == 2

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from rsft.atomic import atomic_write_jsonl
-from rsft.generation.generate import Generator, Sampling
+from rsft.generation.engines.base import Generator, Sampling
 from rsft.generation.metrics import distinct_n, mean_pass_at_k
 from rsft.generation.prompts import Prompts, chat_messages
-from rsft.generation.verifiers import Verifier, score
+from rsft.generation.scoring.verifiers import Verifier, score
 
 
 def held_out_generations(

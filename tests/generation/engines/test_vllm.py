@@ -19,14 +19,14 @@ import yaml
 
 from rsft.config import from_dict
 from rsft.generation import RFTConfig, RFTPipeline
-from rsft.generation.engine_client import EngineGenerator, Replica
-from rsft.generation.engines import EnginePool
-from rsft.generation.generate import Sampling
-from rsft.generation.server import SERVED_NAME, EngineError, EngineOptions, VLLMServer
+from rsft.generation.engines.base import Sampling
+from rsft.generation.engines.client import EngineGenerator, Replica
+from rsft.generation.engines.pool import EnginePool
+from rsft.generation.engines.server import SERVED_NAME, EngineError, EngineOptions, VLLMServer
 from rsft.tasks.arithmetic import prepare_arithmetic
 
 VLLM_PYTHON = os.environ.get("RSFT_VLLM_PYTHON") or str(
-    Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+    Path(__file__).resolve().parents[3] / ".venv-vllm" / "bin" / "python"
 )
 pytestmark = [
     pytest.mark.engine,
@@ -45,13 +45,13 @@ def save_engine_lm(folder: Path) -> str:
 
 @pytest.fixture(scope="module")
 def engine_lm(tmp_path_factory) -> str:
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     return save_engine_lm(tmp_path_factory.mktemp("engine_lm"))
 
 
 @pytest.fixture
 def engine_config(engine_lm, tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     paths = prepare_arithmetic(tmp_path / "data", n_train=12, n_eval=6, with_model=False)
     return {
         "model": {"path": engine_lm},
@@ -142,7 +142,7 @@ def test_a_replica_killed_mid_round_loses_and_doubles_nothing(engine_config, tmp
 def test_sigkill_of_rsft_leaves_no_engine_running(engine_config, tmp_path):
     cfg_path = tmp_path / "rft.yaml"
     cfg_path.write_text(yaml.safe_dump(engine_config))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     before = engine_pids()
     log = tmp_path / "rsft.log"
     with log.open("w") as sink:

@@ -31,7 +31,7 @@ from rsft.processes import die_with_parent
 # Imported once by the fork server, so that workers start without importing them again
 # (verifiers; the tokenizer a chat template check unpickles, see templates.py).
 PRELOAD = [
-    "rsft.generation.verifiers",
+    "rsft.generation.scoring.verifiers",
     "math_verify",
     "transformers.tokenization_utils_tokenizers",
     "transformers.utils.chat_template_utils",

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from rsft.config import ConfigError, check_number, opt
+from rsft.models.devices import gpu_count, uses_gpu
 
 ACCELERATE_HINT = (
     "Give an accelerate config YAML (configs/accelerate/ddp.yaml, fsdp.yaml, "
@@ -173,11 +174,8 @@ class SFTSection:
 def check_sft_devices(sft: SFTSection, device: str) -> None:
     """Refuse a launch the machine cannot run: more processes than GPUs, DeepSpeed or FSDP
     without a GPU, no gloo backend for CPU processes."""
-    import torch
-
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if cuda:
-        gpus = torch.cuda.device_count()
+    if uses_gpu(device):
+        gpus = gpu_count()
         if sft.processes > gpus:
             raise ConfigError(
                 f"sft.processes is {sft.processes} but {gpus} GPU(s) are visible; each process "

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 from rsft.generation.config import RFTConfig
-from rsft.generation.engine_client import EngineGenerator, Replica
-from rsft.generation.generate import Generator, TransformersGenerator
-from rsft.generation.server import (
+from rsft.generation.engines.base import Generator
+from rsft.generation.engines.client import EngineGenerator, Replica
+from rsft.generation.engines.local import TransformersGenerator
+from rsft.generation.engines.server import (
     SERVED_NAME,
     EngineError,
     EngineOptions,
@@ -28,6 +29,7 @@ from rsft.generation.server import (
     check_endpoint,
     http_text,
 )
+from rsft.models.devices import uses_gpu
 from rsft.portable import machine_info
 from rsft.progress import say
 
@@ -68,8 +70,10 @@ class EnginePool:
         self.cfg = cfg
         self.base = Path(base)
         self.log_dir = Path(log_dir)
+        # model.device decides, not the machine: model.device: cpu stays on the CPU with a GPU.
+        self.gpu = uses_gpu(cfg.model.device)
         self.vllm = cfg.generation.backend == "vllm" or (
-            cfg.generation.backend == "auto" and _gpu() and _vllm_found()
+            cfg.generation.backend == "auto" and self.gpu and _vllm_found()
         )
         self.lora = self.vllm and cfg.sft.lora and cfg.start_from == "base"
         self.servers: list[VLLMServer] = []
@@ -84,7 +88,7 @@ class EnginePool:
     def generator(self, model: Path, batch_size: int | None = None) -> Generator:
         """A generator that samples from ``model`` (a folder: the base or a fine-tuned one)."""
         g, m = self.cfg.generation, self.cfg.model
-        dtype = generation_dtype(g.dtype, m.dtype, _gpu())
+        dtype = generation_dtype(g.dtype, m.dtype, self.gpu)
         if not self.vllm:
             return TransformersGenerator(
                 model,
@@ -100,7 +104,7 @@ class EnginePool:
         else:
             replicas = self._restart_on(model, dtype)
         e = self.cfg.engine
-        seed = e.request_seed == "on" or (e.request_seed == "auto" and _gpu())
+        seed = e.request_seed == "on" or (e.request_seed == "auto" and self.gpu)
         return EngineGenerator(
             self.base if self.lora else model,
             replicas,
@@ -137,12 +141,13 @@ class EnginePool:
             max_lora_rank=self.cfg.sft.lora_r,
             trust_remote_code=m.trust_remote_code,
             start_timeout=e.start_timeout,
+            gpu=self.gpu,
         )
 
     def _start(self, model: Path, dtype: str) -> list[Replica]:
         """``engine.replicas`` local engines on ``model``, launched together."""
         n = self.cfg.engine.replicas
-        binds = cpu_binds(n) if not _gpu() and self.cfg.engine.cpu_threads == "auto" else []
+        binds = cpu_binds(n) if not self.gpu and self.cfg.engine.cpu_threads == "auto" else []
         servers = []
         for i in range(n):
             log = self.log_dir / f"engine-{len(self.starts) + i}.log"
@@ -218,14 +223,8 @@ class EnginePool:
         return [Replica(r.url, name, r.server) for r in self.replicas]
 
 
-def _gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _vllm_found() -> bool:
-    from rsft.generation.server import find_vllm_python
+    from rsft.generation.engines.server import find_vllm_python
 
     try:
         find_vllm_python("auto")

@@ -1,36 +1,19 @@
-"""The child side of :mod:`rsft.generation.sft_launch`.
+"""The child side of :mod:`rsft.generation.sft.launch`.
 
-``python -m rsft.generation.sft_worker launch ARGS...`` arms the parent-death signal and
-runs accelerate's launcher with ARGS; ``python -m rsft.generation.sft_worker train JOB`` is
+``python -m rsft.generation.sft.worker launch ARGS...`` arms the parent-death signal and
+runs accelerate's launcher with ARGS; ``python -m rsft.generation.sft.worker train JOB`` is
 what every launched process runs: it reads the JSON job spec and calls ``sft_train``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
-from pathlib import Path
-from typing import Any
 
 from rsft.atomic import read_jsonl
+from rsft.generation.sft.job import PARENT_PID_ENV, read_job
 from rsft.processes import die_with_parent
-
-PARENT_PID_ENV = "RSFT_SFT_PARENT_PID"  # the pipeline's pid, then the launcher's
-JOB_VERSION = 2  # 2: the stage's name ("stage"), which its errors start with
-JOB_KEYS = {
-    "version": int,
-    "base": str,
-    "records": list,
-    "out": str,
-    "sft": dict,
-    "seed": int,
-    "dtype": str,
-    "device": str,
-    "trust_remote_code": bool,
-    "stage": str,
-}
 
 
 def _expected_parent() -> int | None:
@@ -38,27 +21,14 @@ def _expected_parent() -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def read_job(path: str | Path) -> dict[str, Any]:
-    """The job spec, checked key by key (JSON only: reading it runs no code)."""
-    job = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(job, dict):
-        raise ValueError(f"{path}: a job spec is a JSON object.")
-    for key, tp in JOB_KEYS.items():
-        if not isinstance(job.get(key), tp):
-            raise ValueError(f"{path}: {key!r} must be {tp.__name__}, got {job.get(key)!r}.")
-    if job["version"] != JOB_VERSION:
-        raise ValueError(f"{path}: job spec version {job['version']} is not {JOB_VERSION}.")
-    return job
-
-
 def train(job_path: str) -> int:
     """One launched process: the same ``sft_train`` as a one-process run."""
     die_with_parent(signal.SIGKILL, _expected_parent())
     job = read_job(job_path)
     from rsft.config import from_dict
-    from rsft.generation.sft import sft_train
-    from rsft.generation.sft_config import SFTSection
-    from rsft.generation.sft_guard import SFTDivergenceError, report_divergence
+    from rsft.generation.sft.config import SFTSection
+    from rsft.generation.sft.guard import SFTDivergenceError, report_divergence
+    from rsft.generation.sft.train import sft_train
 
     cfg = from_dict(SFTSection, job["sft"], "sft")
     try:
@@ -105,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return record(train)(argv[1])
     print(
-        "usage: python -m rsft.generation.sft_worker (launch ACCELERATE-ARGS... | train JOB)",
+        "usage: python -m rsft.generation.sft.worker (launch ACCELERATE-ARGS... | train JOB)",
         file=sys.stderr,
     )
     return 2

@@ -31,7 +31,7 @@ import torch
 from transformers import TrainerCallback
 
 from rsft.atomic import atomic_write_text
-from rsft.generation.sft_config import SFTSection
+from rsft.generation.sft.config import SFTSection
 from rsft.training.divergence import DivergenceError, DivergenceWarning, loss_event
 
 LOSS_FACTOR = 10.0

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from rsft.generation.generate import check_model_folder, resolve_device
+from rsft.models.devices import resolve_device
+from rsft.models.folders import check_model_folder
 
 
 def check_all_loaded(path: str, loading: dict[str, Any], config: Any) -> None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsft.generation.generate import Generator, Sampling
-from rsft.generation.server import EngineError, http_json
+from rsft.generation.engines.base import Generator, Sampling
+from rsft.generation.engines.server import EngineError, http_json
 from rsft.generation.templates import TEMPLATE_TIMEOUT, Conversation, load_tokenizer, render
 from rsft.progress import progress_bar
 

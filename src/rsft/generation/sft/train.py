@@ -19,9 +19,10 @@ import torch
 
 from rsft.atomic import atomic_write_text, share_files, writing
 from rsft.data.datasets_io import quiet
-from rsft.generation.generate import load_tokenizer, resolve_device, resolve_dtype
-from rsft.generation.sft_config import SFTSection
-from rsft.generation.sft_guard import STAGE, SFTGuard, check_weights
+from rsft.generation.sft.config import SFTSection
+from rsft.generation.sft.guard import STAGE, SFTGuard, check_weights
+from rsft.generation.templates import load_tokenizer
+from rsft.models.devices import free_memory, resolve_device, resolve_dtype
 from rsft.pickles import refusing_unsafe_pickles
 from rsft.progress import Progress, say, says_lines, shows_bars
 
@@ -80,10 +81,10 @@ def sft_train(
     The final folder appears by an atomic rename, so ``out/model`` exists only when complete.
     The logged losses are kept in ``out/sft_history.json``. A NaN or infinite loss, gradient
     norm or weight stops the stage before anything is saved, with an error that starts with
-    ``stage`` (:mod:`rsft.generation.sft_guard`).
+    ``stage`` (:mod:`rsft.generation.sft.guard`).
 
     The same function runs in the pipeline's process and in each process of
-    ``accelerate launch`` (:mod:`rsft.generation.sft_launch`): transformers' Trainer does the
+    ``accelerate launch`` (:mod:`rsft.generation.sft.launch`): transformers' Trainer does the
     distribution; each process takes ``batch_size / processes`` sequences of a micro-batch
     and only the main process writes the model.
     """
@@ -203,8 +204,7 @@ def sft_train(
         _finish(staging, final, tokenizer, history, out / "sft_history.json")
         shutil.rmtree(trainer_dir, ignore_errors=True)  # optimizer states: large, no longer needed
     del trainer, model
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_memory()
     return final
 
 

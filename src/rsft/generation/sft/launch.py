@@ -3,15 +3,15 @@
 The pipeline writes a job spec (JSON: paths, the ``sft`` options, seed, dtype, device; no
 pickle, nothing the child reads can run code), then runs::
 
-    python -m rsft.generation.sft_worker launch --config_file CFG --num_processes N \\
-        --main_process_port PORT -m rsft.generation.sft_worker train out/sft_job.json
+    python -m rsft.generation.sft.worker launch --config_file CFG --num_processes N \\
+        --main_process_port PORT -m rsft.generation.sft.worker train out/sft_job.json
 
-The first ``sft_worker`` only arms the parent-death signal and hands its arguments to
+The first ``worker`` only arms the parent-death signal and hands its arguments to
 accelerate's own launcher (torchrun underneath); every process it starts runs the same
-:func:`rsft.generation.sft.sft_train` as a one-process run. The child's output (stdout and
+:func:`rsft.generation.sft.train.sft_train` as a one-process run. The child's output (stdout and
 stderr, every rank) goes to ``out/sft.log``; a failure raises :class:`SFTLaunchError` with the
 log's tail, except a divergence: the processes report it (``out/sft_diverged.txt``) and it is
-raised here as the same :class:`~rsft.generation.sft_guard.SFTDivergenceError`. The child
+raised here as the same :class:`~rsft.generation.sft.guard.SFTDivergenceError`. The child
 never outlives the stage: an error or Ctrl-C in the pipeline kills it, and a SIGKILLed
 pipeline takes it down through ``PR_SET_PDEATHSIG`` (Linux).
 """
@@ -19,68 +19,36 @@ pipeline takes it down through ``PR_SET_PDEATHSIG`` (Linux).
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import yaml
 
 import rsft
 from rsft.atomic import atomic_write_text
 from rsft.config import to_dict
-from rsft.generation.generate import resolve_device
-from rsft.generation.sft_config import SFTSection
-from rsft.generation.sft_guard import (
+from rsft.generation.sft.config import SFTSection
+from rsft.generation.sft.guard import (
     REPORT_FILE,
     STAGE,
     SFTDivergenceError,
     reported_divergence,
 )
-from rsft.generation.sft_worker import JOB_VERSION
+from rsft.generation.sft.job import PARENT_PID_ENV, write_job
+from rsft.models.devices import resolve_device
 from rsft.processes import free_port, kill_group
 from rsft.progress import Progress, say, says_lines
 
 TAIL_LINES = 40
-PARENT_PID_ENV = "RSFT_SFT_PARENT_PID"
 
 
 class SFTLaunchError(RuntimeError):
     """The fine-tuning child command failed; the message ends with its log's tail."""
-
-
-def write_job(
-    path: Path,
-    *,
-    base: str | Path,
-    records: list[str | Path],
-    out: str | Path,
-    cfg: SFTSection,
-    seed: int,
-    dtype: str,
-    device: str,
-    trust_remote_code: bool,
-    stage: str = STAGE,
-) -> dict[str, Any]:
-    """The job spec the child reads: plain JSON, absolute paths."""
-    job = {
-        "version": JOB_VERSION,
-        "base": str(Path(base).resolve()),
-        "records": [str(Path(r).resolve()) for r in records],
-        "out": str(Path(out).resolve()),
-        "sft": to_dict(cfg),
-        "seed": int(seed),
-        "dtype": dtype,
-        "device": device,
-        "trust_remote_code": bool(trust_remote_code),
-        "stage": stage,
-    }
-    atomic_write_text(path, json.dumps(job, indent=2) + "\n")
-    return job
 
 
 def default_accelerate_config(path: Path, processes: int) -> Path:
@@ -108,7 +76,7 @@ def launch_command(job: Path, cfg: SFTSection, config_file: Path, port: int) -> 
     return [
         sys.executable,
         "-m",
-        "rsft.generation.sft_worker",
+        "rsft.generation.sft.worker",
         "launch",
         "--config_file",
         str(config_file),
@@ -119,7 +87,7 @@ def launch_command(job: Path, cfg: SFTSection, config_file: Path, port: int) -> 
         "--main_process_port",
         str(port),
         "-m",
-        "rsft.generation.sft_worker",
+        "rsft.generation.sft.worker",
         "train",
         str(job),
     ]
@@ -184,7 +152,7 @@ def launch_sft(
     trust_remote_code: bool = False,
     stage: str = STAGE,
 ) -> Path:
-    """Run :func:`rsft.generation.sft.sft_train` on ``cfg.processes`` processes.
+    """Run :func:`rsft.generation.sft.train.sft_train` on ``cfg.processes`` processes.
 
     ``records`` are the JSONL files of chat records (``accepted.jsonl``), read in order.
     Returns ``out/model``. A finished stage is not launched again; a killed one resumes from
@@ -202,7 +170,7 @@ def launch_sft(
         base=base,
         records=records,
         out=out,
-        cfg=cfg,
+        sft=to_dict(cfg),
         seed=seed,
         dtype=dtype,
         device=device,

@@ -10,7 +10,7 @@ import trl
 
 from rsft.atomic import default_file_mode
 from rsft.generation.config import SFTSection
-from rsft.generation.sft import last_complete_checkpoint, prompt_completion, sft_train
+from rsft.generation.sft.train import last_complete_checkpoint, prompt_completion, sft_train
 
 
 def records(n: int) -> list[dict]:

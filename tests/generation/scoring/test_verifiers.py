@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rsft.generation.verifiers import (
+from rsft.generation.scoring.verifiers import (
     RewardModelVerifier,
     SampleVerifier,
     ScoreResult,
@@ -22,7 +22,7 @@ from rsft.generation.verifiers import (
     score,
 )
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # verifier_fns
 FNS = "verifier_fns"  # the helper module beside this file
 
 

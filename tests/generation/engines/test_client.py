@@ -9,10 +9,10 @@ import pytest
 
 from rsft.config import ConfigError, from_dict
 from rsft.generation import RFTConfig
-from rsft.generation.engine_client import EngineGenerator, Replica
-from rsft.generation.engines import cpu_binds, generation_dtype
-from rsft.generation.generate import Sampling
-from rsft.generation.server import (
+from rsft.generation.engines.base import Sampling
+from rsft.generation.engines.client import EngineGenerator, Replica
+from rsft.generation.engines.pool import cpu_binds, generation_dtype
+from rsft.generation.engines.server import (
     EngineError,
     EngineOptions,
     VLLMServer,
@@ -20,7 +20,7 @@ from rsft.generation.server import (
     find_vllm_python,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # fake_engine
 from fake_engine import FakeEngine  # noqa: E402
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import ConfigError
+from rsft.models.devices import gpu_available
 from rsft.processes import free_port, kill_group, own_group_dying_with_parent
 
 SERVED_NAME = "rsft-model"  # the name rsft's own engines serve their model under
@@ -180,6 +181,8 @@ class EngineOptions:
     max_lora_rank: int = 16
     trust_remote_code: bool = False
     start_timeout: float = 600.0
+    # On the GPU or the CPU: the pool sets it from model.device; alone, the machine decides.
+    gpu: bool = field(default_factory=gpu_available)
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -238,7 +241,7 @@ class VLLMServer:
             cmd += ["--enable-lora", "--max-lora-rank", str(rank)]
         if o.trust_remote_code:
             cmd.append("--trust-remote-code")
-        if _has_gpu():
+        if o.gpu:
             cmd += ["--gpu-memory-utilization", str(o.gpu_memory_utilization)]
         elif o.tensor_parallel_size == 1:
             # A CPU engine in one process: no engine-core or worker process beside the
@@ -251,8 +254,10 @@ class VLLMServer:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.options.cpu_kv_cache_gib))
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
-        if not _has_gpu() and self.options.tensor_parallel_size == 1:
-            env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if not self.options.gpu:
+            env["CUDA_VISIBLE_DEVICES"] = ""  # model.device: cpu keeps a GPU machine's GPUs out
+            if self.options.tensor_parallel_size == 1:
+                env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if self.options.enable_lora:
             env.setdefault("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
         for key in ("PYTHONPATH", "VIRTUAL_ENV"):  # rsft's environment is not the engine's
@@ -326,12 +331,3 @@ class VLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _has_gpu() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False

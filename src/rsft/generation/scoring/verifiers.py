@@ -8,7 +8,7 @@ per-sample function and wrapped in :class:`SampleVerifier`; a reward model score
 malformed completion (or reference) must not throw away the thousands of generations around
 it, so failures are recorded per sample in a :class:`ScoreResult` and are never accepted.
 With a ``timeout``, per-sample verifiers run in worker processes that are killed when one
-candidate takes too long (:mod:`rsft.generation.timed_pool`): a hostile answer such as
+candidate takes too long (:mod:`rsft.generation.scoring.timed_pool`): a hostile answer such as
 ``\frac{1}{9^{9^{9^{9}}}}`` costs one failed candidate, not the run.
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from rsft.generation.reward_model import RewardModelVerifier
-from rsft.generation.timed_pool import TIMED_OUT, TimedPool
-from rsft.generation.timed_pool import error_text as _error_text
+from rsft.generation.scoring.reward_model import RewardModelVerifier
+from rsft.generation.scoring.timed_pool import TIMED_OUT, TimedPool
+from rsft.generation.scoring.timed_pool import error_text as _error_text
 from rsft.imports import import_object
 from rsft.progress import progress_bar
 

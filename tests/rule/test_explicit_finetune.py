@@ -37,7 +37,7 @@ def test_mixture_envelope_bounds_the_ratio():
     import torch
     from torch.distributions import Independent, Normal
 
-    from rsft.generation.explicit import log_ratio
+    from rsft.rule.explicit import log_ratio
 
     ex = _example()
     targets = ex.class_targets(3, 2, 0.6, 1.2, seed=0)
