@@ -10,7 +10,16 @@ import pytest
 import torch
 from scipy import stats
 
-from rsft.generation.selection import RULES, select
+from rsft.generation.selection import (
+    RULES,
+    BestOfK,
+    Correct,
+    RandomControl,
+    Tilted,
+    TopFraction,
+    make_rule,
+    select,
+)
 from rsft.rule import EnvelopeError
 
 ALPHA = 1e-3  # statistical tests: a fixed seed, so a pass is reproducible, not luck each run
@@ -233,3 +242,40 @@ def test_no_scored_candidates():
 def test_bad_candidates(rewards, groups, match):
     with pytest.raises(ValueError, match=match):
         select("correct", rewards, groups)
+
+
+# --------------------------------------------------------------------------- rule objects
+
+RULE_OBJECTS = [
+    (Correct(0.5), "correct", {"threshold": 0.5}),
+    (Tilted(0.5, r_max=1.0), "tilted", {"beta": 0.5, "r_max": 1.0}),
+    (BestOfK(min_reward=0.2), "best_of_k", {"min_reward": 0.2}),
+    (TopFraction(0.3), "top_fraction", {"fraction": 0.3}),
+    (RandomControl(5), "random", {"size": 5}),
+]
+
+
+@pytest.mark.parametrize(("rule", "name", "options"), RULE_OBJECTS, ids=lambda x: str(x))
+def test_a_rule_object_selects_what_its_name_and_options_select(rule, name, options):
+    rewards = [0.1 * (i % 11) for i in range(40)]
+    groups = [i // 4 for i in range(40)]
+    by_object = select(rule, rewards, groups, generator=gen(3))
+    by_name = select(name, rewards, groups, **options, generator=gen(3))
+    assert by_object.accepted == by_name.accepted and by_object.stats == by_name.stats
+    assert by_object.rule == name and make_rule(name, **options) == rule
+
+
+def test_make_rule_takes_only_the_options_of_its_rule():
+    everything = {"threshold": 2.0, "beta": 0.1, "r_max": 1.0, "fraction": 0.5}
+    assert make_rule("top_fraction", **everything) == TopFraction(0.5)
+    assert make_rule("correct", **everything) == Correct(2.0)
+    assert set(RULES) == {"correct", "tilted", "best_of_k", "top_fraction", "random"}
+    with pytest.raises(ValueError, match="unknown selection rule 'kept'"):
+        make_rule("kept")
+
+
+def test_the_selection_section_gives_its_rule_as_an_object():
+    from rsft.generation.config import SelectionConfig
+
+    assert SelectionConfig(rule="tilted", beta=0.25).accept_rule() == Tilted(0.25, None)
+    assert SelectionConfig(threshold=0.5).accept_rule() == Correct(0.5)

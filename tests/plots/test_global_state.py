@@ -15,6 +15,13 @@ import pytest
 
 from rsft.compare.plot import plot_results
 from rsft.compare.summary import summarize
+from rsft.generation.results import (
+    EngineSummary,
+    HeldOutEval,
+    RFTResult,
+    RoundResult,
+    RoundSelection,
+)
 from rsft.plots import plot_rounds, plot_trace
 from rsft.tasks.digits import render_examples
 
@@ -25,13 +32,22 @@ TRACE = [
      "envelope": 2.0 + 0.1 * i}
     for i in range(1, 12)
 ]  # fmt: skip
-ROUNDS = {
-    "base_eval": {"pass@1": 0.2},
-    "rounds": [
-        {"round": r, "after": {"pass@1": 0.2 + 0.1 * r}, "control_eval": {"pass@1": 0.2}}
-        for r in (1, 2, 3)
-    ],
-}
+
+
+def _eval(pass_at_1: float) -> HeldOutEval:
+    return HeldOutEval(10, pass_at_1, 0, 0, 3.0, distinct_n=2, distinct=0.5)
+
+
+_SELECTION = RoundSelection(8, 4, 0, 0, "", 2, 2, 1, 0.5, {})
+ROUNDS = RFTResult(
+    "0",
+    "base",
+    _eval(0.2),
+    [RoundResult(r, _SELECTION, _eval(0.2), _eval(0.2 + 0.1 * r), _eval(0.2)) for r in (1, 2, 3)],
+    "model",
+    {},
+    EngineSummary("transformers"),
+)
 
 
 def _plots(records: list[dict]) -> dict[str, Callable[[Path], Path]]:

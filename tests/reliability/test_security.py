@@ -516,12 +516,24 @@ def test_saved_transformers_model_gets_the_umask_mode(tmp_path, umask):
 
 def test_the_round_table_reports_timeouts():
     from rsft.generation.report import format_rounds
+    from rsft.generation.results import (
+        EngineSummary,
+        HeldOutEval,
+        RFTResult,
+        RoundResult,
+        RoundSelection,
+    )
 
-    evals = {"prompts": 4, "pass@1": 0.25, "distinct_2": 0.5}
+    evals = HeldOutEval(4, 0.25, 0, 0, 3.0, distinct_n=2, distinct=0.5)
     row = {"candidates": 8, "accepted": 2, "kept": 2, "prompts_kept": 1, "prompts": 4}
+
+    def selection(failed: int, timeouts: int) -> RoundSelection:
+        return RoundSelection(**row, failed=failed, timeouts=timeouts, failures="", distinct=0.5,
+                              rule={})  # fmt: skip
+
     rounds = [
-        {"round": 1, **row, "failed": 2, "timeouts": 1, "before": evals, "after": evals},
-        {"round": 2, **row, "failed": 1, "timeouts": 1, "before": evals, "after": evals},
+        RoundResult(1, selection(2, 1), evals, evals),
+        RoundResult(2, selection(1, 1), evals, evals),
     ]
-    table = format_rounds({"rounds": rounds, "base_eval": evals})
+    table = format_rounds(RFTResult("0", "base", evals, rounds, "m", {}, EngineSummary("x")))
     assert "3 candidate(s) failed to score, 2 of them past verifier.timeout" in table

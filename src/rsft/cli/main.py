@@ -70,11 +70,11 @@ def cmd_rft(args: argparse.Namespace) -> int:
     cfg = from_dict(RFTConfig, _config_dict(args))
     result = RFTPipeline(cfg).run()
     print()
-    print(result["table"])
+    print(result.table)
     out = cfg.output_dir
     print(
         f"\nresults: {out}/results.json   plot: {out}/pass_at_1.png   "
-        f"final model: {result['final_model']}"
+        f"final model: {result.final_model}"
     )
     return 0
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rsft.config import ConfigError, check_number, opt
-from rsft.generation.selection import check_beta
+from rsft.generation.selection import Rule, check_beta, make_rule
 from rsft.generation.sft.config import (  # noqa: F401 (the sft section, re-exported)
     ACCELERATE_HINT,
     SFTSection,
@@ -272,6 +272,13 @@ class SelectionConfig:
         check_number("selection.r_max", self.r_max)
         if self.max_per_prompt is not None and self.max_per_prompt < 1:
             raise ConfigError(f"selection.max_per_prompt must be >= 1, got {self.max_per_prompt}.")
+
+    def accept_rule(self) -> Rule:
+        """The accept rule these options describe, as an object (:mod:`.selection`)."""
+        return make_rule(
+            self.rule, threshold=self.threshold, beta=self.beta, r_max=self.r_max,
+            fraction=self.fraction,
+        )  # fmt: skip
 
 
 @dataclass

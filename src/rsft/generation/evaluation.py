@@ -10,6 +10,7 @@ from rsft.atomic import atomic_write_jsonl
 from rsft.generation.engines.base import Generator, Sampling
 from rsft.generation.metrics import distinct_n, mean_pass_at_k
 from rsft.generation.prompts import Prompts, chat_messages
+from rsft.generation.results import HeldOutEval
 from rsft.generation.scoring.verifiers import Verifier, score
 
 
@@ -39,9 +40,9 @@ def held_out_metrics(
     sampled: list[list[str]],
     stem: Path,
     say: Callable[[str], None],
-) -> dict[str, Any]:
+) -> HeldOutEval:
     """Score the answers; write ``<stem>_generations.jsonl`` (the greedy answers, each
-    marked correct or not); return the metrics (``pass@1``, ``pass@k``, ``distinct_n``...)."""
+    marked correct or not); return the metrics."""
     e, p = cfg.eval, prompts
     flat = greedy + [t for texts in sampled for t in texts]
     n = len(p)
@@ -52,20 +53,20 @@ def held_out_metrics(
     if result.n_failed:
         say(f"{stem.name}: {result.summary()}")
     ok = [r is not None and r >= e.threshold for r in result.rewards]
-    metrics: dict[str, Any] = {
-        "prompts": n,
-        "pass@1": sum(ok[:n]) / n,
-        "failed": result.n_failed,
-        "timeouts": result.timeouts,
-        "mean_length": sum(len(t) for t in greedy) / n,
-    }
-    texts_for_diversity = greedy
+    metrics = HeldOutEval(
+        prompts=n,
+        pass_at_1=sum(ok[:n]) / n,
+        failed=result.n_failed,
+        timeouts=result.timeouts,
+        mean_length=sum(len(t) for t in greedy) / n,
+        distinct_n=e.distinct_n,
+        distinct=distinct_n(flat[n:] if e.k > 0 else greedy, e.distinct_n),
+    )
     if e.k > 0:
         per_prompt = [ok[n + i * e.k : n + (i + 1) * e.k] for i in range(n)]
-        metrics["pass@1_sampled"] = mean_pass_at_k(per_prompt, 1)
-        metrics[f"pass@{e.k}"] = mean_pass_at_k(per_prompt, e.k)
-        texts_for_diversity = flat[n:]
-    metrics[f"distinct_{e.distinct_n}"] = distinct_n(texts_for_diversity, e.distinct_n)
+        metrics.k = e.k
+        metrics.pass_at_1_sampled = mean_pass_at_k(per_prompt, 1)
+        metrics.pass_at_k = mean_pass_at_k(per_prompt, e.k)
     atomic_write_jsonl(
         stem.parent / f"{stem.name}_generations.jsonl",
         [{"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]} for i in range(n)],

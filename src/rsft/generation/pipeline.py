@@ -22,7 +22,6 @@ Layout of ``output_dir``::
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -39,9 +38,16 @@ from rsft.generation.evaluation import held_out_generations, held_out_metrics
 from rsft.generation.metrics import distinct_n
 from rsft.generation.prompt_checks import warn_duplicates, warn_long_prompts, warn_overlap
 from rsft.generation.prompts import chat_messages, load_prompts
-from rsft.generation.run_state import prepare_output, write_json
+from rsft.generation.results import (
+    EngineSummary,
+    HeldOutEval,
+    RFTResult,
+    RoundResult,
+    RoundSelection,
+)
+from rsft.generation.run_state import prepare_output
 from rsft.generation.scoring.verifiers import make_verifier, score
-from rsft.generation.selection import select
+from rsft.generation.selection import RandomControl, select
 from rsft.generation.sft.launch import launch_sft
 from rsft.generation.sft.train import sft_train
 from rsft.models.folders import check_model_folder
@@ -52,11 +58,6 @@ from rsft.seeding import stream_seed, torch_generator
 
 class NothingAcceptedError(RuntimeError):
     """A round accepted no candidate, so there is nothing to fine-tune on."""
-
-
-def _eval_line(metrics: dict[str, Any]) -> str:
-    """``pass@1 31.2% on 64 held-out prompts`` from an eval.json."""
-    return f"pass@1 {100 * metrics['pass@1']:.1f}% on {metrics['prompts']} held-out prompts"
 
 
 class RFTPipeline:
@@ -162,12 +163,12 @@ class RFTPipeline:
         shutil.rmtree(chunks)
         return rows
 
-    def score_and_select(self, rnd: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def score_and_select(self, rnd: int, rows: list[dict[str, Any]]) -> RoundSelection:
         """Score, accept, deduplicate; write generations, accepted set and statistics."""
         rdir = self.out / f"round_{rnd}"
         stats_path = rdir / "selection.json"
         if stats_path.is_file():
-            return json.loads(stats_path.read_text())
+            return RoundSelection.read(stats_path)
         t0 = time.perf_counter()
         s, v = self.cfg.selection, self.cfg.verifier
         result = score(
@@ -185,16 +186,7 @@ class RFTPipeline:
         t0 = time.perf_counter()
         groups = [r["prompt_id"] for r in rows]
         gen = torch_generator(self.cfg.seed, "select", rnd)
-        chosen = select(
-            s.rule,
-            result.rewards,
-            groups,
-            threshold=s.threshold,
-            beta=s.beta,
-            r_max=s.r_max,
-            fraction=s.fraction,
-            generator=gen,
-        )
+        chosen = select(s.accept_rule(), result.rewards, groups, generator=gen)
         kept = deduplicate(
             groups,
             [r["completion"] for r in rows],
@@ -207,34 +199,29 @@ class RFTPipeline:
         ):
             r.update(reward=reward, error=err, accepted=acc, kept=keep)
         n_kept = sum(kept)
-        stats = {
-            "candidates": len(rows),
-            "prompts": len(set(groups)),
-            "failed": result.n_failed,
-            "timeouts": result.timeouts,
-            "failures": result.summary(),
-            "accepted": sum(chosen.accepted),
-            "kept": n_kept,
-            "prompts_kept": len({g for g, k in zip(groups, kept) if k}),
-            "distinct_n": distinct_n([r["completion"] for r in rows], self.cfg.eval.distinct_n),
-            "rule": chosen.stats,
-        }
+        stats = RoundSelection(
+            candidates=len(rows),
+            prompts=len(set(groups)),
+            failed=result.n_failed,
+            timeouts=result.timeouts,
+            failures=result.summary(),
+            accepted=sum(chosen.accepted),
+            kept=n_kept,
+            prompts_kept=len({g for g, k in zip(groups, kept) if k}),
+            distinct=distinct_n([r["completion"] for r in rows], self.cfg.eval.distinct_n),
+            rule=chosen.stats,
+        )
         if s.control == "random":
-            ctrl = select(
-                "random",
-                result.rewards,
-                groups,
-                size=n_kept,
-                generator=torch_generator(self.cfg.seed, "control", rnd),
-            )
+            gen = torch_generator(self.cfg.seed, "control", rnd)
+            ctrl = select(RandomControl(n_kept), result.rewards, groups, generator=gen)
             for r, c in zip(rows, ctrl.accepted):
                 r["control"] = c
             control = self._records([r for r in rows if r["control"]])
             atomic_write_jsonl(rdir / "control.jsonl", control)
-            stats["control"] = sum(ctrl.accepted)
+            stats.control = sum(ctrl.accepted)
         atomic_write_jsonl(rdir / "generations.jsonl", rows)
         atomic_write_jsonl(rdir / "accepted.jsonl", self._records([r for r in rows if r["kept"]]))
-        write_json(stats_path, stats)
+        stats.write(stats_path)
         self._timed("select", t0)
         return stats
 
@@ -258,8 +245,8 @@ class RFTPipeline:
         if data_file == "accepted.jsonl":  # once a round (the control draws on the same rows)
             warn_duplicates(records, self.train_prompts, rnd)
         if not records:
-            stats = json.loads((self.out / f"round_{rnd}" / "selection.json").read_text())
-            failed = f" {stats['failures']}." if stats["failed"] else ""
+            stats = RoundSelection.read(self.out / f"round_{rnd}" / "selection.json")
+            failed = f" {stats.failures}." if stats.failed else ""
             raise NothingAcceptedError(
                 f"round {rnd}: no candidate was accepted, so there is nothing to fine-tune on."
                 f"{failed} Sample more (generation.k, more prompts), raise "
@@ -284,11 +271,11 @@ class RFTPipeline:
         self._timed("train", t0)
         return model
 
-    def evaluate(self, model: Path, out: Path, name: str = "eval") -> dict[str, Any]:
+    def evaluate(self, model: Path, out: Path, name: str = "eval") -> HeldOutEval:
         """Greedy pass@1, sampled pass@k and distinct-n on the held-out prompts."""
         path = out / f"{name}.json"
         if path.is_file():
-            return json.loads(path.read_text())
+            return HeldOutEval.read(path)
         t0 = time.perf_counter()
         gen = self._generator(model, self.cfg.eval.batch_size)
         greedy, sampled = held_out_generations(
@@ -303,12 +290,12 @@ class RFTPipeline:
         metrics = held_out_metrics(
             self.cfg, self.eval_prompts, self.verifier, greedy, sampled, out / name, self._say
         )
-        write_json(path, metrics)
+        metrics.write(path)
         return metrics
 
     # --- the run ------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RFTResult:
         """Every round, with output_dir locked (:mod:`rsft.output_lock`); the engines rsft
         started are stopped however the run ends."""
         with output_lock(self.out, "rsft rft"):
@@ -317,13 +304,13 @@ class RFTPipeline:
             finally:
                 self.engines.close()
 
-    def _run(self) -> dict[str, Any]:
+    def _run(self) -> RFTResult:
         cfg = self.cfg
         self._prepare_output()
         warn_long_prompts(cfg, self.train_prompts, self.eval_prompts, self.engines.vllm)
         rows = []
         before = self.evaluate(self.base, self.out / "round_0")
-        self._say(f"round 0 (the base model): {_eval_line(before)}")
+        self._say(f"round 0 (the base model): {before.line()}")
         current = self.base
         for rnd in range(1, cfg.rounds + 1):
             rdir = self.out / f"round_{rnd}"
@@ -336,34 +323,30 @@ class RFTPipeline:
                 control_eval = self.evaluate(ctrl, rdir, "control_eval")
             model = self.train(rnd, start, "accepted.jsonl", rdir / "sft")
             after = self.evaluate(model, rdir)
-            row = {"round": rnd, **stats, "before": before, "after": after}
-            if control_eval is not None:
-                row["control_eval"] = control_eval
-            rows.append(row)
+            rows.append(RoundResult(rnd, stats, before, after, control_eval))
             self._say(
-                f"round {rnd}: kept {stats['kept']} of {stats['candidates']} candidates; "
-                f"{_eval_line(after)}"
+                f"round {rnd}: kept {stats.kept} of {stats.candidates} candidates; {after.line()}"
             )
             before, current = after, model
         if self.engines.starts:
             self.timings["engine_start"] = sum(self.engines.starts)
         if self.engines.adapter_loads:
             self.timings["adapter_load"] = sum(self.engines.adapter_loads)
-        results = {
-            "rsft_version": __version__,
-            "base_model": str(self.base),
-            "base_eval": json.loads((self.out / "round_0" / "eval.json").read_text()),
-            "rounds": rows,
-            "final_model": str(current),
-            "timings": self.timings,
-            "engine": {
-                "backend": "vllm" if self.engines.vllm else "transformers",
-                "starts_s": self.engines.starts,
-                "adapter_loads_s": self.engines.adapter_loads,
-                "model_reload": "lora" if self.engines.lora else "restart",
-            },
-        }
-        write_json(self.out / "results.json", results)
+        results = RFTResult(
+            rsft_version=__version__,
+            base_model=str(self.base),
+            base_eval=HeldOutEval.read(self.out / "round_0" / "eval.json"),
+            rounds=rows,
+            final_model=str(current),
+            timings=self.timings,
+            engine=EngineSummary(
+                backend="vllm" if self.engines.vllm else "transformers",
+                starts_s=self.engines.starts,
+                adapter_loads_s=self.engines.adapter_loads,
+                model_reload="lora" if self.engines.lora else "restart",
+            ),
+        )
+        results.write(self.out / "results.json")
         from rsft.generation.report import format_rounds
         from rsft.plots.rounds import plot_rounds
 
@@ -372,5 +355,5 @@ class RFTPipeline:
         atomic_write_text(self.out / "summary.md", table + "\n")
         plot_rounds(results, self.out / "pass_at_1.png")
         self._timed("report", t0)  # after results.json: the returned timings have it
-        results["table"] = table
+        results.table = table
         return results

@@ -1,14 +1,16 @@
 """Accept rules over one round's scored candidates.
 
 Candidates are parallel lists: ``rewards`` (``None`` where scoring failed: never accepted) and
-``groups`` (the prompt id of each candidate). The rules are the published recipes:
+``groups`` (the prompt id of each candidate). The rules are objects, like the rule's
+:class:`~rsft.rule.Envelope`, named as a config names them; they are the published recipes:
 
-- ``correct``: keep ``r >= threshold`` (RFT, STaR, ReST-EM: "correct only").
-- ``tilted``: exact rejection sampling of ``p(y|x) ∝ q(y|x) · exp(r/β)`` with the rule in
-  :mod:`rsft.rule` (the one place the coin is flipped).
-- ``best_of_k``: the best candidate of each prompt (RAFT, Llama 2 rejection sampling).
-- ``top_fraction``: the best ``fraction`` of the round across prompts.
-- ``random``: ``size`` candidates uniformly at random, a control with the filter's data size.
+- :class:`Correct` (``correct``): keep ``r >= threshold`` (RFT, STaR, ReST-EM).
+- :class:`Tilted` (``tilted``): exact rejection sampling of ``p(y|x) ∝ q(y|x) · exp(r/β)``
+  with the rule in :mod:`rsft.rule` (the one place the coin is flipped).
+- :class:`BestOfK` (``best_of_k``): the best candidate of each prompt (RAFT, Llama 2).
+- :class:`TopFraction` (``top_fraction``): the best ``fraction`` of the round across prompts.
+- :class:`RandomControl` (``random``): ``size`` candidates uniformly at random, a control with
+  the filter's data size.
 
 Every random choice (coins, tie-breaks, the control) draws from ``generator``, so a selection is
 reproducible from its seed.
@@ -20,8 +22,8 @@ import math
 import numbers
 import sys
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import torch
 
@@ -29,7 +31,11 @@ from rsft.config import check_number
 from rsft.rule import EnvelopeError, RejectionStats, accept
 from rsft.rule.envelope import violations
 
-RULES = ("correct", "tilted", "best_of_k", "top_fraction", "random")
+Rewards = Sequence[float | None]
+Groups = Sequence[Hashable]
+Gen = torch.Generator | None
+Chosen = tuple[list[int], dict[str, Any]]
+
 # The smallest tilted beta: below it (subnormal floats) 1/beta overflows and beta loses its
 # precision; a beta this small keeps only the round's largest reward anyway.
 MIN_BETA = sys.float_info.min
@@ -137,61 +143,80 @@ def check_beta(beta: float, name: str = "tilted: beta") -> None:
     check_number(name, beta, ge=MIN_BETA, fix=fix)
 
 
-def select(
-    rule: str,
-    rewards: Sequence[float | None],
-    groups: Sequence[Hashable],
-    *,
-    threshold: float = 1.0,
-    beta: float = 1.0,
-    r_max: float | None = None,
-    fraction: float = 0.25,
-    size: int | None = None,
-    min_reward: float | None = None,
-    generator: torch.Generator | None = None,
-) -> Selection:
-    """Apply an accept rule to one round's candidates.
+@dataclass(frozen=True)
+class Correct:
+    """Keep ``r >= threshold`` (RFT, STaR, ReST-EM: "correct only")."""
 
-    - ``correct``: accept ``r >= threshold``.
-    - ``tilted``: accept with probability ``exp((r - r_max)/β)``, so accepted candidates follow
-      ``q(y|x) · exp(r/β)`` (normalised) exactly. Give ``r_max`` when the reward has a known
-      bound (1 for a 0/1 verifier); a reward above it raises :class:`EnvelopeError`. Unset, it
-      is the round's largest reward: the data-dependent 'max' envelope of :mod:`rsft.rule`,
-      which accepts more but makes M depend on the draws (exact only as the round grows).
-      Small β sharpens towards best-of-k; large β approaches keeping everything.
-    - ``best_of_k``: per prompt, the single highest reward (ties at random), kept whatever its
-      reward unless ``min_reward`` is given and it falls below.
-    - ``top_fraction``: the round's best ``round(fraction · scored)`` candidates (at least one;
-      ties at random), across prompts.
-    - ``random``: exactly ``size`` scored candidates uniformly at random (pass the count the
-      filter accepted, so the control learns from as much data).
-    """
-    if rule not in RULES:
-        raise ValueError(f"unknown selection rule {rule!r}: choose one of {', '.join(RULES)}.")
-    scored = _check_rewards(rewards, groups)
-    extra: dict[str, Any] = {}
-    if rule == "correct":
-        if math.isnan(threshold):
+    threshold: float = 1.0
+    name: ClassVar[str] = "correct"
+
+    def choose(self, rewards: Rewards, groups: Groups, scored: list[int], generator: Gen) -> Chosen:
+        if math.isnan(self.threshold):
             raise ValueError("correct: threshold is NaN.")
-        chosen = [i for i in scored if rewards[i] >= threshold]  # type: ignore[operator]
-        extra["threshold"] = threshold
-    elif rule == "tilted":
-        chosen, extra = _tilted(rewards, scored, beta, r_max, generator)
-    elif rule == "best_of_k":
+        chosen = [i for i in scored if rewards[i] >= self.threshold]  # type: ignore[operator]
+        return chosen, {"threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class Tilted:
+    """Accept with probability ``exp((r - r_max)/β)``, so accepted candidates follow
+    ``q(y|x) · exp(r/β)`` (normalised) exactly. Give ``r_max`` when the reward has a known
+    bound (1 for a 0/1 verifier); a reward above it raises :class:`EnvelopeError`. Unset, it
+    is the round's largest reward: the data-dependent 'max' envelope of :mod:`rsft.rule`,
+    which accepts more but makes M depend on the draws (exact only as the round grows).
+    Small β sharpens towards best-of-k; large β approaches keeping everything."""
+
+    beta: float = 1.0
+    r_max: float | None = None
+    name: ClassVar[str] = "tilted"
+
+    def choose(self, rewards: Rewards, groups: Groups, scored: list[int], generator: Gen) -> Chosen:
+        return _tilted(rewards, scored, self.beta, self.r_max, generator)
+
+
+@dataclass(frozen=True)
+class BestOfK:
+    """Per prompt, the single highest reward (ties at random), kept whatever its reward
+    unless ``min_reward`` is given and it falls below (RAFT, Llama 2 rejection sampling)."""
+
+    min_reward: float | None = None
+    name: ClassVar[str] = "best_of_k"
+
+    def choose(self, rewards: Rewards, groups: Groups, scored: list[int], generator: Gen) -> Chosen:
         chosen, seen = [], set()
         for i in _ranked(scored, rewards, generator):
             if groups[i] not in seen:
                 seen.add(groups[i])
-                if min_reward is None or rewards[i] >= min_reward:  # type: ignore[operator]
+                if self.min_reward is None or rewards[i] >= self.min_reward:  # type: ignore[operator]
                     chosen.append(i)
-        extra["min_reward"] = min_reward
-    elif rule == "top_fraction":
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"top_fraction: fraction must be in (0, 1], got {fraction}.")
-        count = max(1, math.floor(fraction * len(scored) + 0.5)) if scored else 0
-        chosen = _ranked(scored, rewards, generator)[:count]
-        extra["fraction"] = fraction
-    else:
+        return chosen, {"min_reward": self.min_reward}
+
+
+@dataclass(frozen=True)
+class TopFraction:
+    """The round's best ``round(fraction · scored)`` candidates (at least one; ties at
+    random), across prompts."""
+
+    fraction: float = 0.25
+    name: ClassVar[str] = "top_fraction"
+
+    def choose(self, rewards: Rewards, groups: Groups, scored: list[int], generator: Gen) -> Chosen:
+        if not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"top_fraction: fraction must be in (0, 1], got {self.fraction}.")
+        count = max(1, math.floor(self.fraction * len(scored) + 0.5)) if scored else 0
+        return _ranked(scored, rewards, generator)[:count], {"fraction": self.fraction}
+
+
+@dataclass(frozen=True)
+class RandomControl:
+    """Exactly ``size`` scored candidates uniformly at random: pass the count the filter
+    accepted, so the control learns from as much data."""
+
+    size: int | None = None
+    name: ClassVar[str] = "random"
+
+    def choose(self, rewards: Rewards, groups: Groups, scored: list[int], generator: Gen) -> Chosen:
+        size = self.size
         if size is None or isinstance(size, bool) or not isinstance(size, numbers.Integral):
             raise ValueError(
                 "random: size (how many candidates to keep) is required, a whole number; pass "
@@ -203,13 +228,58 @@ def select(
                 f"got {size}."
             )
         pick = torch.randperm(len(scored), generator=generator)[:size].tolist()
-        chosen = [scored[j] for j in pick]
-        extra["size"] = size
+        return [scored[j] for j in pick], {"size": size}
 
+
+Rule = Correct | Tilted | BestOfK | TopFraction | RandomControl
+RULE_CLASSES: dict[str, type[Rule]] = {
+    cls.name: cls for cls in (Correct, Tilted, BestOfK, TopFraction, RandomControl)
+}
+RULES = tuple(RULE_CLASSES)
+
+
+def make_rule(name: str, **options: Any) -> Rule:
+    """The rule called ``name``, given the options it takes (others are ignored: a config
+    section holds every rule's options)."""
+    if name not in RULE_CLASSES:
+        raise ValueError(f"unknown selection rule {name!r}: choose one of {', '.join(RULES)}.")
+    cls = RULE_CLASSES[name]
+    own = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in options.items() if k in own})
+
+
+def select(
+    rule: str | Rule,
+    rewards: Sequence[float | None],
+    groups: Sequence[Hashable],
+    *,
+    threshold: float = 1.0,
+    beta: float = 1.0,
+    r_max: float | None = None,
+    fraction: float = 0.25,
+    size: int | None = None,
+    min_reward: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Selection:
+    """Apply an accept rule to one round's candidates: a rule object (:class:`Correct`,
+    :class:`Tilted`, :class:`BestOfK`, :class:`TopFraction`, :class:`RandomControl`), or a
+    rule's name with its options as keywords."""
+    if isinstance(rule, str):
+        rule = make_rule(
+            rule,
+            threshold=threshold,
+            beta=beta,
+            r_max=r_max,
+            fraction=fraction,
+            size=size,
+            min_reward=min_reward,
+        )
+    scored = _check_rewards(rewards, groups)
+    chosen, extra = rule.choose(rewards, groups, scored, generator)
     accepted = [False] * len(rewards)
     for i in chosen:
         accepted[i] = True
-    return Selection(accepted, rule, {**_summary(rewards, groups, scored, chosen), **extra})
+    return Selection(accepted, rule.name, {**_summary(rewards, groups, scored, chosen), **extra})
 
 
 def _mean(values: list[float]) -> float | None:
