@@ -22,13 +22,63 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rsft.config import ConfigError
+from rsft.config import ConfigError, to_dict
 from rsft.data.walk import walk_files
 
 # How many changed options a message names with their values before it only counts them.
 NAMED_CHANGES = 3
 
+# The options that do not make a run another run, per config class (dotted names, as in a
+# config file): where it writes, whether it resumes, how it reports, and how its work is
+# spread over processes and engines. A resumed run may change them, and a finished run
+# with other values is the same run (``rsft compare`` reuses it). Every other option is
+# the run's identity.
+NOT_IDENTITY: dict[str, tuple[str, ...]] = {
+    "TrainConfig": (
+        "output_dir",
+        "resume",
+        "progress",
+        "num_workers",
+        "eval_batch_size",
+        "on_divergence",
+        "divergence_factor",
+    ),
+    "RFTConfig": (
+        "output_dir",
+        "resume",
+        "progress",
+        "rounds",  # a run with more rounds continues one with fewer
+        "engine",  # where generation runs, not what it draws
+        "sft.processes",  # the same global batch on any number of processes
+        "sft.accelerate_config",
+        "generation.template_timeout",  # a time limit, which changes no draw
+    ),
+}
+
 _UNSET = object()
+
+
+def run_identity(config: Any) -> dict[str, Any]:
+    """The options that make ``config``'s run the run it is, as they read back from JSON.
+
+    The one answer to "is this the same run?": ``rsft train`` and ``rsft rft`` compare it
+    with what a checkpoint or ``state.json`` recorded before resuming, and ``rsft compare``
+    with a finished run's config before reusing it.
+    """
+    return identity_of(to_dict(config), type(config).__name__)
+
+
+def identity_of(options: dict[str, Any], kind: str) -> dict[str, Any]:
+    """:func:`run_identity` of a config of class ``kind`` written out as ``options`` (e.g.
+    the config a results.json recorded)."""
+    out = as_saved(options)
+    for name in NOT_IDENTITY[kind]:
+        *sections, key = name.split(".")
+        node = out
+        for section in sections:
+            node = node.get(section) or {}
+        node.pop(key, None)
+    return out
 
 
 def path_digest(path: Path) -> dict[str, Any]:

@@ -722,3 +722,25 @@ def test_data_safety(case: Case, request: pytest.FixtureRequest) -> None:
     params = inspect.signature(case.check).parameters.values()
     wanted = [p.name for p in params if p.default is inspect.Parameter.empty]
     case.check(**{name: request.getfixturevalue(name) for name in wanted})
+
+
+def test_a_compare_reuses_a_run_it_retrained_after_an_option_changed(tmp_path):
+    """Once a changed option (optim.lr) has made a compare retrain a method, later compares
+    with the unchanged config reuse that run instead of retraining it every time."""
+    cfg = _config(tmp_path, epochs=1)
+    base = {k: v for k, v in cfg.items() if k != "output_dir"}
+    compare = {"base": base, "methods": {"plain": {}}, "seeds": [0]}
+    compare["output_dir"] = str(tmp_path / "compare")
+    results = tmp_path / "compare" / "plain" / "seed-0" / "results.json"
+
+    def run(lr: float) -> int:
+        changed = copy.deepcopy(compare)
+        changed["base"]["optim"] = {**changed["base"].get("optim", {}), "lr": lr}
+        run_compare(from_dict(CompareConfig, changed))
+        return results.stat().st_mtime_ns
+
+    first = run(0.01)
+    retrained = run(0.02)
+    assert retrained != first  # another lr: another run
+    assert run(0.02) == retrained  # the same config again: reused
+    assert run(0.02) == retrained  # and again

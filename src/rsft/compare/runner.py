@@ -8,6 +8,7 @@ an interrupted run resumes from its checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, op
 from rsft.output_lock import output_lock
 from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
+from rsft.same_run import identity_of, run_identity
 from rsft.training import FineTuner, TrainConfig
 from rsft.training.results import RunResult, result_fields
 from rsft.training.resume import data_digest
@@ -107,12 +109,13 @@ def build_runs(cfg: CompareConfig) -> list[tuple[str, int, TrainConfig]]:
 
 
 def _finished(run_cfg: TrainConfig) -> RunResult | None:
-    """The run's results if it already finished with this config, data, rsft version and
-    kernels.
+    """The run's results if it already finished as this same run: the same identity
+    (:func:`rsft.same_run.run_identity`), data, rsft version and kernels.
 
-    A run that finished with another config, version, data (a file edited in place) or
-    kernels (other kernels give other bits) is stale: it is run again from the start (its
-    old checkpoints would otherwise be refused as belonging to another config or data).
+    A run that finished with other options, version, data (a file edited in place) or
+    kernels (other kernels give other bits) is stale: the caller runs it again from the
+    start (its old checkpoints would otherwise be refused as belonging to another config or
+    data). Options outside the identity (progress, output paths, ...) do not make it stale.
     """
     path = Path(run_cfg.output_dir) / "results.json"
     if not path.is_file():
@@ -120,15 +123,14 @@ def _finished(run_cfg: TrainConfig) -> RunResult | None:
     try:
         result = RunResult.read(path)
     except (TypeError, ValueError):  # unreadable, or written by another version: run again
-        result = None
-    same = result is not None and (
-        result.get("config") == to_dict(run_cfg)
+        return None
+    same = (
+        identity_of(result.get("config") or {}, "TrainConfig") == run_identity(run_cfg)
         and result.get("rsft_version") == __version__
         and result.get("kernels") == kernel_settings()  # other kernels give other bits
     )
     if same and result.get("data") == data_digest(run_cfg):
         return result
-    run_cfg.resume = "never"
     return None
 
 
@@ -172,9 +174,13 @@ def _run_grid(
     )
     for method, seed, run_cfg in bar:
         bar.set_postfix_str(f"{method} seed {seed}")
-        run_cfg.progress = "quiet"
         reused = _finished(run_cfg)
-        result = reused or FineTuner(run_cfg, accelerator).train()
+        if reused is None:
+            # A stale run's results.json is replaced: it starts over (nothing to resume).
+            stale = (Path(run_cfg.output_dir) / "results.json").is_file()
+            resume = "never" if stale else run_cfg.resume
+            run = dataclasses.replace(run_cfg, progress="quiet", resume=resume)
+        result = reused or FineTuner(run, accelerator).train()
         bar.set_postfix_str(_run_summary(method, seed, result, reused is not None))
         records.append(_record(method, seed, result))
     rows = summarize(records, baseline=cfg.baseline)

@@ -23,15 +23,7 @@ from rsft import __version__
 from rsft.atomic import atomic_write_text
 from rsft.config import ConfigError, to_dict
 from rsft.generation.config import RFTConfig
-from rsft.same_run import as_saved, check_same_data, data_digest, describe_changes
-
-# Options that do not change what a run computes: a resumed run may change them.
-NOT_HASHED = ("output_dir", "resume", "progress", "rounds", "engine")
-# ... and in the sft section: how many processes share the same global batch (up to float
-# rounding); left out, a run from before these options existed resumes too.
-NOT_HASHED_SFT = ("processes", "accelerate_config")
-# ... and in the generation section: a time limit, which changes no draw.
-NOT_HASHED_GENERATION = ("template_timeout",)
+from rsft.same_run import check_same_data, data_digest, describe_changes, run_identity
 
 # The files and folders a run reads, whose edits between a kill and the rerun are refused.
 DATA_FIELDS = ("data.train", "data.eval", "model.path")
@@ -48,11 +40,9 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def hashed_options(cfg: RFTConfig) -> dict[str, Any]:
-    """The options that change what the run computes, as they read back from state.json."""
-    options = {k: v for k, v in to_dict(cfg).items() if k not in NOT_HASHED}
-    for section, names in (("sft", NOT_HASHED_SFT), ("generation", NOT_HASHED_GENERATION)):
-        options[section] = {k: v for k, v in options[section].items() if k not in names}
-    return as_saved(options)
+    """The options that change what the run computes (:func:`rsft.same_run.run_identity`),
+    as they read back from state.json."""
+    return run_identity(cfg)
 
 
 def options_hash(options: dict[str, Any]) -> str:

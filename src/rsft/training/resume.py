@@ -1,11 +1,12 @@
 """Which checkpoint a run may resume, and what it must match: the config and the data.
 
-Every checkpoint records the run's config (less the options that may change between a run and
-its resumption) and a digest of the data it names (``rsft.same_run``: a table's SHA-256, a
-folder's listing). Resuming with another config or edited data would mix two runs in one
-result, so it is refused with a message naming what changed; so is starting over in an
-``output_dir`` that holds a finished run's ``results.json`` (with ``resume: auto`` and no
-checkpoint to resume, the results would be silently replaced).
+Every checkpoint records the run's identity (its config less the options that may change
+between a run and its resumption: :data:`rsft.same_run.NOT_IDENTITY`) and a digest of the
+data it names (``rsft.same_run``: a table's SHA-256, a folder's listing). Resuming with
+another config or edited data would mix two runs in one result, so it is refused with a
+message naming what changed; so is starting over in an ``output_dir`` that holds a finished
+run's ``results.json`` (with ``resume: auto`` and no checkpoint to resume, the results would
+be silently replaced).
 
 The data digest covers ``data.train``, ``data.eval``, ``data.test``,
 ``rejection.target_unlabelled`` and a local ``model.path`` (how a file and a folder are
@@ -20,20 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from rsft import same_run
-from rsft.config import ConfigError, to_dict
+from rsft.config import ConfigError
 from rsft.same_run import path_digest  # noqa: F401 (re-exported: where callers found it)
 from rsft.training import checkpoint as ckpt
-
-# Options that may change between a run and its resumption without changing the result.
-RESUMABLE_CHANGES = (
-    "resume",
-    "progress",
-    "num_workers",
-    "eval_batch_size",
-    "output_dir",
-    "on_divergence",
-    "divergence_factor",
-)
 
 # The config fields that name data, as written in a config file.
 DATA_FIELDS = (
@@ -46,11 +36,9 @@ DATA_FIELDS = (
 
 
 def fingerprint(config: Any) -> dict:
-    """The config a checkpoint must have been written with, for this run to resume it."""
-    d = to_dict(config)
-    for key in RESUMABLE_CHANGES:
-        d.pop(key, None)
-    return d
+    """The config a checkpoint must have been written with, for this run to resume it: the
+    run's identity (:func:`rsft.same_run.run_identity`)."""
+    return same_run.run_identity(config)
 
 
 def data_digest(config: Any) -> dict[str, dict]:
