@@ -47,11 +47,13 @@ def hashed_options(cfg: RFTConfig) -> dict[str, Any]:
 
 def options_hash(options: dict[str, Any]) -> str:
     """A short hash of :func:`hashed_options`. ``eval.threshold`` is left out when it equals
-    ``selection.threshold``: evaluation then counts as correct what it did before the option
-    existed, and a run from then hashes as it did, so it resumes."""
-    ev = options["eval"]
+    ``selection.threshold``, and ``sft.trl`` when it is empty: the run then computes what it
+    did before these options existed, and a run from then hashes as it did, so it resumes."""
+    ev, sft = options["eval"], options["sft"]
     if ev.get("threshold") == options["selection"]["threshold"]:
         options = {**options, "eval": {k: v for k, v in ev.items() if k != "threshold"}}
+    if not sft.get("trl"):  # likewise sft.trl, when it passes nothing to TRL
+        options = {**options, "sft": {k: v for k, v in sft.items() if k != "trl"}}
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from rsft.config import ConfigError, check_number, opt
+from rsft.generation.sft.arguments import check_trl_options
 from rsft.models.devices import gpu_count, uses_gpu
 
 ACCELERATE_HINT = (
@@ -131,6 +132,13 @@ class SFTSection:
         "per process); batch_size must be divisible by it. Output in <stage>/sft.log. "
         "docs/generation.md: SFT across processes.",
     )
+    trl: dict[str, Any] = opt(
+        factory=dict,
+        help="Any other field of trl.SFTConfig, passed through as given, e.g. {max_grad_norm: "
+        "0.5, report_to: wandb, neftune_noise_alpha: 5}; checked by TRL's own parser when "
+        "the config is read. The fields rsft sets from its options (learning_rate from "
+        "sft.lr, ...) are refused here, naming the option.",
+    )
     accelerate_config: str | None = opt(
         None,
         help="An accelerate config YAML for the fine-tuning (DDP, FSDP, DeepSpeed ZeRO on "
@@ -164,6 +172,7 @@ class SFTSection:
             )
         if self.accelerate_config is not None:
             check_accelerate_config(self.accelerate_config, self.processes, self.lora)
+        check_trl_options(self.trl)
 
     @property
     def launched(self) -> bool:

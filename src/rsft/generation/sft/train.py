@@ -19,6 +19,7 @@ import torch
 
 from rsft.atomic import atomic_write_text, share_files, writing
 from rsft.data.datasets_io import quiet
+from rsft.generation.sft.arguments import trl_arguments
 from rsft.generation.sft.config import SFTSection
 from rsft.generation.sft.guard import STAGE, SFTGuard, check_weights
 from rsft.generation.templates import load_tokenizer
@@ -125,31 +126,15 @@ def sft_train(
             task_type="CAUSAL_LM",
         )
     trainer_dir = out / "trainer"
-    args = SFTConfig(
+    kwargs = trl_arguments(
+        cfg,
         output_dir=str(trainer_dir),
-        num_train_epochs=cfg.epochs,
-        learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size // cfg.processes,  # the same global batch
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        max_length=cfg.max_length,
-        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name
-        bf16=torch_dtype == torch.bfloat16,
-        fp16=False,
-        use_cpu=dev == "cpu",
         seed=seed,
-        data_seed=seed,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=1,
-        logging_steps=max(1, cfg.save_steps // 5),
-        report_to="none",
-        logging_nan_inf_filter=False,  # a NaN step is logged as NaN, for the guard to see
-        disable_tqdm=not shows_bars(progress),
-        dataset_num_proc=None,
+        bf16=torch_dtype == torch.bfloat16,
+        cpu=dev == "cpu",
+        bars=shows_bars(progress),
     )
+    args = SFTConfig(**kwargs)
     with quiet():  # tokenizing a few thousand rows: not worth four progress bars
         trainer = SFTTrainer(
             model=model,
