@@ -16,12 +16,12 @@ import yaml
 import rsft
 from rsft.cli.main import main
 from rsft.compare.runner import CompareConfig, build_runs
-from rsft.config import ConfigError, from_dict, load_yaml, options_given, to_dict
+from rsft.config import ConfigError, from_dict, load_yaml, options_given, replace, to_dict
 from rsft.data import DataConfig
 from rsft.data_level.config import RejectionConfig
 from rsft.generation.config import RFTConfig
 from rsft.training import TrainConfig
-from rsft.training.config import ParamLevelConfig
+from rsft.training.config import OptimConfig, ParamLevelConfig
 
 # The smallest train config that parses: nothing is loaded until FineTuner runs.
 MINIMAL = {"model": {"path": "pkg.module:Model"}, "data": {"train": "train.csv"}}
@@ -243,7 +243,7 @@ def test_the_cli_refuses_a_bad_share_before_reading_any_data(tmp_path, capsys):
     ],
 )
 def test_an_option_set_to_its_default_still_does_not_apply(over, match):
-    with pytest.raises(ConfigError, match=rf"{match}.* do\(es\) not apply"):
+    with pytest.raises(ConfigError, match=rf"{match}.* does not apply"):
         from_dict(TrainConfig, train_config(**over))
 
 
@@ -264,7 +264,7 @@ def test_the_cli_refuses_an_option_set_to_its_default_that_does_not_apply(capsys
     args = ["model.path=pkg.module:Model", "data.train=t.csv", "optim.name=zo_sgd"]
     assert main(["train", *args, "param_level.temperature_schedule=constant"]) == 2
     err = capsys.readouterr().err
-    assert "param_level.temperature_schedule do(es) not apply to zo_sgd" in err
+    assert "param_level.temperature_schedule does not apply to zo_sgd" in err
 
 
 def test_compare_base_option_that_does_not_apply_to_one_method():
@@ -276,7 +276,7 @@ def test_compare_base_option_that_does_not_apply_to_one_method():
             "seeds": [0],
         },
     )
-    with pytest.raises(ConfigError, match=r"method 'zo': param_level.temperature do\(es\) not"):
+    with pytest.raises(ConfigError, match=r"method 'zo': param_level.temperature does not"):
         build_runs(cfg)
 
 
@@ -291,9 +291,31 @@ def test_options_given_records_what_from_dict_was_given():
     assert cfg.param_level == ParamLevelConfig()
 
 
-def test_options_given_in_python_counts_the_values_that_differ_from_the_default():
-    assert options_given(ParamLevelConfig(sigma=0.5, temperature=1.0)) == {"sigma"}
+def test_options_given_in_python_are_its_keyword_arguments_as_from_yaml():
+    assert options_given(ParamLevelConfig(sigma=0.5, temperature=1.0)) == {"sigma", "temperature"}
     assert options_given(ParamLevelConfig()) == set()
+    # dataclasses.replace passes every option: the values that differ count; replace() keeps
+    # the record of the section it rebuilds.
+    built = ParamLevelConfig(temperature=1.0)
+    assert options_given(dataclasses.replace(built, sigma=0.5)) == {"sigma"}
+    assert options_given(replace(built, sigma=0.5)) == {"sigma", "temperature"}
+
+
+@pytest.mark.parametrize(
+    ("over", "named"),
+    [
+        ({"optim": {"name": "zo_sgd"}, "param_level": {"restore": "exact"}}, "restore"),
+        ({"optim": {"name": "metropolis", "weight_decay": 0.0}}, "optim.weight_decay"),
+    ],
+)
+def test_an_option_that_does_not_apply_is_refused_from_yaml_and_from_python(over, named):
+    with pytest.raises(ConfigError, match=rf"{named}.* does not apply"):
+        from_dict(TrainConfig, train_config(**over))
+    sections = {"optim": OptimConfig, "param_level": ParamLevelConfig}
+    built = {k: sections[k](**v) for k, v in over.items()}
+    plain = from_dict(TrainConfig, train_config())
+    with pytest.raises(ConfigError, match=rf"{named}.* does not apply"):
+        TrainConfig(model=plain.model, data=plain.data, **built)
 
 
 # ------------------------------------------------------------------ user-facing text

@@ -148,7 +148,7 @@ FINISHED_RUN = {
 
 def test_compare_reruns_a_finished_run_under_other_kernels(tmp_path, monkeypatch):
     from rsft import __version__
-    from rsft.compare.runner import _finished
+    from rsft.compare.runner import _finished, _to_run
     from rsft.config import from_dict, to_dict
     from rsft.training import TrainConfig
     from rsft.training.resume import data_digest
@@ -171,7 +171,8 @@ def test_compare_reruns_a_finished_run_under_other_kernels(tmp_path, monkeypatch
     assert _finished(cfg) == done
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert _finished(cfg) is None
-    assert cfg.resume == "never"
+    assert _to_run(cfg).resume == "never"  # stale: started over, not resumed
+    assert cfg.resume == "auto"  # the run's own config is left as it was
 
 
 def test_machine_info_names_the_cpu_and_the_numeric_libraries():

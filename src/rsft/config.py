@@ -10,10 +10,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import math
 import os
+import threading
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -135,9 +138,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-# What from_dict records on each section it builds: the options the user set (options_given).
-# An instance attribute, not a dataclass field, so to_dict and == never see it.
+# What a section's constructor records: the options the user set (options_given). An
+# instance attribute, not a dataclass field, so to_dict and == never see it.
 _GIVEN = "_rsft_options_given"
+# What the section about to be built records as given, when not its keyword arguments: the
+# keys of the mapping from_dict reads, or the record of the section replace() rebuilds.
+_BUILDING = threading.local()
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
@@ -165,15 +171,18 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
             kwargs[key] = _coerce({}, hints[key], path)  # its own checks say what is missing
         else:
             raise ConfigError(f"missing required option {path!r}: {f.metadata.get('help', '')}")
+    _BUILDING.given = frozenset(data)  # the keys of the mapping, even when it names all
     try:
         obj = cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where or cls.__name__}: {err}") from err
+    finally:
+        _BUILDING.given = None
     # Nested sections are built first, so a section's __post_init__ sees what was set in its
-    # subsections (the checks of options that do not apply to the chosen method need that).
-    object.__setattr__(obj, _GIVEN, frozenset(data))
+    # subsections (the checks of options that do not apply to the chosen method need that);
+    # a section's constructor records its own (:func:`section`).
     return obj
 
 
@@ -189,10 +198,12 @@ def _default(f: dataclasses.Field) -> Any:
 def options_given(section: Any) -> set[str]:
     """The options of a config section that the user set, whatever their value.
 
-    :func:`from_dict` records the keys of the mapping it was given (the YAML file with the
-    command-line overrides merged in), so an option set to its default value counts as set.
-    A section built in Python has no such record: there, the options whose value differs
-    from the default count.
+    A section built by a constructor of :func:`section` records the options it was given:
+    :func:`from_dict` passes exactly the keys of the mapping it reads (the YAML file with the
+    command-line overrides merged in), and Python passes its keyword arguments, so an option
+    set to its default value counts as set either way. Where every option was passed at
+    once (``dataclasses.replace``; :func:`replace` keeps the record instead) or the section
+    has no record, the options whose value differs from the default count.
     """
     given = getattr(section, _GIVEN, None)
     if given is not None:
@@ -204,6 +215,24 @@ def options_given(section: Any) -> set[str]:
     }
 
 
+def range_text(
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> str:
+    """``>= 1``, ``> 0``, ``in (0, 1]``: a numeric option's range as help and errors say it."""
+    low = ("(", gt) if gt is not None else ("[", ge)  # open or closed end, and its value
+    high = (")", lt) if lt is not None else ("]", le)
+    if low[1] is not None and high[1] is not None:
+        return f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    if low[1] is not None:
+        return f"{'>' if low[0] == '(' else '>='} {low[1]:g}"
+    if high[1] is not None:
+        return f"{'<' if high[0] == ')' else '<='} {high[1]:g}"
+    return ""
+
+
 def check_number(
     name: str,
     value: float | None,
@@ -213,10 +242,12 @@ def check_number(
     lt: float | None = None,
     le: float | None = None,
     fix: str = "",
+    what: str = "",
 ) -> None:
     """Refuse a numeric option that is not finite or lies outside its range, naming it.
 
-    ``None`` passes (an unset optional option); ``fix`` tells the user what to use instead.
+    ``None`` passes (an unset optional option); ``fix`` tells the user what to use instead;
+    ``what`` says the range in words instead (``a number of seconds > 0``).
     """
     if value is None:
         return
@@ -225,17 +256,8 @@ def check_number(
     ok = ok and (lt is None or value < lt) and (le is None or value <= le)
     if ok:
         return
-    low = ("(", gt) if gt is not None else ("[", ge)  # open or closed end, and its value
-    high = (")", lt) if lt is not None else ("]", le)
-    if low[1] is not None and high[1] is not None:
-        rule = f"in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
-    elif low[1] is not None:
-        rule = f"{'>' if low[0] == '(' else '>='} {low[1]:g}"
-    elif high[1] is not None:
-        rule = f"{'<' if high[0] == ')' else '<='} {high[1]:g}"
-    else:
-        rule = ""
-    if not math.isfinite(value) or not rule:
+    rule = what or range_text(gt, ge, lt, le)
+    if not what and (not math.isfinite(value) or not rule):
         rule = f"a finite number {rule}".strip()
     raise ConfigError(f"{name} must be {rule}, got {value!r}." + (f" {fix}" if fix else ""))
 
@@ -347,15 +369,129 @@ def check_output_dir(path: str | Path, name: str = "output_dir", main_process: b
         check_unlocked(path)
 
 
-def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, help: str = "") -> Any:
-    """A config option: a dataclass field with its help text, shown by ``rsft <command> --help``.
+BOUNDS = ("gt", "ge", "lt", "le")
 
-    Every config section declares its options with it, so the help listing and the checks find
-    the same metadata everywhere.
+
+def opt(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Any = None,
+    help: str = "",
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    fix: str = "",
+    what: str = "",
+    only_with: tuple[str, tuple[Any, ...]] | None = None,
+) -> Any:
+    """A config option: a dataclass field with its help text and its constraints.
+
+    ``gt``/``ge``/``lt``/``le`` bound a number (``None`` always passes: an unset optional
+    option); ``fix`` and ``what`` go into the message of a value outside them; ``only_with``
+    (``("rule", ("tilted",))``: a sibling option and the values it must have) declares that
+    the option applies only then, so setting it otherwise is an error instead of a no-op.
+    Choices are the field's ``Literal`` type. :func:`check_declared` checks all of them, and
+    ``rsft <command> --help`` shows them (:func:`describe`).
     """
+    bounds = {k: v for k, v in zip(BOUNDS, (gt, ge, lt, le)) if v is not None}
+    metadata: dict[str, Any] = {"help": help}
+    if bounds:
+        metadata["bounds"] = bounds
+        metadata["fix"], metadata["what"] = fix, what
+    if only_with is not None:
+        metadata["only_with"] = only_with
     if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def section(where: str) -> Callable[[type[T]], type[T]]:
+    """Make a config dataclass check its declared constraints whenever it is built.
+
+    ``where`` is the section's dotted name in a config file (``"generation"``; ``""`` for a
+    top level). The options given to its constructor are recorded (:func:`options_given`)
+    and every option is checked against its ``opt(...)`` constraints before the section's
+    own ``__post_init__`` runs, the same whether the config comes from YAML, command-line
+    overrides or Python.
+    """
+
+    def wrap(cls: type[T]) -> type[T]:
+        init, post_init = cls.__init__, getattr(cls, "__post_init__", None)
+        names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            given: Any = set(names[: len(args)]) | set(kwargs)
+            pending = getattr(_BUILDING, "given", None)
+            if pending is not None:  # from_dict's keys, or the record replace() keeps
+                given, _BUILDING.given = pending, None
+            elif given == set(names):
+                given = None  # every option passed (dataclasses.replace): see options_given
+            object.__setattr__(self, _GIVEN, None if given is None else frozenset(given))
+            init(self, *args, **kwargs)
+            if post_init is None:  # dataclass's __init__ calls no __post_init__ then
+                check_declared(self, where)
+
+        def __post_init__(self: Any) -> None:
+            check_declared(self, where)
+            post_init(self)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        if post_init is not None:  # before the section's own checks, which may rely on them
+            cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+        cls._rsft_section = where  # type: ignore[attr-defined]
+        return cls
+
+    return wrap
+
+
+def check_declared(obj: Any, where: str = "") -> None:
+    """Check every option of one config section against its declared constraints, with one
+    message format naming the option: its numeric range, and whether it applies at all."""
+    prefix = f"{where}." if where else ""
+    given = options_given(obj)
+    for f in dataclasses.fields(obj):
+        meta, value = f.metadata, getattr(obj, f.name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if "bounds" in meta and number:
+            check_number(
+                f"{prefix}{f.name}", value, **meta["bounds"], fix=meta["fix"], what=meta["what"]
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            check_number(f"{prefix}{f.name}", value)  # NaN or infinity: never an option
+        # an option given at its default (``pattern: null``) changes nothing: no need to refuse
+        if "only_with" in meta and f.name in given and value != _default(f):
+            other, values = meta["only_with"]
+            if getattr(obj, other) not in values:
+                allowed = " or ".join(str(v) for v in values)
+                raise ConfigError(
+                    f"{prefix}{f.name} does not apply to {prefix}{other}: "
+                    f"{getattr(obj, other)}; it is used only with {prefix}{other}: {allowed}. "
+                    f"Remove it, or set {prefix}{other}."
+                )
+
+
+def constraint_text(f: dataclasses.Field) -> str:
+    """A field's declared constraints in words, for ``--help``: ``>= 1``, ``only with rule:
+    tilted``."""
+    parts = []
+    if "bounds" in f.metadata:
+        parts.append(range_text(**f.metadata["bounds"]))
+    if "only_with" in f.metadata:
+        other, values = f.metadata["only_with"]
+        parts.append(f"only with {other}: {' or '.join(str(v) for v in values)}")
+    return "; ".join(parts)
+
+
+def replace(obj: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that keeps the record of which options were given (plus the
+    changed ones), so the "does not apply" checks see the same options as before."""
+    _BUILDING.given = frozenset(options_given(obj) | set(changes))
+    try:
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
+    finally:
+        _BUILDING.given = None
 
 
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
@@ -370,7 +506,10 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             continue
         value = _default(f)
         default = "required" if value is dataclasses.MISSING else repr(value)
-        rows.append((name, _type_name(tp), default, f.metadata.get("help", "")))
+        kind = _type_name(tp)
+        if constraint_text(f):
+            kind = f"{kind}, {constraint_text(f)}"
+        rows.append((name, kind, default, f.metadata.get("help", "")))
     return rows
 
 

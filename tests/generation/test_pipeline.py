@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from rsft.config import ConfigError, from_dict
 from rsft.generation import RFTConfig, RFTPipeline
-from rsft.generation.engines import pool as engines_module
 from rsft.generation import pipeline as pipeline_module
+from rsft.generation.engines import pool as engines_module
 from rsft.tasks.arithmetic import prepare_arithmetic
 
 
@@ -226,7 +226,7 @@ def test_changed_options_refuse_to_resume_into_the_same_folder(rft_config):
         (lambda c: c["generation"].update(k=0), "generation.k must be >= 1"),
         (lambda c: c["data"].update(prompt_column="question"), "prompt column 'question'"),
         (lambda c: c["data"].update(answer_column="solution"), "answer column 'solution'"),
-        (lambda c: c["verifier"].update(kind="regex"), "needs verifier.pattern"),
+        (lambda c: c["verifier"].update(kind="regex", function=None), "needs verifier.pattern"),
         (lambda c: c["data"].update(train="/no/such/file.jsonl"), "does not exist"),
     ],
 )

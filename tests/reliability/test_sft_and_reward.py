@@ -105,7 +105,7 @@ def test_a_reward_model_must_load_every_weight_from_its_folder(request, folder, 
 
 
 def test_rft_refuses_a_causal_lm_reward_model_before_generating(rft_config, tiny_lm, capsys):
-    path = rft_config(verifier={"kind": "reward_model", "reward_model": tiny_lm})
+    path = rft_config(verifier={"kind": "reward_model", "reward_model": tiny_lm, "function": None})
     assert main(["rft", "-c", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"rsft rft: error: reward model {tiny_lm!r}: its weights score.weight" in err

@@ -8,7 +8,6 @@ an interrupted run resumes from its checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,16 @@ from rsft.compare.files import write_results
 from rsft.compare.plot import plot_results
 from rsft.compare.summary import ACCURACY_KEY, DEFAULT_METRICS, summarize
 from rsft.compare.table import format_table, metric_note
-from rsft.config import ConfigError, check_output_dir, deep_merge, from_dict, opt, to_dict
+from rsft.config import (
+    ConfigError,
+    check_output_dir,
+    deep_merge,
+    from_dict,
+    opt,
+    replace,
+    section,
+    to_dict,
+)
 from rsft.output_lock import output_lock
 from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
@@ -57,6 +65,7 @@ def _record(method: str, seed: int, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@section("")
 @dataclass
 class CompareConfig:
     base: dict[str, Any] = opt(
@@ -134,6 +143,14 @@ def _finished(run_cfg: TrainConfig) -> RunResult | None:
     return None
 
 
+def _to_run(run_cfg: TrainConfig) -> TrainConfig:
+    """The config a run of the grid trains with: quiet (the grid has its own bar), and from
+    the start when its folder holds a stale run's results.json (nothing there to resume).
+    ``run_cfg`` itself is left as it is: what a run records is the config it was given."""
+    stale = (Path(run_cfg.output_dir) / "results.json").is_file()
+    return replace(run_cfg, progress="quiet", resume="never" if stale else run_cfg.resume)
+
+
 def _run_summary(method: str, seed: int, result: dict[str, Any], reused: bool) -> str:
     """``plain seed 0: test accuracy 84.0%, 3.2 s`` (``reused`` for a run finished earlier)."""
     parts = [f"{method} seed {seed}"]
@@ -175,12 +192,7 @@ def _run_grid(
     for method, seed, run_cfg in bar:
         bar.set_postfix_str(f"{method} seed {seed}")
         reused = _finished(run_cfg)
-        if reused is None:
-            # A stale run's results.json is replaced: it starts over (nothing to resume).
-            stale = (Path(run_cfg.output_dir) / "results.json").is_file()
-            resume = "never" if stale else run_cfg.resume
-            run = dataclasses.replace(run_cfg, progress="quiet", resume=resume)
-        result = reused or FineTuner(run, accelerator).train()
+        result = reused or FineTuner(_to_run(run_cfg), accelerator).train()
         bar.set_postfix_str(_run_summary(method, seed, result, reused is not None))
         records.append(_record(method, seed, result))
     rows = summarize(records, baseline=cfg.baseline)

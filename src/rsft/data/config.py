@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from rsft.config import ConfigError, opt
+from rsft.config import ConfigError, opt, section
 
 FORMATS = ("imagefolder", "csv", "json", "parquet", "hf", "tensors")
 
@@ -24,6 +24,7 @@ SUFFIX_FORMATS = {
 }
 
 
+@section("data")
 @dataclass
 class DataConfig:
     """Where the inputs and labels of a split live, and how images and text are prepared.
@@ -56,10 +57,14 @@ class DataConfig:
     image_column: str = opt("image", help="Column of image paths (relative to the table's folder).")
     resize: int = opt(
         256,
+        ge=1,
+        what="a positive integer",
         help="Images: resize the shortest edge to this many pixels (256/224 suit ImageNet-size "
         "models; for small images and a model made for them, use the size it takes).",
     )
-    crop: int = opt(224, help="Images: then center-crop to crop x crop.")
+    crop: int = opt(
+        224, ge=1, what="a positive integer", help="Images: then center-crop to crop x crop."
+    )
     follow_links: bool = opt(
         False,
         help="Image folders: also follow links (to files or folders) that lead out of the "
@@ -70,7 +75,9 @@ class DataConfig:
     )
     mean: list[float] = opt(factory=lambda: [0.485, 0.456, 0.406], help="Images: RGB mean.")
     std: list[float] = opt(factory=lambda: [0.229, 0.224, 0.225], help="Images: RGB std.")
-    max_length: int = opt(128, help="Text: truncate to this many tokens.")
+    max_length: int = opt(
+        128, ge=1, what="a positive integer", help="Text: truncate to this many tokens."
+    )
     group_column: str | None = opt(None, help="Column of group ids (for balance weighting).")
     input_tensors: list[str] | None = opt(
         None,

@@ -11,10 +11,11 @@ import numbers
 from dataclasses import dataclass
 from typing import Literal
 
-from rsft.config import ConfigError, check_number, opt
+from rsft.config import ConfigError, check_number, opt, section
 from rsft.rule import Envelope
 
 
+@section("rejection.envelope")
 @dataclass
 class EnvelopeConfig:
     policy: Literal["max", "quantile", "fixed"] = opt(
@@ -24,23 +25,21 @@ class EnvelopeConfig:
     )
     quantile: float = opt(
         0.99,
+        gt=0,
+        le=1,
+        fix="Try 0.99, or policy: max for the exact M.",
+        only_with=("policy", ("quantile",)),
         help="With policy: quantile, which quantile of all the weights (zeros included): "
         "about 1 - quantile of the samples are violations.",
     )
-    value: float | None = opt(None, help="With policy: fixed, the envelope M.")
+    value: float | None = opt(
+        None, only_with=("policy", ("fixed",)), help="With policy: fixed, the envelope M."
+    )
     on_violation: Literal["error", "count"] | None = opt(
         None, help="What a weight above M does: error (the default for fixed) or count."
     )
 
     def __post_init__(self) -> None:
-        if self.policy == "quantile":
-            check_number(
-                "rejection.envelope.quantile",
-                self.quantile,
-                gt=0,
-                le=1,
-                fix="Try 0.99, or policy: max for the exact M.",
-            )
         positive = self.value is not None and math.isfinite(self.value) and self.value > 0
         if self.policy == "fixed" and not positive:
             raise ConfigError(
@@ -56,6 +55,7 @@ class EnvelopeConfig:
 MODEL_AWARE = ("confidence", "loss_percentile", "model_function")
 
 
+@section("rejection")
 @dataclass
 class RejectionConfig:
     """Which samples the model learns from (the data level of RSFT)."""
@@ -87,10 +87,14 @@ class RejectionConfig:
     )
     envelope: EnvelopeConfig = opt(factory=EnvelopeConfig, help="The envelope M.")
     target_unlabelled: str | None = opt(
-        None, help="density_ratio: unlabelled samples of the target task (a folder or table)."
+        None,
+        only_with=("weights", ("density_ratio",)),
+        help="density_ratio: unlabelled samples of the target task (a folder or table).",
     )
     calibration: Literal["sigmoid", "isotonic"] = opt(
-        "sigmoid", help="density_ratio: probability calibration of the domain classifier."
+        "sigmoid",
+        only_with=("weights", ("density_ratio",)),
+        help="density_ratio: probability calibration of the domain classifier.",
     )
     balance_column: str | None = opt(
         None,
@@ -104,17 +108,38 @@ class RejectionConfig:
     )
     function: str | None = opt(
         None,
+        only_with=("weights", ("function", "model_function")),
         help="function: import path 'pkg.module:fn' of fn(example: dict) -> float; "
         "model_function: of fn(inputs: dict, labels, logits) -> one weight per sample. rsft "
         "imports and runs that code (docs/security.md).",
     )
-    batched: bool = opt(False, help="function: call fn(list of examples) -> list of floats.")
-    column: str | None = opt(None, help="column: the weight column of the training table.")
+    batched: bool = opt(
+        False,
+        only_with=("weights", ("function",)),
+        help="function: call fn(list of examples) -> list of floats.",
+    )
+    column: str | None = opt(
+        None,
+        only_with=("weights", ("column",)),
+        help="column: the weight column of the training table.",
+    )
     seed: int | None = opt(None, help="Seed of the acceptance coins (default: the run's seed).")
-    beta: float = opt(1.0, help="loss_percentile: acceptance = percentile ** beta.")
-    floor: float = opt(0.01, help="loss_percentile: the smallest acceptance probability.")
+    beta: float = opt(
+        1.0,
+        gt=0,
+        only_with=("weights", ("loss_percentile",)),
+        help="loss_percentile: acceptance = percentile ** beta.",
+    )
+    floor: float = opt(
+        0.01,
+        ge=0,
+        le=1,
+        only_with=("weights", ("loss_percentile",)),
+        help="loss_percentile: the smallest acceptance probability.",
+    )
     window: int = opt(
         1024,
+        ge=1,
         help="Model-aware sources: how many recent samples the loss percentiles and the online "
         "envelope M are taken over (M follows the data as it drifts).",
     )
@@ -154,11 +179,7 @@ class RejectionConfig:
             )
 
     def __post_init__(self) -> None:
-        if self.window < 1:
-            raise ConfigError(f"rejection.window must be >= 1, got {self.window}.")
         self._check_balance_target()
-        check_number("rejection.floor", self.floor, ge=0, le=1)
-        check_number("rejection.beta", self.beta, gt=0)
         needs = {
             "density_ratio": "target_unlabelled",
             "function": "function",

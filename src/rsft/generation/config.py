@@ -7,21 +7,21 @@ options. Bad combinations fail in ``__post_init__`` with a message, before a mod
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
-from rsft.config import ConfigError, check_number, opt
-from rsft.generation.selection import Rule, check_beta, make_rule
+from rsft.config import ConfigError, opt, section
+from rsft.generation.selection import BETA_FIX, MIN_BETA, Rule, make_rule
 from rsft.generation.sft.config import (  # noqa: F401 (the sft section, re-exported)
     ACCELERATE_HINT,
     SFTSection,
     check_accelerate_config,
-    check_sft_devices,
+    check_sft_launch,
 )
 from rsft.progress import PROGRESS_HELP, Progress
 
 
+@section("model")
 @dataclass
 class LMConfig:
     """The pretrained causal language model: the proposal q(y|x) of round 1."""
@@ -41,11 +41,8 @@ class LMConfig:
         "generation and fine-tuning. Only for folders you trust (docs/security.md).",
     )
 
-    def __post_init__(self) -> None:
-        if not self.path:
-            raise ConfigError("model.path is required: a transformers causal-LM folder.")
 
-
+@section("data")
 @dataclass
 class PromptDataConfig:
     """Prompts with reference answers: JSONL, CSV, parquet, or a dataset saved to disk."""
@@ -61,31 +58,24 @@ class PromptDataConfig:
     system_prompt: str | None = opt(
         None, help="A system message put before every prompt (the template's own if unset)."
     )
-    max_train_prompts: int | None = opt(None, help="Use only the first N training prompts.")
-    max_eval_prompts: int | None = opt(None, help="Use only the first N held-out prompts.")
-
-    def __post_init__(self) -> None:
-        if not self.train:
-            raise ConfigError("data.train is required: a JSONL/CSV/parquet file of prompts.")
-        if not self.eval:
-            raise ConfigError("data.eval is required: held-out prompts to measure pass@1 on.")
-        for name in ("max_train_prompts", "max_eval_prompts"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"data.{name} must be >= 1, got {value}.")
+    max_train_prompts: int | None = opt(None, ge=1, help="Use only the first N training prompts.")
+    max_eval_prompts: int | None = opt(None, ge=1, help="Use only the first N held-out prompts.")
 
 
+@section("generation")
 @dataclass
 class GenerationConfig:
     """How the candidates are sampled from the current model."""
 
-    k: int = opt(4, help="Completions sampled per training prompt.")
-    temperature: float = opt(1.0, help="Sampling temperature (> 0).")
-    top_p: float = opt(1.0, help="Nucleus sampling: keep the smallest top-p mass (1: off).")
-    max_new_tokens: int = opt(64, help="Longest completion, in tokens.")
-    batch_size: int = opt(64, help="Sequences generated per forward batch.")
+    k: int = opt(4, ge=1, help="Completions sampled per training prompt.")
+    temperature: float = opt(1.0, gt=0, help="Sampling temperature.")
+    top_p: float = opt(
+        1.0, gt=0, le=1, help="Nucleus sampling: keep the smallest top-p mass (1: off)."
+    )
+    max_new_tokens: int = opt(64, ge=1, help="Longest completion, in tokens.")
+    batch_size: int = opt(64, ge=1, help="Sequences generated per forward batch.")
     chunk_prompts: int = opt(
-        64, help="Prompts per saved chunk: a killed run resumes after its last saved chunk."
+        64, ge=1, help="Prompts per saved chunk: a killed run resumes after its last saved chunk."
     )
     backend: Literal["auto", "transformers", "vllm"] = opt(
         "auto",
@@ -101,28 +91,20 @@ class GenerationConfig:
 
     template_timeout: float = opt(
         10.0,
+        gt=0,
         help="Seconds the model's chat template may take to render one prompt (checked in a "
         "worker process before any prompt is generated from); a template past it is "
         "refused, instead of hanging the run.",
     )
 
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ConfigError(f"generation.k must be >= 1 (completions per prompt), got {self.k}.")
-        check_number("generation.template_timeout", self.template_timeout, gt=0)
-        check_number("generation.temperature", self.temperature, gt=0)
-        check_number("generation.top_p", self.top_p, gt=0, le=1)
-        for name in ("max_new_tokens", "batch_size", "chunk_prompts"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"generation.{name} must be >= 1, got {getattr(self, name)}.")
 
-
+@section("engine")
 @dataclass
 class EngineConfig:
     """The vLLM engines of ``generation.backend: vllm`` (see docs/generation.md)."""
 
     replicas: int = opt(
-        1, help="Engines rsft starts on this machine; a round's chunks are spread over them."
+        1, ge=1, help="Engines rsft starts on this machine; a round's chunks are spread over them."
     )
     endpoints: list[str] = opt(
         factory=list,
@@ -137,12 +119,12 @@ class EngineConfig:
         help="Python of the environment vLLM is installed in (auto: ./.venv-vllm/bin/python "
         "from `make vllm-env`, else this Python if it has vllm).",
     )
-    tensor_parallel_size: int = opt(1, help="GPUs per engine (vLLM tensor parallelism).")
+    tensor_parallel_size: int = opt(1, ge=1, help="GPUs per engine (vLLM tensor parallelism).")
     gpu_memory_utilization: float = opt(
-        0.85, help="Share of each GPU's memory an engine may take (weights + KV cache)."
+        0.85, gt=0, le=1, help="Share of each GPU's memory an engine may take (weights + KV cache)."
     )
-    max_model_len: int = opt(2048, help="Longest prompt + completion an engine accepts.")
-    cpu_kv_cache_gib: int = opt(2, help="KV cache per CPU engine, in whole GiB.")
+    max_model_len: int = opt(2048, ge=1, help="Longest prompt + completion an engine accepts.")
+    cpu_kv_cache_gib: int = opt(2, ge=1, help="KV cache per CPU engine, in whole GiB.")
     cpu_threads: Literal["auto", "all"] = opt(
         "auto",
         help="CPU engines: auto gives each replica its own share of the cores; all lets "
@@ -153,20 +135,17 @@ class EngineConfig:
         help="Send each chunk's seed with its request (a chunk's samples then do not depend "
         "on the replica). auto: on with a GPU; vLLM's CPU engine crashes on it.",
     )
-    start_timeout: float = opt(600.0, help="Seconds an engine may take to answer after start.")
+    start_timeout: float = opt(
+        600.0, gt=0, help="Seconds an engine may take to answer after start."
+    )
     request_timeout: float = opt(
         3600.0,
+        gt=0,
         help="Seconds one chunk's request may take, from connecting to the last byte of its "
         "answer.",
     )
 
     def __post_init__(self) -> None:
-        for name in ("replicas", "tensor_parallel_size", "max_model_len", "cpu_kv_cache_gib"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"engine.{name} must be >= 1, got {getattr(self, name)}.")
-        check_number("engine.gpu_memory_utilization", self.gpu_memory_utilization, gt=0, le=1)
-        check_number("engine.start_timeout", self.start_timeout, gt=0)
-        check_number("engine.request_timeout", self.request_timeout, gt=0)
         for url in self.endpoints:
             if not str(url).startswith(("http://", "https://")):
                 raise ConfigError(
@@ -175,6 +154,7 @@ class EngineConfig:
                 )
 
 
+@section("verifier")
 @dataclass
 class VerifierConfig:
     """How a completion is scored: a reward r(x, y), 1/0 for verifiers."""
@@ -186,22 +166,37 @@ class VerifierConfig:
         "function: your fn(prompt, completion, reference) -> float; reward_model: a "
         "sequence-classification model's score.",
     )
-    tolerance: float = opt(1e-6, help="numeric: the largest accepted absolute difference.")
-    pattern: str | None = opt(None, help="regex: the pattern that extracts the answer.")
-    group: int = opt(1, help="regex: which group of the pattern is the answer.")
+    tolerance: float = opt(
+        1e-6,
+        ge=0,
+        only_with=("kind", ("numeric",)),
+        help="numeric: the largest accepted absolute difference.",
+    )
+    pattern: str | None = opt(
+        None, only_with=("kind", ("regex",)), help="regex: the pattern that extracts the answer."
+    )
+    group: int = opt(
+        1, only_with=("kind", ("regex",)), help="regex: which group of the pattern is the answer."
+    )
     function: str | None = opt(
         None,
+        only_with=("kind", ("function",)),
         help="function: the import path 'pkg.module:fn'; rsft imports and runs that code "
         "(docs/security.md).",
     )
     reward_model: str | None = opt(
-        None, help="reward_model: a transformers model folder (its own code is never run)."
+        None,
+        only_with=("kind", ("reward_model",)),
+        help="reward_model: a transformers model folder (its own code is never run).",
     )
     workers: int = opt(
-        4, help="Processes scoring per-sample verifiers (threads when timeout is null)."
+        4, ge=1, help="Processes scoring per-sample verifiers (threads when timeout is null)."
     )
     timeout: float | None = opt(
         10.0,
+        gt=0,
+        what="a number of seconds > 0",
+        fix="Or null: no limit.",
         help="Seconds one candidate may take to score (every kind but reward_model). Scoring "
         "runs in worker processes, and one past the limit is killed: that candidate gets no "
         "reward, its error is recorded and counted (timeouts), and the run goes on. null: no "
@@ -213,14 +208,6 @@ class VerifierConfig:
         key = needs.get(self.kind)
         if key and not getattr(self, key):
             raise ConfigError(f"verifier.kind: {self.kind} needs verifier.{key}.")
-        if self.workers < 1:
-            raise ConfigError(f"verifier.workers must be >= 1, got {self.workers}.")
-        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
-            raise ConfigError(
-                f"verifier.timeout must be a number of seconds > 0 (or null: no limit), got "
-                f"{self.timeout}."
-            )
-        check_number("verifier.tolerance", self.tolerance, ge=0)
 
     def options(self) -> dict:
         """Keyword options of :func:`~rsft.generation.scoring.verifiers.make_verifier` here."""
@@ -233,6 +220,7 @@ class VerifierConfig:
         }[self.kind]
 
 
+@section("selection")
 @dataclass
 class SelectionConfig:
     """Which candidates the model learns from, and the random control of the same size."""
@@ -244,34 +232,39 @@ class SelectionConfig:
         "completion per prompt (RAFT); top_fraction: the best `fraction` of all candidates.",
     )
     threshold: float = opt(1.0, help="correct: the smallest reward that counts as correct.")
-    beta: float = opt(1.0, help="tilted: the temperature beta of exp(r/beta).")
+    beta: float = opt(
+        1.0,
+        ge=MIN_BETA,
+        fix=BETA_FIX,
+        only_with=("rule", ("tilted",)),
+        help="tilted: the temperature beta of exp(r/beta).",
+    )
     r_max: float | None = opt(
         None,
+        only_with=("rule", ("tilted",)),
         help="tilted: a bound on the reward, giving M = exp(r_max/beta) (1 for a 0/1 "
         "verifier); the round's largest reward when unset.",
     )
-    fraction: float = opt(0.25, help="top_fraction: the share of candidates kept.")
+    fraction: float = opt(
+        0.25,
+        gt=0,
+        le=1,
+        only_with=("rule", ("top_fraction",)),
+        help="top_fraction: the share of candidates kept.",
+    )
     dedup: Literal["exact", "normalized", "none"] = opt(
         "normalized",
         help="Drop a completion already accepted for the same prompt: exact text, or "
         "normalized (case and whitespace), or none.",
     )
     max_per_prompt: int | None = opt(
-        None, help="Keep at most this many accepted completions per prompt (ReST-EM: 10)."
+        None, ge=1, help="Keep at most this many accepted completions per prompt (ReST-EM: 10)."
     )
     control: Literal["none", "random"] = opt(
         "none",
         help="random: also fine-tune on a random selection of the same size from the same "
         "candidates, and evaluate it, so the filter's own value is measured.",
     )
-
-    def __post_init__(self) -> None:
-        check_beta(self.beta, "selection.beta")
-        check_number("selection.fraction", self.fraction, gt=0, le=1)
-        check_number("selection.threshold", self.threshold)
-        check_number("selection.r_max", self.r_max)
-        if self.max_per_prompt is not None and self.max_per_prompt < 1:
-            raise ConfigError(f"selection.max_per_prompt must be >= 1, got {self.max_per_prompt}.")
 
     def accept_rule(self) -> Rule:
         """The accept rule these options describe, as an object (:mod:`.selection`)."""
@@ -281,6 +274,7 @@ class SelectionConfig:
         )  # fmt: skip
 
 
+@section("eval")
 @dataclass
 class EvalConfig:
     """Held-out evaluation after every round: greedy pass@1, sampled pass@k, distinct-n.
@@ -294,39 +288,33 @@ class EvalConfig:
 
     k: int = opt(
         0,
+        ge=0,
         help="Completions sampled per held-out prompt for pass@k and diversity (0: only the "
         "greedy pass@1).",
     )
-    temperature: float = opt(1.0, help="Sampling temperature of the pass@k completions.")
-    max_new_tokens: int | None = opt(None, help="Longest completion (default: generation's).")
-    batch_size: int | None = opt(None, help="Sequences per batch (default: generation's).")
-    distinct_n: int = opt(2, help="n of the distinct-n diversity metric.")
+    temperature: float = opt(1.0, gt=0, help="Sampling temperature of the pass@k completions.")
+    max_new_tokens: int | None = opt(None, ge=1, help="Longest completion (default: generation's).")
+    batch_size: int | None = opt(None, ge=1, help="Sequences per batch (default: generation's).")
+    distinct_n: int = opt(2, ge=1, help="n of the distinct-n diversity metric.")
     threshold: float = opt(
         1.0,
         help="A held-out completion counts as correct when its reward is at least this; 1 "
         "for the built-in 0/1 verifiers. Independent of selection.threshold.",
     )
 
-    def __post_init__(self) -> None:
-        if self.k < 0:
-            raise ConfigError(f"eval.k must be >= 0, got {self.k}.")
-        check_number("eval.temperature", self.temperature, gt=0)
-        check_number("eval.threshold", self.threshold)
-        if self.distinct_n < 1:
-            raise ConfigError(f"eval.distinct_n must be >= 1, got {self.distinct_n}.")
 
-
+@section("")
 @dataclass
 class RFTConfig:
-    model: LMConfig = opt(help="The pretrained language model.")
-    data: PromptDataConfig = opt(help="Training and held-out prompts.")
+    model: LMConfig = opt(factory=LMConfig, help="The pretrained language model.")
+    data: PromptDataConfig = opt(factory=PromptDataConfig, help="Training and held-out prompts.")
     generation: GenerationConfig = opt(factory=GenerationConfig, help="Sampling candidates.")
     engine: EngineConfig = opt(factory=EngineConfig, help="vLLM engines (backend: vllm).")
     verifier: VerifierConfig = opt(factory=VerifierConfig, help="Scoring candidates.")
     selection: SelectionConfig = opt(factory=SelectionConfig, help="Accepting candidates.")
     sft: SFTSection = opt(factory=SFTSection, help="Fine-tuning on the accepted set.")
     eval: EvalConfig = opt(factory=EvalConfig, help="Held-out evaluation.")
-    rounds: int = opt(2, help="Rounds of generate, score, accept, fine-tune, evaluate.")
+    rounds: int = opt(2, ge=1, help="Rounds of generate, score, accept, fine-tune, evaluate.")
     start_from: Literal["previous", "base"] = opt(
         "previous",
         help="Where each round's fine-tuning starts: previous (the last round's model, "
@@ -351,8 +339,6 @@ class RFTConfig:
     progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="round"))
 
     def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ConfigError(f"rounds must be >= 1, got {self.rounds}.")
         e = self.engine
         if e.endpoints:
             if self.generation.backend != "vllm":
@@ -371,5 +357,18 @@ class RFTConfig:
                     "and start_from: base (the servers need --enable-lora, "
                     "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, and read access to output_dir)."
                 )
-        if self.sft.launched:
-            check_sft_devices(self.sft, self.model.device)
+
+
+def preflight(cfg: RFTConfig) -> None:
+    """The checks run once before any model loads, not while the config is built: that the
+    inputs are named (in the config, or given to the pipeline as objects), then what reads
+    files or asks the machine (the fine-tuning's accelerate config, its devices)."""
+    required = {
+        "model.path": (cfg.model.path, "a transformers causal-LM folder (or model=)"),
+        "data.train": (cfg.data.train, "a JSONL/CSV/parquet file of prompts (or train=)"),
+        "data.eval": (cfg.data.eval, "held-out prompts to measure pass@1 on (or eval=)"),
+    }
+    for name, (value, what) in required.items():
+        if not value:
+            raise ConfigError(f"{name} is required: {what}.")
+    check_sft_launch(cfg.sft, cfg.model.device)

@@ -40,16 +40,17 @@ def held_out_metrics(
     sampled: list[list[str]],
     stem: Path,
     say: Callable[[str], None],
+    timeout: float | None = None,
 ) -> HeldOutEval:
     """Score the answers; write ``<stem>_generations.jsonl`` (the greedy answers, each
-    marked correct or not); return the metrics."""
+    marked correct or not); return the metrics. ``timeout``: the verifier's time limit."""
     e, p = cfg.eval, prompts
     flat = greedy + [t for texts in sampled for t in texts]
     n = len(p)
     texts = p.texts + [t for t in p.texts for _ in range(e.k)]
     refs = p.references + [r for r in p.references for _ in range(e.k)]
     v = cfg.verifier
-    result = score(verifier, texts, flat, refs, workers=v.workers, timeout=v.timeout)
+    result = score(verifier, texts, flat, refs, workers=v.workers, timeout=timeout)
     if result.n_failed:
         say(f"{stem.name}: {result.summary()}")
     ok = [r is not None and r >= e.threshold for r in result.rewards]

@@ -24,17 +24,19 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rsft import __version__
 from rsft.atomic import atomic_write_jsonl, atomic_write_text, read_jsonl
 from rsft.config import check_output_dir
-from rsft.generation.config import RFTConfig
+from rsft.generation.config import RFTConfig, preflight
 from rsft.generation.dedup import deduplicate
 from rsft.generation.engines.base import Sampling
 from rsft.generation.engines.pool import EnginePool
 from rsft.generation.evaluation import held_out_generations, held_out_metrics
+from rsft.generation.inputs import with_inputs
 from rsft.generation.metrics import distinct_n
 from rsft.generation.prompt_checks import warn_duplicates, warn_long_prompts, warn_overlap
 from rsft.generation.prompts import chat_messages, load_prompts
@@ -46,6 +48,7 @@ from rsft.generation.results import (
     RoundSelection,
 )
 from rsft.generation.run_state import prepare_output
+from rsft.generation.scoring.callables import callable_verifier
 from rsft.generation.scoring.verifiers import make_verifier, score
 from rsft.generation.selection import RandomControl, select
 from rsft.generation.sft.launch import launch_sft
@@ -65,10 +68,33 @@ class RFTPipeline:
 
     Everything that can be checked is checked here, before a model is loaded: the config,
     the prompt files and their columns, the model folder, the verifier.
+
+    ``model``, ``train``, ``eval`` and ``reward`` stand in for ``model.path``, ``data.train``,
+    ``data.eval`` and the verifier: paths as a config names them, or objects (a
+    transformers model with its ``tokenizer``, a ``datasets.Dataset`` or a list of rows, a
+    reward callable in rsft's or TRL's signature); see :mod:`rsft.generation.inputs`.
     """
 
-    def __init__(self, cfg: RFTConfig) -> None:
+    def __init__(
+        self,
+        cfg: RFTConfig | None = None,
+        *,
+        model: Any = None,
+        tokenizer: Any = None,
+        train: Any = None,
+        eval: Any = None,
+        reward: Callable | None = None,
+    ) -> None:
+        cfg = with_inputs(
+            cfg or RFTConfig(),
+            model=model,
+            tokenizer=tokenizer,
+            train=train,
+            eval=eval,
+            reward=reward,
+        )
         self.cfg = cfg
+        preflight(cfg)
         check_output_dir(cfg.output_dir)
         self.base = check_model_folder(
             cfg.model.path,
@@ -83,7 +109,14 @@ class RFTPipeline:
             d.eval, d.prompt_column, d.answer_column, limit=d.max_eval_prompts, split="eval"
         )
         warn_overlap(self.train_prompts, self.eval_prompts)
-        self.verifier = make_verifier(cfg.verifier.kind, **cfg.verifier.options())
+        v = cfg.verifier
+        self.verifier_timeout = v.timeout  # None where a reward callable scores in threads
+        if reward is not None:
+            self.verifier, self.verifier_timeout = callable_verifier(
+                reward, d.answer_column, v.timeout
+            )
+        else:
+            self.verifier = make_verifier(v.kind, **v.options())
         self.out = Path(cfg.output_dir)
         self.timings: dict[str, float] = {}
         self.engines = EnginePool(cfg, self.base, self.out / "engines")
@@ -178,7 +211,7 @@ class RFTPipeline:
             [r["reference"] for r in rows],
             workers=v.workers,
             progress=self.cfg.progress is True,
-            timeout=v.timeout,
+            timeout=self.verifier_timeout,
         )
         self._timed("score", t0)
         if result.n_failed:
@@ -288,7 +321,14 @@ class RFTPipeline:
         gen.close()
         self._timed("evaluate", t0)
         metrics = held_out_metrics(
-            self.cfg, self.eval_prompts, self.verifier, greedy, sampled, out / name, self._say
+            self.cfg,
+            self.eval_prompts,
+            self.verifier,
+            greedy,
+            sampled,
+            out / name,
+            self._say,
+            timeout=self.verifier_timeout,
         )
         metrics.write(path)
         return metrics

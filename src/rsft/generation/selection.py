@@ -39,6 +39,10 @@ Chosen = tuple[list[int], dict[str, Any]]
 # The smallest tilted beta: below it (subnormal floats) 1/beta overflows and beta loses its
 # precision; a beta this small keeps only the round's largest reward anyway.
 MIN_BETA = sys.float_info.min
+BETA_FIX = (
+    "Below it floats are subnormal and 1/beta overflows; a beta this small already keeps only "
+    "the largest reward."
+)
 
 
 @dataclass
@@ -136,11 +140,7 @@ def _tilted(
 
 def check_beta(beta: float, name: str = "tilted: beta") -> None:
     """Refuse a tilted beta that is not finite or below :data:`MIN_BETA`, naming the range."""
-    fix = (
-        "Below it floats are subnormal and 1/beta overflows; a beta this small already keeps "
-        "only the largest reward."
-    )
-    check_number(name, beta, ge=MIN_BETA, fix=fix)
+    check_number(name, beta, ge=MIN_BETA, fix=BETA_FIX)
 
 
 @dataclass(frozen=True)

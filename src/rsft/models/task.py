@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from rsft.config import ConfigError, opt
+from rsft.config import ConfigError, opt, section
 from rsft.imports import import_object
 from rsft.models.inference import eval_mode, to_device
 
@@ -74,6 +74,7 @@ LOSSES = {CROSS_ENTROPY: cross_entropy}
 METRICS = {ACCURACY: accuracy}
 
 
+@section("task")
 @dataclass
 class TaskConfig:
     """The task's functions, by import path (each runs its module's code: docs/security.md)."""

@@ -7,11 +7,10 @@ combinations fail in ``__post_init__`` with a message.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rsft.config import ConfigError, check_number, opt, options_given
+from rsft.config import ConfigError, opt, options_given, section
 from rsft.data import DataConfig
 from rsft.data.config import ALL_FEATURES
 from rsft.data_level.config import (  # noqa: F401 (the rejection section, re-exported)
@@ -24,6 +23,12 @@ from rsft.param_level import SigmaAdapter, TemperatureSchedule
 from rsft.progress import PROGRESS_HELP, Progress
 
 
+def _do(names: list[str]) -> str:
+    """``does`` for one option, ``do`` for several: "optim.lr does not apply"."""
+    return "does" if len(names) == 1 else "do"
+
+
+@section("model")
 @dataclass
 class ModelConfig:
     """Where the pretrained model comes from, and which of its parameters train."""
@@ -78,6 +83,7 @@ class ModelConfig:
             raise ConfigError("freeze: patterns needs model.freeze_patterns (glob patterns).")
 
 
+@section("data")
 @dataclass
 class DataSection(DataConfig):
     """The data files, and how to read them (see :class:`rsft.data.DataConfig`)."""
@@ -99,8 +105,10 @@ class DataSection(DataConfig):
 
 
 PARAM_LEVEL = ("metropolis", "mala", "zo_sgd")
+HOT_COLD = "exp(-L/T) needs T > 0 (small T: greedy; large T: a random walk)."
 
 
+@section("optim")
 @dataclass
 class OptimConfig:
     name: Literal["sgd", "adam", "adamw", "metropolis", "mala", "zo_sgd"] = opt(
@@ -110,37 +118,32 @@ class OptimConfig:
         "(MeZO's two-point estimate, lr = optim.lr); mala (a gradient step plus noise, "
         "with the Hastings correction).",
     )
-    lr: float = opt(0.01, help="Learning rate.")
-    momentum: float = opt(0.9, help="SGD momentum.")
+    lr: float = opt(0.01, gt=0, fix="Try 0.01 for SGD, 1e-3 for Adam.", help="Learning rate.")
+    momentum: float = opt(
+        0.9, ge=0, lt=1, fix="Use 0.9, or 0 for no momentum.", help="SGD momentum."
+    )
     nesterov: bool = opt(False, help="Nesterov momentum (SGD).")
-    weight_decay: float = opt(0.0, help="Weight decay.")
+    weight_decay: float = opt(0.0, ge=0, fix="Use 0 to turn it off.", help="Weight decay.")
     scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = opt(
         "constant", help="Learning-rate schedule (transformers' get_scheduler)."
     )
-    warmup_steps: int = opt(0, help="Warm-up steps of the schedule.")
-    max_grad_norm: float | None = opt(None, help="Clip the gradient norm to this (off if unset).")
+    warmup_steps: int = opt(
+        0, ge=0, fix="Use 0 for no warm-up.", help="Warm-up steps of the schedule."
+    )
+    max_grad_norm: float | None = opt(
+        None,
+        gt=0,
+        fix="It is the largest gradient norm kept (e.g. 1.0); leave it unset (null) to turn "
+        "clipping off.",
+        help="Clip the gradient norm to this (off if unset).",
+    )
 
     def __post_init__(self) -> None:
-        check_number("optim.lr", self.lr, gt=0, fix="Try 0.01 for SGD, 1e-3 for Adam.")
-        check_number(
-            "optim.momentum", self.momentum, ge=0, lt=1, fix="Use 0.9, or 0 for no momentum."
-        )
-        check_number("optim.weight_decay", self.weight_decay, ge=0, fix="Use 0 to turn it off.")
-        if self.warmup_steps < 0:
-            raise ConfigError(
-                f"optim.warmup_steps must be >= 0, got {self.warmup_steps}. Use 0 for no warm-up."
-            )
-        check_number(
-            "optim.max_grad_norm",
-            self.max_grad_norm,
-            gt=0,
-            fix="It is the largest gradient norm kept (e.g. 1.0); leave it unset (null) to "
-            "turn clipping off.",
-        )
         if self.name == "sgd" and self.nesterov and self.momentum == 0:
             raise ConfigError("optim.nesterov needs optim.momentum > 0 (e.g. 0.9).")
 
 
+@section("param_level")
 @dataclass
 class ParamLevelConfig:
     """Parameter-level methods (optim.name: metropolis, mala, zo_sgd): updates accepted or
@@ -153,25 +156,41 @@ class ParamLevelConfig:
     )
     sigma: float = opt(
         1e-3,
+        gt=0,
+        fix="Try 1e-3.",
         help="Standard deviation of the Gaussian proposal (metropolis, mala: the starting "
         "value when adapted) or the finite-difference step ε (zo_sgd).",
     )
     temperature: float = opt(
-        1.0, help="T of the target exp(-L/T); 1, the default, targets exp(-L) itself."
+        1.0,
+        gt=0,
+        fix=HOT_COLD,
+        help="T of the target exp(-L/T); 1, the default, targets exp(-L) itself.",
     )
     temperature_end: float | None = opt(
-        None, help="The temperature at the end of the run, for an annealing schedule."
+        None,
+        gt=0,
+        fix=HOT_COLD,
+        help="The temperature at the end of the run, for an annealing schedule.",
     )
     temperature_schedule: Literal["constant", "linear", "geometric", "cosine"] = opt(
         "constant", help="How T goes from temperature to temperature_end."
     )
     target_acceptance: float | Literal["auto"] | None = opt(
         "auto",
+        gt=0,
+        lt=1,
+        fix="Use auto (each method's optimum), or null to keep σ fixed.",
         help="σ is adapted towards this acceptance rate; auto: each method's optimum in many "
         "dimensions (0.234 for metropolis, a random walk; 0.574 for mala); null keeps σ fixed.",
     )
-    adapt_every: int = opt(20, help="Adapt σ after every window of this many proposals.")
-    adapt_gain: float = opt(1.0, help="Step of the log-σ adaptation (it shrinks as 1/sqrt(k)).")
+    adapt_every: int = opt(20, ge=1, help="Adapt σ after every window of this many proposals.")
+    adapt_gain: float = opt(
+        1.0,
+        gt=0,
+        fix="Try 1 (the default).",
+        help="Step of the log-σ adaptation (it shrinks as 1/sqrt(k)).",
+    )
     adapt_until: int | None = opt(
         None,
         help="Stop adapting σ after this many proposals (a burn-in: the chain is then exact); "
@@ -184,31 +203,18 @@ class ParamLevelConfig:
     )
     max_iter: int | None = opt(
         None,
+        ge=1,
         help="Stop after this many steps (proposals), or at the run's budget (epochs, "
         "budget), whichever comes first.",
     )
     tol: float = opt(0.0, help="Convergence: the smallest relative improvement of the loss.")
     patience: int = opt(
-        0, help="Stop when the smoothed loss has not improved by tol in this many steps (0: off)."
+        0,
+        ge=0,
+        help="Stop when the smoothed loss has not improved by tol in this many steps (0: off).",
     )
 
     def __post_init__(self) -> None:
-        if not (self.sigma > 0 and math.isfinite(self.sigma)):
-            raise ConfigError(f"param_level.sigma must be > 0, got {self.sigma} (try 1e-3).")
-        hot_cold = "exp(-L/T) needs T > 0 (small T: greedy; large T: a random walk)."
-        check_number("param_level.temperature", self.temperature, gt=0, fix=hot_cold)
-        check_number("param_level.temperature_end", self.temperature_end, gt=0, fix=hot_cold)
-        if self.target_acceptance != "auto":
-            check_number(
-                "param_level.target_acceptance",
-                self.target_acceptance,
-                gt=0,
-                lt=1,
-                fix="Use auto (each method's optimum), or null to keep σ fixed.",
-            )
-        if self.adapt_every < 1:
-            raise ConfigError(f"param_level.adapt_every must be >= 1, got {self.adapt_every}.")
-        check_number("param_level.adapt_gain", self.adapt_gain, gt=0, fix="Try 1 (the default).")
         try:  # the schedules' own checks, should they ever hold more than the ones above
             TemperatureSchedule(self.temperature, self.temperature_end, "constant")
             target = None if self.target_acceptance == "auto" else self.target_acceptance
@@ -225,12 +231,9 @@ class ParamLevelConfig:
                 f"param_level.temperature_schedule: {self.temperature_schedule} needs "
                 "param_level.temperature_end."
             )
-        if self.patience < 0:
-            raise ConfigError("param_level.patience must be >= 0.")
-        if self.max_iter is not None and self.max_iter < 1:
-            raise ConfigError(f"param_level.max_iter must be >= 1, got {self.max_iter}.")
 
 
+@section("")
 @dataclass
 class TrainConfig:
     model: ModelConfig = opt(help="The pretrained model.")
@@ -243,7 +246,7 @@ class TrainConfig:
     task: TaskConfig = opt(
         factory=TaskConfig, help="The per-sample loss, metric and batching (docs/tasks.md)."
     )
-    epochs: int = opt(3, help="Passes over the (accepted) training data.")
+    epochs: int = opt(3, ge=1, help="Passes over the (accepted) training data.")
     budget: Literal["epochs", "samples", "forwards"] = opt(
         "epochs",
         help="epochs: run `epochs` passes over the accepted data (rejection makes each "
@@ -253,14 +256,14 @@ class TrainConfig:
         "methods, which forward every sample twice).",
     )
     gradient_accumulation_steps: int = opt(
-        1, help="Micro-batches of batch_size per optimizer step (per process)."
+        1, ge=1, help="Micro-batches of batch_size per optimizer step (per process)."
     )
-    batch_size: int = opt(32, help="Training batch size (per process).")
-    eval_batch_size: int = opt(256, help="Batch size of evaluation and feature extraction.")
+    batch_size: int = opt(32, ge=1, help="Training batch size (per process).")
+    eval_batch_size: int = opt(256, ge=1, help="Batch size of evaluation and feature extraction.")
     seed: int = opt(0, help="Seed of everything: head init, shuffling, acceptance coins.")
     output_dir: str = opt("runs/train", help="Checkpoints, the final model and results.json.")
     checkpoint_every: int = opt(
-        0, help="Also checkpoint every N optimizer steps (0: at epoch ends only)."
+        0, ge=0, help="Also checkpoint every N optimizer steps (0: at epoch ends only)."
     )
     resume: Literal["auto", "never"] = opt(
         "auto",
@@ -268,7 +271,9 @@ class TrainConfig:
         "one (refused if the config or the data changed since, or if output_dir holds a "
         "finished run's results.json but no checkpoint); never: start over.",
     )
-    num_workers: int = opt(0, help="DataLoader worker processes.")
+    num_workers: int = opt(
+        0, ge=0, fix="0: load in the main process.", help="DataLoader worker processes."
+    )
     progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="epoch"))
     on_divergence: Literal["warn", "stop"] = opt(
         "warn",
@@ -280,6 +285,8 @@ class TrainConfig:
     )
     divergence_factor: float = opt(
         10.0,
+        gt=1,
+        fix="Try 10 (the default).",
         help="A loss above this many times its value before training (at least ln(classes), "
         "the loss of a uniform guess) counts as divergence.",
     )
@@ -298,7 +305,8 @@ class TrainConfig:
         if ignored:
             which = "zo_sgd" if name == "zo_sgd" else f"optim.name: {name}"
             raise ConfigError(
-                f"{', '.join('param_level.' + k for k in ignored)} do(es) not apply to {which}: "
+                f"{', '.join('param_level.' + k for k in ignored)} {_do(ignored)} not apply "
+                f"to {which}: "
                 "param_level sets metropolis and mala (all of it) and zo_sgd (patterns, sigma, "
                 "max_iter, tol, patience). Remove it, or choose the method it belongs to."
             )
@@ -311,22 +319,12 @@ class TrainConfig:
             ]
             if unused:
                 raise ConfigError(
-                    f"{', '.join('optim.' + k for k in unused)} do(es) not apply to "
+                    f"{', '.join('optim.' + k for k in unused)} {_do(unused)} not apply to "
                     f"optim.name: {name}, which takes no gradient step with an optimizer "
                     "(optim.lr is zo_sgd's step size; the rest are ignored). Remove it."
                 )
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.checkpoint_every < 0:
-            raise ConfigError("checkpoint_every must be >= 0.")
-        check_number("divergence_factor", self.divergence_factor, gt=1, fix="Try 10 (the default).")
-        if self.num_workers < 0:
-            raise ConfigError(
-                f"num_workers must be >= 0 (0: load in the main process), got {self.num_workers}."
-            )
         self._check_param_level()
         check_task_options(self)
         if self.data.feature_columns == ALL_FEATURES:

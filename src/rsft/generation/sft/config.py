@@ -1,8 +1,8 @@
 """The ``sft`` section of an RFT config: the fine-tuning stage, and how it is launched.
 
-Its accelerate config and the machine it runs on are checked when the config is read,
-because accelerate itself would fail only after the model and data are loaded on every
-process.
+Its options are checked when the config is read; its accelerate config and the machine it
+runs on by :func:`check_sft_launch`, once before any model loads (accelerate itself would
+fail only after the model and data are loaded on every process).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rsft.config import ConfigError, check_number, opt
+from rsft.config import ConfigError, opt, section
 from rsft.generation.sft.arguments import check_trl_options
 from rsft.models.devices import gpu_count, uses_gpu
 
@@ -97,36 +97,40 @@ def check_accelerate_config(path: str, processes: int, lora: bool) -> dict[str, 
     return data
 
 
+@section("sft")
 @dataclass
 class SFTSection:
     """The fine-tuning stage: TRL's SFTTrainer, loss on the completions only."""
 
-    epochs: float = opt(2.0, help="Passes over the accepted set.")
-    lr: float = opt(2e-5, help="Learning rate.")
+    epochs: float = opt(2.0, gt=0, help="Passes over the accepted set.")
+    lr: float = opt(2e-5, gt=0, help="Learning rate.")
     batch_size: int = opt(
         8,
+        ge=1,
         help="Sequences per micro-batch, summed over the sft.processes (each process takes "
         "batch_size / processes), so an optimizer step sees batch_size x "
         "gradient_accumulation_steps sequences whatever the number of processes.",
     )
-    gradient_accumulation_steps: int = opt(1, help="Micro-batches per optimizer step.")
-    max_length: int = opt(512, help="Longest prompt + completion, in tokens.")
+    gradient_accumulation_steps: int = opt(1, ge=1, help="Micro-batches per optimizer step.")
+    max_length: int = opt(512, ge=1, help="Longest prompt + completion, in tokens.")
     scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = opt(
         "linear", help="Learning-rate schedule."
     )
-    warmup_ratio: float = opt(0.0, help="Share of the steps used to warm up.")
-    weight_decay: float = opt(0.0, help="Weight decay.")
+    warmup_ratio: float = opt(0.0, ge=0, lt=1, help="Share of the steps used to warm up.")
+    weight_decay: float = opt(0.0, ge=0, help="Weight decay.")
     lora: bool = opt(False, help="Train LoRA adapters (PEFT) instead of every weight.")
-    lora_r: int = opt(16, help="LoRA rank.")
+    lora_r: int = opt(16, ge=1, help="LoRA rank.")
     lora_alpha: int = opt(32, help="LoRA scaling alpha.")
-    lora_dropout: float = opt(0.05, help="LoRA dropout.")
+    lora_dropout: float = opt(0.05, ge=0, lt=1, help="LoRA dropout.")
     lora_target_modules: list[str] | str = opt(
         "all-linear", help="LoRA target modules: a list of names, or all-linear."
     )
     gradient_checkpointing: bool = opt(False, help="Trade compute for memory.")
-    save_steps: int = opt(50, help="Checkpoint every N steps (a killed run resumes there).")
+    save_steps: int = opt(50, ge=1, help="Checkpoint every N steps (a killed run resumes there).")
     processes: int = opt(
         1,
+        ge=1,
+        fix="1: fine-tune in the pipeline's process.",
         help="Processes the fine-tuning runs on. 1: in the pipeline's own process. More: a "
         "child command under `accelerate launch` (DDP: gloo on CPU, NCCL on GPUs, one GPU "
         "per process); batch_size must be divisible by it. Output in <stage>/sft.log. "
@@ -147,21 +151,6 @@ class SFTSection:
     )
 
     def __post_init__(self) -> None:
-        check_number("sft.epochs", self.epochs, gt=0)
-        check_number("sft.lr", self.lr, gt=0)
-        check_number("sft.warmup_ratio", self.warmup_ratio, ge=0, lt=1)
-        check_number("sft.weight_decay", self.weight_decay, ge=0)
-        check_number("sft.lora_dropout", self.lora_dropout, ge=0, lt=1)
-        for name in ("batch_size", "gradient_accumulation_steps", "max_length", "save_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"sft.{name} must be >= 1, got {getattr(self, name)}.")
-        if self.lora and self.lora_r < 1:
-            raise ConfigError(f"sft.lora_r must be >= 1, got {self.lora_r}.")
-        if self.processes < 1:
-            raise ConfigError(
-                f"sft.processes must be >= 1 (1: fine-tune in the pipeline's process), got "
-                f"{self.processes}."
-            )
         if self.batch_size % self.processes:
             lower = self.batch_size - self.batch_size % self.processes
             raise ConfigError(
@@ -170,14 +159,22 @@ class SFTSection:
                 f"that the global batch does not depend on the number of processes. Use "
                 f"sft.batch_size={lower or self.processes} or another sft.processes."
             )
-        if self.accelerate_config is not None:
-            check_accelerate_config(self.accelerate_config, self.processes, self.lora)
         check_trl_options(self.trl)
 
     @property
     def launched(self) -> bool:
         """Whether the stage runs as a child command under ``accelerate launch``."""
         return self.processes > 1 or self.accelerate_config is not None
+
+
+def check_sft_launch(sft: SFTSection, device: str) -> None:
+    """What a launch needs of the files and the machine, checked before any model loads
+    (accelerate itself would fail only after the model and data are loaded on every
+    process): the accelerate config, then the devices."""
+    if sft.accelerate_config is not None:
+        check_accelerate_config(sft.accelerate_config, sft.processes, sft.lora)
+    if sft.launched:
+        check_sft_devices(sft, device)
 
 
 def check_sft_devices(sft: SFTSection, device: str) -> None:

@@ -32,7 +32,7 @@ import yaml
 import rsft
 from rsft.atomic import atomic_write_text
 from rsft.config import to_dict
-from rsft.generation.sft.config import SFTSection
+from rsft.generation.sft.config import SFTSection, check_sft_launch
 from rsft.generation.sft.guard import (
     REPORT_FILE,
     STAGE,
@@ -162,6 +162,7 @@ def launch_sft(
     final = out / "model"
     if final.is_dir():
         return final
+    check_sft_launch(cfg, device)
     out.mkdir(parents=True, exist_ok=True)
     cpu = resolve_device(device) == "cpu"
     job = out / "sft_job.json"

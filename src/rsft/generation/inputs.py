@@ -1,0 +1,51 @@
+"""What :class:`~rsft.generation.pipeline.RFTPipeline` takes besides its config: the model,
+the prompts and the reward, as paths or as Python objects.
+
+- ``model``: a model folder or hub name (``model.path``), or a transformers model object with
+  its ``tokenizer``, written to ``<output_dir>/inputs/model``;
+- ``train`` / ``eval``: a prompt file (``data.train`` / ``data.eval``), or a
+  ``datasets.Dataset`` or a list of rows, written to ``<output_dir>/inputs/<split>.jsonl``;
+- ``reward``: a Python callable instead of ``verifier.kind`` (rsft's per-sample signature or
+  TRL's reward functions: :mod:`rsft.generation.scoring.callables`).
+
+The config the run goes on with names those paths (:func:`rsft.config.replace`, the config
+given is not changed), so state.json, resuming and the run's identity see what they see for
+a config file (:mod:`rsft.inputs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rsft.config import replace
+from rsft.generation.config import RFTConfig
+from rsft.generation.scoring.callables import describe
+from rsft.inputs import inputs_dir, is_path, save_model, save_table
+
+
+def with_inputs(
+    cfg: RFTConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    train: Any = None,
+    eval: Any = None,
+    reward: Callable | None = None,
+) -> RFTConfig:
+    """``cfg`` with the inputs given in Python in place of its paths (objects written first)."""
+    folder = inputs_dir(cfg.output_dir)
+    m, d, v = cfg.model, cfg.data, cfg.verifier
+    if model is not None:
+        path = str(model) if is_path(model) else str(save_model(model, tokenizer, folder / "model"))
+        m = replace(m, path=path)
+    for split, data in (("train", train), ("eval", eval)):
+        if data is not None:
+            if not is_path(data):
+                data = save_table(data, folder / f"{split}.jsonl", f"{split}=")
+            d = replace(d, **{split: str(data)})
+    if reward is not None:
+        v = replace(v, kind="function", function=describe(reward))
+    if (m, d, v) == (cfg.model, cfg.data, cfg.verifier):
+        return cfg
+    return replace(cfg, model=m, data=d, verifier=v)
