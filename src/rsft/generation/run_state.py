@@ -39,16 +39,12 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def hashed_options(cfg: RFTConfig) -> dict[str, Any]:
-    """The options that change what the run computes (:func:`rsft.same_run.run_identity`),
-    as they read back from state.json."""
-    return run_identity(cfg)
-
-
 def options_hash(options: dict[str, Any]) -> str:
-    """A short hash of :func:`hashed_options`. ``eval.threshold`` is left out when it equals
-    ``selection.threshold``, and ``sft.trl`` when it is empty: the run then computes what it
-    did before these options existed, and a run from then hashes as it did, so it resumes."""
+    """A short hash of a run's identity (:func:`rsft.same_run.run_identity`).
+
+    ``eval.threshold`` is left out when it equals ``selection.threshold``, and ``sft.trl``
+    when it is empty: the run then computes what it did before these options existed, and a
+    run from then hashes as it did, so it resumes."""
     ev, sft = options["eval"], options["sft"]
     if ev.get("threshold") == options["selection"]["threshold"]:
         options = {**options, "eval": {k: v for k, v in ev.items() if k != "threshold"}}
@@ -60,7 +56,7 @@ def options_hash(options: dict[str, Any]) -> str:
 def prepare_output(cfg: RFTConfig, out: Path, say: Callable[[str], None]) -> None:
     """Check that ``out`` is empty or holds this very run (``resume: auto``), or clear the
     earlier run (``resume: never``); then record this run's options and data."""
-    options, digest = hashed_options(cfg), data_digest(cfg, DATA_FIELDS)
+    options, digest = run_identity(cfg), data_digest(cfg, DATA_FIELDS)
     state_path = out / "state.json"
     if cfg.resume == "never":
         removed = start_over(out)

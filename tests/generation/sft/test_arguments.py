@@ -9,9 +9,10 @@ import pytest
 
 from rsft.config import ConfigError, from_dict
 from rsft.generation.config import RFTConfig, SFTSection
-from rsft.generation.run_state import hashed_options, options_hash
+from rsft.generation.run_state import options_hash
 from rsft.generation.sft.arguments import OWNED, trl_arguments
 from rsft.generation.sft.train import sft_train
+from rsft.same_run import run_identity
 
 RFT = {"model": {"path": "m"}, "data": {"train": "t.jsonl", "eval": "e.jsonl"}}
 
@@ -69,10 +70,10 @@ def test_every_owned_field_is_a_field_of_trl_sftconfig():
 def test_sft_trl_is_part_of_the_run_and_an_empty_one_hashes_as_before():
     plain = from_dict(RFTConfig, RFT)
     passed = from_dict(RFTConfig, {**RFT, "sft": {"trl": {"max_grad_norm": 0.5}}})
-    assert options_hash(hashed_options(plain)) != options_hash(hashed_options(passed))
-    before = hashed_options(plain)
+    assert options_hash(run_identity(plain)) != options_hash(run_identity(passed))
+    before = run_identity(plain)
     before["sft"] = {k: v for k, v in before["sft"].items() if k != "trl"}  # an older state
-    assert options_hash(before) == options_hash(hashed_options(plain))
+    assert options_hash(before) == options_hash(run_identity(plain))
 
 
 def test_a_trl_option_reaches_the_fine_tuning(tiny_lm, tmp_path):
