@@ -3,15 +3,17 @@
 rsft's stages read their inputs from disk (vLLM engines and the SFT stage load a model folder,
 a resumed run checks the digest of each file it read: :mod:`rsft.same_run`), so an object is
 written once into ``<output_dir>/inputs/`` and the run goes on from that path, as if the
-config had named it. Each is written atomically (a temporary name, then a rename), and a
-rerun that writes the same bytes keeps the file already there, so its digest, and with it the
-run's identity, stays the same: the run resumes. Different bytes replace it, and the resume
-check then refuses the edited input, as it would an edited file.
+config had named it. Each is written atomically (a temporary name, then a rename). A rerun
+with the same inputs has the same digests (a table's bytes; a model folder is kept as it is
+when the new one holds the same files, since a folder's digest reads its mtimes), so the
+run's identity stays the same and the run resumes. Other inputs replace the old ones, and
+the resume check then refuses them, as it would an edited file.
 """
 
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import shutil
 import tempfile
@@ -19,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rsft.atomic import atomic_write_text
 from rsft.config import ConfigError
 
 INPUTS = "inputs"  # the folder of output_dir the objects are written to
@@ -65,16 +68,10 @@ def _tokenizer_of(model: Any) -> Any:
 
 def save_table(data: Any, file: Path, what: str) -> Path:
     """A ``datasets.Dataset`` or a list of row mappings as a JSON Lines file at ``file``."""
-    rows = _rows(data, what)
-
-    def write(tmp: Path) -> None:
-        import json
-
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-
-    return _write_once(file, write)
+    # A file's digest is of its bytes (rsft.same_run), so writing the same rows again keeps
+    # the run's identity: the project's atomic writer serves, no keep-if-same step needed.
+    text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in _rows(data, what))
+    return atomic_write_text(file, text)
 
 
 def _rows(data: Any, what: str) -> list[dict[str, Any]]:
@@ -90,17 +87,15 @@ def _rows(data: Any, what: str) -> list[dict[str, Any]]:
 
 
 def _write_once(target: Path, write: Any) -> Path:
-    """Write ``target`` with ``write(tmp)`` at a temporary name beside it; keep the target
-    already there when the new one holds the same bytes, else rename the new one over it."""
+    """Write the folder ``target`` with ``write(tmp)`` at a temporary name beside it; keep
+    the one already there when the new one holds the same files (a folder's digest is of its
+    files' mtimes), else swap the new one in."""
     target.parent.mkdir(parents=True, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)
     tmp = Path(folder) / target.name
     try:
-        if target.suffix:  # a file
-            write(tmp)
-        else:
-            tmp.mkdir()
-            write(tmp)
+        tmp.mkdir()
+        write(tmp)
         if _same(tmp, target):
             return target
         if target.is_dir():
@@ -117,10 +112,8 @@ def _write_once(target: Path, write: Any) -> Path:
 
 
 def _same(new: Path, old: Path) -> bool:
-    if not old.exists():
+    if not old.is_dir():
         return False
-    if new.is_file():
-        return old.is_file() and filecmp.cmp(new, old, shallow=False)
     compare = filecmp.dircmp(new, old)
     if compare.left_only or compare.right_only or compare.funny_files or compare.subdirs:
         return False
