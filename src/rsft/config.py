@@ -18,11 +18,26 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 T = TypeVar("T")
+
+
+class Bounds(TypedDict, total=False):
+    """A number's range and how a value outside it is told: the keywords :func:`opt` declares
+    and :func:`check_number` checks (one message format for both)."""
+
+    gt: float  # greater than
+    ge: float  # greater than or equal
+    lt: float
+    le: float
+    fix: str  # what to use instead, appended to the message
+    what: str  # the range in words instead (``a number of seconds > 0``)
 
 
 class ConfigError(ValueError):
@@ -233,24 +248,15 @@ def range_text(
     return ""
 
 
-def check_number(
-    name: str,
-    value: float | None,
-    *,
-    gt: float | None = None,
-    ge: float | None = None,
-    lt: float | None = None,
-    le: float | None = None,
-    fix: str = "",
-    what: str = "",
-) -> None:
+def check_number(name: str, value: float | None, **bounds: Unpack[Bounds]) -> None:
     """Refuse a numeric option that is not finite or lies outside its range, naming it.
 
-    ``None`` passes (an unset optional option); ``fix`` tells the user what to use instead;
-    ``what`` says the range in words instead (``a number of seconds > 0``).
+    ``None`` passes (an unset optional option); see :class:`Bounds` for the keywords.
     """
     if value is None:
         return
+    gt, ge, lt, le = (bounds.get(k) for k in BOUNDS)
+    fix, what = bounds.get("fix", ""), bounds.get("what", "")
     ok = math.isfinite(value)
     ok = ok and (gt is None or value > gt) and (ge is None or value >= ge)
     ok = ok and (lt is None or value < lt) and (le is None or value <= le)
@@ -377,13 +383,8 @@ def opt(
     *,
     factory: Any = None,
     help: str = "",
-    gt: float | None = None,
-    ge: float | None = None,
-    lt: float | None = None,
-    le: float | None = None,
-    fix: str = "",
-    what: str = "",
     only_with: tuple[str, tuple[Any, ...]] | None = None,
+    **bounds: Unpack[Bounds],
 ) -> Any:
     """A config option: a dataclass field with its help text and its constraints.
 
@@ -394,11 +395,12 @@ def opt(
     Choices are the field's ``Literal`` type. :func:`check_declared` checks all of them, and
     ``rsft <command> --help`` shows them (:func:`describe`).
     """
-    bounds = {k: v for k, v in zip(BOUNDS, (gt, ge, lt, le)) if v is not None}
+    unknown = set(bounds) - set(Bounds.__annotations__)
+    if unknown:
+        raise TypeError(f"opt() got unexpected keywords {sorted(unknown)}")
     metadata: dict[str, Any] = {"help": help}
-    if bounds:
-        metadata["bounds"] = bounds
-        metadata["fix"], metadata["what"] = fix, what
+    if any(k in bounds for k in BOUNDS):
+        metadata["bounds"] = dict(bounds)
     if only_with is not None:
         metadata["only_with"] = only_with
     if factory is not None:
@@ -455,9 +457,7 @@ def check_declared(obj: Any, where: str = "") -> None:
         meta, value = f.metadata, getattr(obj, f.name)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if "bounds" in meta and number:
-            check_number(
-                f"{prefix}{f.name}", value, **meta["bounds"], fix=meta["fix"], what=meta["what"]
-            )
+            check_number(f"{prefix}{f.name}", value, **meta["bounds"])
         elif isinstance(value, float) and not math.isfinite(value):
             check_number(f"{prefix}{f.name}", value)  # NaN or infinity: never an option
         # an option given at its default (``pattern: null``) changes nothing: no need to refuse
@@ -477,7 +477,7 @@ def constraint_text(f: dataclasses.Field) -> str:
     tilted``."""
     parts = []
     if "bounds" in f.metadata:
-        parts.append(range_text(**f.metadata["bounds"]))
+        parts.append(range_text(*(f.metadata["bounds"].get(k) for k in BOUNDS)))
     if "only_with" in f.metadata:
         other, values = f.metadata["only_with"]
         parts.append(f"only with {other}: {' or '.join(str(v) for v in values)}")
