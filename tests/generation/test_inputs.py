@@ -60,7 +60,7 @@ def test_a_model_object_datasets_and_a_reward_callable_run_a_round(tiny_lm, prom
         pipe = pipeline()
     inputs = tmp_path / "run" / "inputs"
     assert pipe.cfg.model.path == str(inputs / "model") and cfg.model.path == ""
-    assert read_jsonl(inputs / "train.jsonl") == prompts[0]
+    assert Dataset.from_parquet(str(inputs / "train.parquet")).to_list() == prompts[0]
     assert pipe.cfg.verifier.function.endswith(":digit_share")
     result = pipe.run()
     assert result.rounds[0].selection.kept > 0

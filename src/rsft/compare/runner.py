@@ -34,6 +34,7 @@ from rsft.portable import kernel_settings
 from rsft.progress import progress_bar
 from rsft.same_run import identity_of, run_identity
 from rsft.training import FineTuner, TrainConfig
+from rsft.training.config import preflight
 from rsft.training.results import RunResult, result_fields
 from rsft.training.resume import data_digest
 
@@ -111,7 +112,9 @@ def build_runs(cfg: CompareConfig) -> list[tuple[str, int, TrainConfig]]:
                 },
             )
             try:
-                runs.append((method, seed, from_dict(TrainConfig, d)))
+                run_cfg = from_dict(TrainConfig, d)
+                preflight(run_cfg)
+                runs.append((method, seed, run_cfg))
             except ConfigError as err:
                 raise ConfigError(f"method {method!r}: {err}") from err
     return runs

@@ -4,7 +4,8 @@ the prompts and the reward, as paths or as Python objects.
 - ``model``: a model folder or hub name (``model.path``), or a transformers model object with
   its ``tokenizer``, written to ``<output_dir>/inputs/model``;
 - ``train`` / ``eval``: a prompt file (``data.train`` / ``data.eval``), or a
-  ``datasets.Dataset`` or a list of rows, written to ``<output_dir>/inputs/<split>.jsonl``;
+  ``datasets.Dataset`` or a list of rows, written to ``<output_dir>/inputs/<split>.parquet``
+  (or ``.jsonl``);
 - ``reward``: a Python callable instead of ``verifier.kind`` (rsft's per-sample signature or
   TRL's reward functions: :mod:`rsft.generation.scoring.callables`).
 
@@ -21,7 +22,7 @@ from typing import Any
 from rsft.config import replace
 from rsft.generation.config import RFTConfig
 from rsft.generation.scoring.callables import describe
-from rsft.inputs import inputs_dir, is_path, save_model, save_table
+from rsft.inputs import model_input, table_inputs
 
 
 def with_inputs(
@@ -34,16 +35,12 @@ def with_inputs(
     reward: Callable | None = None,
 ) -> RFTConfig:
     """``cfg`` with the inputs given in Python in place of its paths (objects written first)."""
-    folder = inputs_dir(cfg.output_dir)
     m, d, v = cfg.model, cfg.data, cfg.verifier
     if model is not None:
-        path = str(model) if is_path(model) else str(save_model(model, tokenizer, folder / "model"))
-        m = replace(m, path=path)
-    for split, data in (("train", train), ("eval", eval)):
-        if data is not None:
-            if not is_path(data):
-                data = save_table(data, folder / f"{split}.jsonl", f"{split}=")
-            d = replace(d, **{split: str(data)})
+        m = replace(m, path=model_input(cfg.output_dir, model, tokenizer, needs_processor=True))
+    paths = table_inputs(cfg.output_dir, {"train": train, "eval": eval})
+    if paths:
+        d = replace(d, **paths)
     if reward is not None:
         v = replace(v, kind="function", function=describe(reward))
     if (m, d, v) == (cfg.model, cfg.data, cfg.verifier):

@@ -75,8 +75,6 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.path:
-            raise ConfigError("model.path is required: a model folder or an import path.")
         if self.freeze == "last_n" and self.train_last_n < 1:
             raise ConfigError("model.train_last_n must be >= 1 with freeze: last_n.")
         if self.freeze == "patterns" and not self.freeze_patterns:
@@ -95,13 +93,6 @@ class DataSection(DataConfig):
     )
     eval: str | None = opt(None, help="Labelled data evaluated after every epoch (same format).")
     test: str | None = opt(None, help="Labelled held-out data evaluated once at the end.")
-
-    def __post_init__(self) -> None:
-        parent_check = getattr(super(), "__post_init__", None)
-        if parent_check:
-            parent_check()
-        if not self.train:
-            raise ConfigError("data.train is required: a folder or a table of labelled samples.")
 
 
 PARAM_LEVEL = ("metropolis", "mala", "zo_sgd")
@@ -236,8 +227,8 @@ class ParamLevelConfig:
 @section("")
 @dataclass
 class TrainConfig:
-    model: ModelConfig = opt(help="The pretrained model.")
-    data: DataSection = opt(help="The data.")
+    model: ModelConfig = opt(factory=ModelConfig, help="The pretrained model.")
+    data: DataSection = opt(factory=DataSection, help="The data.")
     optim: OptimConfig = opt(factory=OptimConfig, help="Optimizer and schedule.")
     rejection: RejectionConfig = opt(factory=RejectionConfig, help="Rejection sampling.")
     param_level: ParamLevelConfig = opt(
@@ -345,3 +336,17 @@ class TrainConfig:
                     "only and cannot be combined with model-aware rejection.weights "
                     f"({self.rejection.weights})."
                 )
+
+
+def preflight(cfg: TrainConfig, given: dict[str, Any] | None = None) -> None:
+    """The checks run once before anything loads or is written, not while the config is
+    built: that the inputs are named, in the config or ``given`` as objects to
+    :class:`~rsft.training.FineTuner` (option → object or None)."""
+    given = given or {}
+    required = {
+        "model.path": (cfg.model.path, "a model folder or an import path (or model=)"),
+        "data.train": (cfg.data.train, "a folder or a table of labelled samples (or train=)"),
+    }
+    for name, (value, what) in required.items():
+        if not value and given.get(name) is None:
+            raise ConfigError(f"{name} is required: {what}.")

@@ -45,6 +45,13 @@ class TrainState:
         """Every step loss of the current epoch, those before a mid-epoch resume included."""
         return self.step_losses[self.epoch_first_step :]
 
+    def add_peak(self, peak_bytes: int | None, net_bytes: int | None) -> None:
+        """Count one profiled step's peak; what earlier steps left allocated (the optimizer
+        state) counts in later ones."""
+        if peak_bytes is not None and net_bytes is not None:
+            self.train_peak = max(self.train_peak or 0, self.train_held + peak_bytes)
+            self.train_held += net_bytes
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -42,6 +42,7 @@ from rsft.training.config import PARAM_LEVEL, TrainConfig
 from rsft.training.divergence import DivergenceGuard
 from rsft.training.evaluation import evaluate_split, make_loader
 from rsft.training.gradient_free import PASSES, check_method
+from rsft.training.inputs import with_inputs
 from rsft.training.model_aware import ModelAwareRejection
 from rsft.training.records import build_result, epoch_record, format_record
 from rsft.training.results import RunResult
@@ -55,16 +56,27 @@ MEMORY_STEPS = 2
 
 
 class FineTuner:
-    """One fine-tuning run, configured by a :class:`TrainConfig`."""
+    """One fine-tuning run: a :class:`TrainConfig`, and the inputs as its paths or as
+    Python objects (a model, datasets: :mod:`rsft.training.inputs`)."""
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: TrainConfig | None = None,
         accelerator: Accelerator | None = None,
         callbacks: Sequence[Callback] = (),
+        *,
+        model: Any = None,
+        processor: Any = None,
+        train: Any = None,
+        eval: Any = None,
+        test: Any = None,
+        target: Any = None,
     ) -> None:
-        self.config = cfg = config
         self.accelerator = acc = accelerator or Accelerator()
+        self.config = cfg = with_inputs(
+            config or TrainConfig(), acc, model=model, processor=processor,
+            train=train, eval=eval, test=test, target=target,
+        )  # fmt: skip
         self.callbacks = CallbackList(callbacks, self)
         set_seed(cfg.seed)
         t0 = time.perf_counter()
@@ -247,8 +259,7 @@ class FineTuner:
         return TrainState.from_dict(saved)
 
     def _check_scorer(self) -> None:
-        """Score a first batch before training, so a broken weight function or a fixed
-        envelope below the weights fails early."""
+        """Score a first batch now: a broken weight function or too low an envelope fails."""
         assert self.online is not None
         n = min(len(self.train_split), self.config.batch_size)
         self.online.check(self.clf.model, list(range(n)))
@@ -343,11 +354,7 @@ class FineTuner:
             if state.global_step < MEMORY_STEPS:
                 with PeakMemory(self.accelerator.device) as peak:
                     loss = self.stepper.step(step.micro, step.samples)
-                if peak.peak_bytes is not None and peak.net_bytes is not None:
-                    # What earlier steps left allocated (optimizer state) counts later.
-                    held = state.train_held
-                    state.train_peak = max(state.train_peak or 0, held + peak.peak_bytes)
-                    state.train_held = held + peak.net_bytes
+                state.add_peak(peak.peak_bytes, peak.net_bytes)
             else:
                 loss = self.stepper.step(step.micro, step.samples)
         state.global_step += 1
@@ -365,14 +372,9 @@ class FineTuner:
 
     def _check_finite(self, loss: float) -> None:
         if not math.isfinite(loss):
-            state = self.state
             last = ckpt.latest_checkpoint(self.output_dir)
-            raise NonFiniteLossError(
-                f"the training loss is {loss} at epoch {state.epoch + 1}, step "
-                f"{state.step_in_epoch + 1} (global step {state.global_step + 1}). "
-                f"{non_finite_fix(self.config.optim.name)} "
-                f"Last checkpoint: {last or 'none'}."
-            )
+            fix = non_finite_fix(self.config.optim.name)
+            raise NonFiniteLossError.at(loss, self.state, fix, last)
 
     # --- records and results -------------------------------------------------------------
     def _finish(self, state: TrainState, resumed_from: int | None) -> RunResult:
