@@ -42,6 +42,7 @@ NOT_IDENTITY: dict[str, tuple[str, ...]] = {
         "eval_batch_size",
         "on_divergence",
         "divergence_factor",
+        "report_to",  # where the run is logged, not what it computes
     ),
     "RFTConfig": (
         "output_dir",
@@ -52,6 +53,7 @@ NOT_IDENTITY: dict[str, tuple[str, ...]] = {
         "sft.processes",  # the same global batch on any number of processes
         "sft.accelerate_config",
         "generation.template_timeout",  # a time limit, which changes no draw
+        "report_to",
     ),
 }
 

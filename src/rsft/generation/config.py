@@ -19,6 +19,7 @@ from rsft.generation.sft.config import (  # noqa: F401 (the sft section, re-expo
     check_sft_launch,
 )
 from rsft.progress import PROGRESS_HELP, Progress
+from rsft.tracking import REPORT_TO_HELP, check_report_to, require_backends
 
 
 @section("model")
@@ -337,8 +338,14 @@ class RFTConfig:
         "state.json) and nothing else.",
     )
     progress: Progress = opt(True, help=PROGRESS_HELP.format(unit="round"))
+    report_to: list[str] | str = opt(
+        factory=list,
+        help=REPORT_TO_HELP.format(unit="round") + " The SFT stage reports to the same "
+        "trackers through TRL, its files under round_<n>/sft/trackers.",
+    )
 
     def __post_init__(self) -> None:
+        self.report_to = check_report_to(self.report_to)
         e = self.engine
         if e.endpoints:
             if self.generation.backend != "vllm":
@@ -362,7 +369,8 @@ class RFTConfig:
 def preflight(cfg: RFTConfig) -> None:
     """The checks run once before any model loads, not while the config is built: that the
     inputs are named (in the config, or given to the pipeline as objects), then what reads
-    files or asks the machine (the fine-tuning's accelerate config, its devices)."""
+    files or asks the machine (the fine-tuning's accelerate config, its devices, the
+    trackers' packages)."""
     required = {
         "model.path": (cfg.model.path, "a transformers causal-LM folder (or model=)"),
         "data.train": (cfg.data.train, "a JSONL/CSV/parquet file of prompts (or train=)"),
@@ -372,3 +380,4 @@ def preflight(cfg: RFTConfig) -> None:
         if not value:
             raise ConfigError(f"{name} is required: {what}.")
     check_sft_launch(cfg.sft, cfg.model.device)
+    require_backends(cfg.report_to)  # a tracker named but not installed

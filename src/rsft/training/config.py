@@ -21,6 +21,7 @@ from rsft.data_level.config import (  # noqa: F401 (the rejection section, re-ex
 from rsft.models.task import TaskConfig, check_task_options
 from rsft.param_level import SigmaAdapter, TemperatureSchedule
 from rsft.progress import PROGRESS_HELP, Progress
+from rsft.tracking import REPORT_TO_HELP, check_report_to, require_backends
 
 
 def _do(names: list[str]) -> str:
@@ -281,6 +282,9 @@ class TrainConfig:
         help="A loss above this many times its value before training (at least ln(classes), "
         "the loss of a uniform guess) counts as divergence.",
     )
+    report_to: list[str] | str = opt(
+        factory=list, help=REPORT_TO_HELP.format(unit="epoch") + " rsft compare: every run."
+    )
 
     def _check_param_level(self) -> None:
         """Options that the chosen method would silently ignore are an error, not a no-op."""
@@ -316,6 +320,7 @@ class TrainConfig:
                 )
 
     def __post_init__(self) -> None:
+        self.report_to = check_report_to(self.report_to)
         self._check_param_level()
         check_task_options(self)
         if self.data.feature_columns == ALL_FEATURES:
@@ -341,7 +346,8 @@ class TrainConfig:
 def preflight(cfg: TrainConfig, given: dict[str, Any] | None = None) -> None:
     """The checks run once before anything loads or is written, not while the config is
     built: that the inputs are named, in the config or ``given`` as objects to
-    :class:`~rsft.training.FineTuner` (option → object or None)."""
+    :class:`~rsft.training.FineTuner` (option → object or None), and that the trackers of
+    ``report_to`` are installed."""
     given = given or {}
     required = {
         "model.path": (cfg.model.path, "a model folder or an import path (or model=)"),
@@ -350,3 +356,4 @@ def preflight(cfg: TrainConfig, given: dict[str, Any] | None = None) -> None:
     for name, (value, what) in required.items():
         if not value and given.get(name) is None:
             raise ConfigError(f"{name} is required: {what}.")
+    require_backends(cfg.report_to)  # a tracker named but not installed

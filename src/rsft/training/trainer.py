@@ -50,6 +50,7 @@ from rsft.training.resume import data_digest, find_resumable, fingerprint
 from rsft.training.state import StepResult, TrainState
 from rsft.training.steppers import build_stepper, non_finite_fix
 from rsft.training.stops import NonFiniteLossError, NothingTrainedError
+from rsft.training.tracking import tracked
 
 # Optimizer steps profiled for peak memory (the first creates the optimizer state).
 MEMORY_STEPS = 2
@@ -267,9 +268,9 @@ class FineTuner:
 
     # --- the loop ------------------------------------------------------------------------
     def train(self) -> RunResult:
-        """Run every epoch; return (and write) the run's results. ``output_dir`` is locked
-        meanwhile (:mod:`rsft.output_lock`): a second run on it stops."""
-        with output_lock(self.output_dir, "rsft train", self.accelerator):
+        """Run every epoch; return (and write) the run's results, logged to report_to's trackers.
+        ``output_dir`` is locked meanwhile (:mod:`rsft.output_lock`): a second run on it stops."""
+        with output_lock(self.output_dir, "rsft train", self.accelerator), tracked(self):
             return self._train()
 
     def _train(self) -> RunResult:
