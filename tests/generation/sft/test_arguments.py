@@ -90,3 +90,26 @@ def test_a_trl_option_reaches_the_fine_tuning(tiny_lm, tmp_path):
     sft_train(tiny_lm, records, tmp_path, cfg, seed=0, progress=False)
     history = json.loads(Path(tmp_path / "sft_history.json").read_text())
     assert len(history["steps"]) == 4  # a loss logged at every one of the 4 steps
+
+
+def test_report_to_reaches_the_fine_tuning_its_events_kept_in_the_stage(tiny_lm, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    records = [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i} + {i}?"},
+                {"role": "assistant", "content": str(2 * i)},
+            ]
+        }
+        for i in range(8)
+    ]
+    cfg = SFTSection(epochs=1, batch_size=2, save_steps=50, trl={"logging_steps": 1})
+    sft_train(tiny_lm, records, tmp_path, cfg, seed=0, progress=False, report_to=["tensorboard"])
+    history = json.loads(Path(tmp_path / "sft_history.json").read_text())
+    events = EventAccumulator(str(tmp_path / "trackers" / "tensorboard"))  # not in trainer/
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert logged == [(h["step"], pytest.approx(h["loss"], rel=1e-6)) for h in history["steps"]]
+    assert not (tmp_path / "trainer").exists()  # the checkpoints' folder went, the events stayed

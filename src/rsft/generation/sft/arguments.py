@@ -10,9 +10,11 @@ any model loads. One place for the mapping: the check and the stage both use it.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rsft.config import ConfigError
+from rsft.tracking.base import PROJECT
 
 if TYPE_CHECKING:
     from rsft.generation.sft.config import SFTSection
@@ -45,15 +47,26 @@ OWNED = {
 # rsft's values for TRL fields that sft.trl may change.
 DEFAULTS: dict[str, Any] = {
     "save_total_limit": 1,  # only the newest checkpoint is resumed from
-    "report_to": "none",  # trackers only when asked for (sft.trl.report_to)
+    "report_to": "none",  # trackers only when asked for (report_to, or sft.trl.report_to)
     "dataset_num_proc": None,
 }
 
 
 def trl_arguments(
-    cfg: SFTSection, *, output_dir: str, seed: int, bf16: bool, cpu: bool, bars: bool
+    cfg: SFTSection,
+    *,
+    output_dir: str,
+    seed: int,
+    bf16: bool,
+    cpu: bool,
+    bars: bool,
+    report_to: Sequence[str] = (),
+    run_name: str | None = None,
 ) -> dict[str, Any]:
-    """The keyword arguments of ``trl.SFTConfig`` for this stage."""
+    """The keyword arguments of ``trl.SFTConfig`` for this stage. ``report_to``: the run's
+    trackers (transformers takes the same names), logged to as the run ``run_name`` in the
+    project ``rsft`` (trackio's, with no Space made after training); ``sft.trl`` may still
+    set any of those fields for the stage."""
     own = {
         "output_dir": output_dir,
         "num_train_epochs": cfg.epochs,
@@ -77,7 +90,11 @@ def trl_arguments(
         "logging_nan_inf_filter": False,  # a NaN step is logged as NaN, for the guard to see
         "disable_tqdm": not bars,
     }
-    logging = {"logging_steps": max(1, cfg.save_steps // 5)}
+    logging: dict[str, Any] = {"logging_steps": max(1, cfg.save_steps // 5)}
+    if report_to:
+        logging.update(report_to=list(report_to), project=PROJECT, trackio_static_space_id=False)
+        if run_name is not None:
+            logging["run_name"] = run_name
     return {**DEFAULTS, **logging, **cfg.trl, **own}
 
 

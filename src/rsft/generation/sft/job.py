@@ -2,7 +2,8 @@
 
 Both sides of the launch read this module: the pipeline writes the spec
 (:mod:`.launch`), every launched process reads it (:mod:`.worker`). It is plain JSON (paths,
-the ``sft`` options, seed, dtype, device; no pickle), so reading it runs no code.
+the ``sft`` options, seed, dtype, device, the trackers; no pickle), so reading it runs no
+code.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from rsft.atomic import atomic_write_text
 
 PARENT_PID_ENV = "RSFT_SFT_PARENT_PID"  # the pipeline's pid, then the launcher's
-JOB_VERSION = 2  # 2: the stage's name ("stage"), which its errors start with
+JOB_VERSION = 3  # 2: the stage's name ("stage"), which its errors start with; 3: report_to
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class SFTJob:
     device: str
     trust_remote_code: bool
     stage: str
+    report_to: list  # the run's trackers (names)
 
 
 JOB_KEYS: dict[str, type] = {
@@ -53,6 +56,7 @@ def write_job(
     device: str,
     trust_remote_code: bool,
     stage: str,
+    report_to: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the job spec, absolute paths, atomically; returns it as written."""
     job = dataclasses.asdict(
@@ -67,6 +71,7 @@ def write_job(
             device=device,
             trust_remote_code=bool(trust_remote_code),
             stage=stage,
+            report_to=list(report_to),
         )
     )
     atomic_write_text(path, json.dumps(job, indent=2) + "\n")

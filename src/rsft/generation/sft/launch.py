@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -151,6 +152,7 @@ def launch_sft(
     progress: Progress = True,
     trust_remote_code: bool = False,
     stage: str = STAGE,
+    report_to: Sequence[str] = (),
 ) -> Path:
     """Run :func:`rsft.generation.sft.train.sft_train` on ``cfg.processes`` processes.
 
@@ -177,6 +179,7 @@ def launch_sft(
         device=device,
         trust_remote_code=trust_remote_code,
         stage=stage,
+        report_to=report_to,
     )
     (out / REPORT_FILE).unlink(missing_ok=True)  # an earlier launch's
     if cfg.accelerate_config is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from rsft.generation.templates import load_tokenizer
 from rsft.models.devices import free_memory, resolve_device, resolve_dtype
 from rsft.pickles import refusing_unsafe_pickles
 from rsft.progress import Progress, say, says_lines, shows_bars
+from rsft.tracking.base import TRACKERS_DIR, run_name_of
+from rsft.tracking.transformers_env import tracker_environment
 
 
 def prompt_completion(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,6 +78,7 @@ def sft_train(
     progress: Progress = True,
     trust_remote_code: bool = False,
     stage: str = STAGE,
+    report_to: Sequence[str] = (),
 ) -> Path:
     """Fine-tune ``base`` on ``records``; the merged model lands in ``out/model``.
 
@@ -88,6 +92,9 @@ def sft_train(
     ``accelerate launch`` (:mod:`rsft.generation.sft.launch`): transformers' Trainer does the
     distribution; each process takes ``batch_size / processes`` sequences of a micro-batch
     and only the main process writes the model.
+
+    ``report_to`` names the trackers transformers logs the stage to (the run's), their files
+    under ``out/trackers`` (:mod:`rsft.tracking.transformers_env`).
     """
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -133,28 +140,32 @@ def sft_train(
         bf16=torch_dtype == torch.bfloat16,
         cpu=dev == "cpu",
         bars=shows_bars(progress),
+        report_to=report_to,
+        run_name=run_name_of(out, parts=3),
     )
     args = SFTConfig(**kwargs)
-    with quiet():  # tokenizing a few thousand rows: not worth four progress bars
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=Dataset.from_list(prompt_completion(records)),
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[SFTGuard(stage, len(tokenizer))],
+    # transformers' trackers read their folders from the environment, when they are built.
+    with tracker_environment(report_to, out / TRACKERS_DIR):
+        with quiet():  # tokenizing a few thousand rows: not worth four progress bars
+            trainer = SFTTrainer(
+                model=model,
+                args=args,
+                train_dataset=Dataset.from_list(prompt_completion(records)),
+                processing_class=tokenizer,
+                peft_config=peft_config,
+                callbacks=[SFTGuard(stage, len(tokenizer))],
+            )
+        if progress is not True:  # without bars transformers prints every log; false: none
+            trainer.remove_callback(PrinterCallback)
+        last = last_complete_checkpoint(trainer_dir)
+        if last is not None and says_lines(progress) and os.environ.get("RANK", "0") == "0":
+            say(f"resuming the fine-tuning from {last}")
+        poisoned = (
+            f"Delete {last} and run again: the fine-tuning resumes from an earlier checkpoint "
+            "if there is one, else it starts over."
         )
-    if progress is not True:  # without bars transformers prints every log; false: none of it
-        trainer.remove_callback(PrinterCallback)
-    last = last_complete_checkpoint(trainer_dir)
-    if last is not None and says_lines(progress) and os.environ.get("RANK", "0") == "0":
-        say(f"resuming the fine-tuning from {last}")
-    poisoned = (
-        f"Delete {last} and run again: the fine-tuning resumes from an earlier checkpoint if "
-        "there is one, else it starts over."
-    )
-    with refusing_unsafe_pickles(last, poisoned), writing(trainer_dir):  # resumes, checkpoints
-        trainer.train(resume_from_checkpoint=None if last is None else str(last))
+        with refusing_unsafe_pickles(last, poisoned), writing(trainer_dir):  # resumes, saves
+            trainer.train(resume_from_checkpoint=None if last is None else str(last))
     check_weights(trainer.model, stage, trainer.args, trainer.state)  # never save NaN weights
     main = trainer.is_world_process_zero()
     staging = out / "model.partial"

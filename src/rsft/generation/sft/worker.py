@@ -43,6 +43,7 @@ def train(job_path: str) -> int:
             progress=True,  # not a terminal: transformers prints each logged step to the log
             trust_remote_code=job["trust_remote_code"],
             stage=job["stage"],
+            report_to=job["report_to"],
         )
     except SFTDivergenceError as err:  # the pipeline raises it again, not a launch failure
         report_divergence(job["out"], err)
