@@ -60,6 +60,16 @@ def test_model_aware_rejection_logs_its_acceptance_at_every_step(tiny_run, tmp_p
     assert 0 < rates[-1][1] < 1
 
 
+def test_metropolis_logs_the_share_of_proposals_kept_at_every_step(tiny_run, tmp_path):
+    tiny_run.update(epochs=1, report_to=["tensorboard"], optim={"name": "metropolis"})
+    result = FineTuner(from_dict(TrainConfig, tiny_run)).train()
+    scalars, _ = read_events(tmp_path / "run" / "trackers" / "tensorboard")
+    kept = scalars["param_level/step_acceptance"]
+    assert [s for s, _ in kept] == list(range(1, result.global_step + 1))
+    assert kept[-1][1] == pytest.approx(result.step_acceptance)
+    assert scalars["param_level/sigma"][-1][1] == pytest.approx(result.sigma, rel=1e-6)
+
+
 def test_a_failing_run_closes_its_trackers_with_what_it_logged(tiny_run, tmp_path):
     class Fails(Callback):
         def on_step_end(self, trainer, state, step):

@@ -61,12 +61,14 @@ class TrackingCallback(Callback):
         self.trackers = trackers
 
     def on_train_begin(self, trainer: Any, state: TrainState) -> None:
+        if state.global_step:  # resumed: the run logged these when it began
+            return
         initial = {}
         for split, ev in (("test", state.initial_test), ("eval", state.initial_eval)):
-            if ev is not None and not state.global_step:
-                initial.update({f"initial/{split}_accuracy": ev["accuracy"]})
-                initial.update({f"initial/{split}_loss": ev["loss"]})
-        self.trackers.log(initial, state.global_step)
+            if ev is not None:
+                initial[f"initial/{split}_accuracy"] = ev["accuracy"]
+                initial[f"initial/{split}_loss"] = ev["loss"]
+        self.trackers.log(initial, 0)
 
     def on_step_end(self, trainer: Any, state: TrainState, step: StepResult) -> None:
         metrics = {"train/loss": step.loss, "train/samples": step.samples}
