@@ -150,3 +150,30 @@ def test_two_processes_train_on_an_object_the_main_process_wrote(
     assert ranks[0]["step_losses"] == ranks[1]["step_losses"] and ranks[0]["step_losses"]
     leftovers = [p.name for p in Path(written).parent.iterdir() if p.name.startswith(".")]
     assert not leftovers  # one writer: no temporary file of a second one left behind
+
+
+def test_a_model_named_by_hub_name_trains_from_its_snapshot_folder(bert, hub_cache, tmp_path):
+    from rsft.config import replace
+    from rsft.same_run import run_identity
+    from rsft.training.resume import data_digest
+
+    model, tokenizer = bert
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    snapshot = hub_cache.model("tiny-org/tiny-bert", folder, commit="c" * 40)
+    train = str(tmp_path / "train.jsonl")
+    Dataset.from_list(rows(16, 0)).to_json(train)
+    cfg = config(tmp_path / "run", "tiny-org/tiny-bert", train=train)
+    tuner = FineTuner(cfg)
+    assert tuner.config.model.path == str(snapshot)
+    result = tuner.train()
+    # What `rsft compare` checks before reusing a finished run, on the config as written.
+    assert result["data"] == data_digest(cfg)
+    assert result["data"]["model.path"]["commit"] == "c" * 40
+    assert result["config"]["model"]["path"] == str(snapshot)
+    assert run_identity(tuner.config) == run_identity(cfg)
+    local = config(tmp_path / "local", str(folder), train=train)
+    local = replace(local, model=replace(local.model, revision="v1"))
+    with pytest.raises(ConfigError, match="model.revision applies to a model named by Hub"):
+        FineTuner(local)

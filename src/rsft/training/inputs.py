@@ -11,7 +11,9 @@ as paths or as Python objects.
 The config the run goes on with names those paths (:func:`rsft.config.replace`, the config
 given is not changed), so results.json, resuming and the run's identity see what they see
 for a config file (:mod:`rsft.inputs`). Under accelerate every process builds the same
-config; the main process writes the objects, the others wait for it.
+config; the main process writes the objects, the others wait for it. A ``model.path`` named
+by Hub name (``org/name``: :mod:`rsft.hub`) goes on as its snapshot folder in the Hugging
+Face cache, downloaded there first by the main process when it is missing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 
 from accelerate import Accelerator
 
-from rsft.config import replace
+from rsft.config import ConfigError, replace
+from rsft.hub import is_hub_name, resolve_model
 from rsft.inputs import model_input, table_inputs
 from rsft.training.config import TrainConfig, preflight
 
@@ -45,6 +48,13 @@ def with_inputs(
         if model is not None:
             path = model_input(cfg.output_dir, model, processor, needs_processor=False, write=write)
             m = replace(m, path=path)
+        if is_hub_name(m.path):
+            m = replace(m, path=str(resolve_model(m.path, m.revision)))
+        elif m.revision is not None:
+            raise ConfigError(
+                f"model.revision applies to a model named by Hub name (org/name); model.path "
+                f"{m.path!r} is not one. Drop model.revision."
+            )
         paths = table_inputs(
             cfg.output_dir,
             {"train": train, "eval": eval, "test": test, "target": target},
