@@ -75,3 +75,29 @@ def test_pretrain_then_finetune_recipe_runs(in_tmp):
     assert result["initial_test_accuracy"] > 0.5
     assert result["test_accuracy"] > result["initial_test_accuracy"]
     assert 0.1 < result["acceptance_rate"] < 0.5  # the quantile envelope keeps part of the pool
+
+
+GSM8K_RECIPE = DOCS / "recipes" / "gsm8k.md"
+
+
+def test_gsm8k_recipe_config_and_commands_are_valid():
+    """Its config reads as an RFT config naming the model and data by Hub name, the
+    reference taken out of GSM8K's solutions; its rsft commands override valid options."""
+    import yaml
+
+    from rsft.generation import RFTConfig
+    from rsft.generation.prompts import _answers_in
+    from rsft.hub import is_hub_name
+
+    text = GSM8K_RECIPE.read_text()
+    options = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.DOTALL)[1])
+    cfg = from_dict(RFTConfig, options)
+    assert is_hub_name(cfg.model.path) and is_hub_name(cfg.data.train)
+    assert (cfg.data.subset, cfg.data.train_split, cfg.data.eval_split) == ("main", "train", "test")
+    solution = "Natalia sold 48+24 = <<48+24=72>>72 clips altogether.\n#### 72"
+    assert _answers_in([solution], cfg.data.answer_pattern, "answer", "gsm8k") == ["72"]
+    runs = [argv for lang, code in code_blocks(GSM8K_RECIPE) for argv in commands(code)]
+    rft = [argv for argv in runs if argv[0] == "rsft"]
+    assert [argv[:3] for argv in rft] == [["rsft", "rft", "--config"]] * 2
+    for argv in rft:
+        from_dict(RFTConfig, {**options, **parse_overrides(argv[4:])})
