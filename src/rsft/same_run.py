@@ -11,7 +11,11 @@ What a digest covers:
 - a folder (images, a saved dataset, a model): every file's relative path, size and
   modification time, so adding, removing, replacing or editing a file is seen without
   reading every image. Links are followed (the files of a linked folder count, as they are
-  read); a folder that links back above itself is refused rather than walked forever.
+  read); a folder that links back above itself is refused rather than walked forever;
+- a model named by Hub name (:mod:`rsft.hub`): its snapshot folder's, with its repo and
+  commit; the run's identity names the model by its Hub name, wherever the cache is;
+- a dataset named by Hub name: its repo, subset, split, the revision asked for, the commit
+  read and ``datasets``' fingerprint of the split (:func:`rsft.hub.dataset_digest`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from rsft.config import ConfigError, to_dict
 from rsft.data.walk import walk_files
+from rsft.hub import dataset_digest, is_hub_name, resolve_model, snapshot_origin
 
 # How many changed options a message names with their values before it only counts them.
 NAMED_CHANGES = 3
@@ -72,15 +77,25 @@ def run_identity(config: Any) -> dict[str, Any]:
 
 def identity_of(options: dict[str, Any], kind: str) -> dict[str, Any]:
     """:func:`run_identity` of a config of class ``kind`` written out as ``options`` (e.g.
-    the config a results.json recorded)."""
-    out = as_saved(options)
-    for name in NOT_IDENTITY[kind]:
+    the config a results.json recorded). A model read from its snapshot folder in the
+    Hugging Face cache is named by its Hub name: the same run before and after the name is
+    resolved, wherever the cache is (its commit is in :func:`data_digest`)."""
+    out = without(as_saved(options), NOT_IDENTITY[kind])
+    model = out.get("model")
+    if isinstance(model, dict) and isinstance(model.get("path"), str):
+        model["path"] = snapshot_origin(Path(model["path"])).get("hub", model["path"])
+    return out
+
+
+def without(options: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """``options`` (as :func:`as_saved` gives them) less the dotted ``names``, in place."""
+    for name in names:
         *sections, key = name.split(".")
-        node = out
+        node = options
         for section in sections:
             node = node.get(section) or {}
         node.pop(key, None)
-    return out
+    return options
 
 
 def path_digest(path: Path) -> dict[str, Any]:
@@ -101,15 +116,34 @@ def path_digest(path: Path) -> dict[str, Any]:
 
 def data_digest(config: Any, fields: Sequence[str]) -> dict[str, dict]:
     """A digest of each local file or folder that the config's ``fields`` (``section.name``,
-    as written in a config file) name; a field that is unset or names no path is left out
-    (``model.path`` may be an import path)."""
+    as written in a config file) name, and of each Hub model or dataset they name by Hub
+    name; a field that is unset or names no path is left out (``model.path`` may be an
+    import path)."""
     out = {}
     for field in fields:
         section, name = field.split(".")
-        value = getattr(getattr(config, section), name)
+        options = getattr(config, section)
+        value = getattr(options, name)
         if value and Path(value).expanduser().exists():
-            out[field] = path_digest(Path(value).expanduser())
+            path = Path(value).expanduser()
+            out[field] = {**path_digest(path), **snapshot_origin(path)}
+        elif is_hub_name(value) and (digest := _hub_digest(options, name, value)):
+            out[field] = digest
     return out
+
+
+def _hub_digest(options: Any, name: str, value: str) -> dict[str, Any] | None:
+    """A Hub dataset's digest where its section names the split (``<name>_split``, beside
+    ``subset`` and ``revision``: ``data.train_split``); a Hub model's, ``path`` of a section
+    (with its ``revision``), from the snapshot folder it resolves to."""
+    revision = getattr(options, "revision", None)
+    split = getattr(options, f"{name}_split", None)
+    if split is not None:
+        return dataset_digest(value, split, getattr(options, "subset", None), revision)
+    if name == "path":
+        folder = resolve_model(value, revision)
+        return {**path_digest(folder), **snapshot_origin(folder)}
+    return None
 
 
 def check_same_data(then: dict[str, dict], now: dict[str, dict], since: str) -> None:
@@ -164,7 +198,7 @@ def _value(options: dict[str, Any], name: str) -> str:
 
 
 def _describe(d: dict) -> str:
-    return d.get("file") or d.get("folder") or "?"
+    return d.get("file") or d.get("folder") or d.get("hub_dataset") or "?"
 
 
 def _change(then: dict | None, now: dict | None) -> str:
@@ -172,6 +206,13 @@ def _change(then: dict | None, now: dict | None) -> str:
         return "it was not there then" if then is None else "it is not there now"
     if "file" in now:
         return f"its SHA-256 differs; {then.get('bytes')} bytes then, {now['bytes']} now"
+    if "hub" in now and then.get("commit") != now["commit"]:
+        return f"the Hub model {now['hub']}: commit {then.get('commit')} then, {now['commit']} now"
+    if "hub_dataset" in now:
+        return (
+            f"commit {then.get('commit')}, {then.get('rows')} rows then; commit {now['commit']}, "
+            f"{now['rows']} rows now (subset, split, revision or fingerprint may differ too)"
+        )
     return (
         f"files added, removed or modified: {then.get('files')} files of {then.get('bytes')} "
         f"bytes then, {now['files']} of {now['bytes']} now"

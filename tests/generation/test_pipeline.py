@@ -270,3 +270,24 @@ def test_a_verifier_that_always_fails_stops_with_its_error(rft_config, tmp_path,
     rnd = Path(rft_config["output_dir"]) / "round_1"
     gens = [json.loads(line) for line in (rnd / "generations.jsonl").read_text().splitlines()]
     assert all(g["reward"] is None and "KeyError" in g["error"] for g in gens)
+
+
+def test_report_to_logs_every_round_and_the_sft_stage(rft_config):
+    pytest.importorskip("tensorboard")
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tracking"))
+    from test_tensorboard import read_events
+
+    rft_config["report_to"] = ["tensorboard"]
+    result = run(rft_config)
+    out = Path(rft_config["output_dir"])
+    scalars, config = read_events(out / "trackers" / "tensorboard")
+    before, after = result.base_eval.pass_at_1, result.rounds[0].after.pass_at_1
+    assert scalars["after/pass@1"] == [(0, pytest.approx(before)), (1, pytest.approx(after))]
+    assert scalars["selection/kept"] == [(1, result.rounds[0].selection.kept)]
+    assert "report_to:" in config
+    assert list((out / "round_1" / "sft" / "trackers").rglob("events.out.tfevents.*"))
+    # A resumed (here: finished) run logs nothing twice.
+    run(rft_config)
+    assert (
+        read_events(out / "trackers" / "tensorboard")[0]["after/pass@1"] == scalars["after/pass@1"]
+    )

@@ -30,7 +30,9 @@ from rsft.generation.engines.pool import EnginePool
 from rsft.generation.evaluation import held_out_metrics
 from rsft.generation.prompt_checks import PromptWarning
 from rsft.generation.prompts import Prompts
+from rsft.generation.run_state import LATER_OPTIONS
 from rsft.generation.scoring.verifiers import make_verifier
+from rsft.same_run import without
 from rsft.tasks.arithmetic import prepare_arithmetic
 from rsft.training import FineTuner, TrainConfig
 
@@ -254,12 +256,16 @@ def test_rft_run_from_before_eval_threshold_resumes(rft):
     options = json.loads(path.read_text())["config"]
     del options["eval"]["threshold"]
     del options["sft"]["trl"]  # nor sft.trl, newer still
+    without(options, list(LATER_OPTIONS))  # nor the options added since (train_on, ...)
     old_hash = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
     path.write_text(json.dumps({"config_hash": old_hash, "rsft_version": "0.9"}))
     _pipeline(rft)._prepare_output()  # resumes
     path.write_text(json.dumps({"config_hash": old_hash, "rsft_version": "0.9"}))
     with pytest.raises(ConfigError, match=r"different options;"):
         _pipeline({**rft, "eval": {"threshold": 0.5}})._prepare_output()
+    path.write_text(json.dumps({"config_hash": old_hash, "rsft_version": "0.9"}))
+    with pytest.raises(ConfigError, match=r"different options;"):  # a later option, set
+        _pipeline({**rft, "data": {**rft["data"], "group_column": "a"}})._prepare_output()
 
 
 def test_train_changed_option_on_resume_is_named(tmp_path):

@@ -40,6 +40,7 @@ def test_the_splits_are_disjoint_and_some_phrasings_are_only_held_out():
     assert {r["template"] for r in held_out if not r["seen"]} == unseen
     assert sum(not r["seen"] for r in held_out) == 100
     assert all(r["seen"] == (r["template"] not in unseen) for r in held_out)
+    assert all(r["phrasing"] == ("seen" if r["seen"] else "unseen") for r in held_out)
 
 
 def test_the_same_seed_gives_the_same_problems_and_another_seed_others():

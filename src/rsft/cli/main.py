@@ -203,7 +203,7 @@ OUTCOMES: tuple[tuple[tuple[str, ...], int, str], ...] = (
             "rsft.training:NonFiniteLossError",
             "rsft.training:DivergenceError",
             "rsft.training:NothingTrainedError",
-            "rsft.generation.pipeline:NothingAcceptedError",
+            "rsft.generation.training_set:NothingAcceptedError",
             "rsft.generation.sft.launch:SFTLaunchError",  # names the error, shows the log's tail
         ),
         1,

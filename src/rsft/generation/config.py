@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rsft.config import ConfigError, opt, section
+from rsft.generation.engines.config import EngineConfig
+from rsft.generation.prompts import check_answer_pattern
 from rsft.generation.selection import BETA_FIX, MIN_BETA, Rule, make_rule
 from rsft.generation.sft.config import (  # noqa: F401 (the sft section, re-exported)
     ACCELERATE_HINT,
@@ -30,7 +32,8 @@ class LMConfig:
     path: str = opt(
         "",
         help="A transformers causal-LM folder with its tokenizer (the embedded default "
-        "is made by `rsft prepare arithmetic`). Its chat template formats the prompts.",
+        "is made by `rsft prepare arithmetic`), or a Hub name org/name (read through the "
+        "Hugging Face cache). Its chat template formats the prompts.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
         "auto", help="Weights dtype: auto is float32 on CPU, bfloat16 on a GPU that has it."
@@ -40,6 +43,9 @@ class LMConfig:
         False,
         help="Let the model folder run its own code (a config.json with auto_map), in "
         "generation and fine-tuning. Only for folders you trust (docs/security.md).",
+    )
+    revision: str | None = opt(
+        None, help="A model.path named by Hub name: its branch, tag or commit (default: main)."
     )
 
 
@@ -61,6 +67,29 @@ class PromptDataConfig:
     )
     max_train_prompts: int | None = opt(None, ge=1, help="Use only the first N training prompts.")
     max_eval_prompts: int | None = opt(None, ge=1, help="Use only the first N held-out prompts.")
+    solution_column: str | None = opt(
+        None,
+        help="A column holding each training prompt's worked reference solution (ending in "
+        "its answer): what train_on: reference or accepted+reference fine-tunes on.",
+    )
+    group_column: str | None = opt(
+        None,
+        help="A held-out column whose values split pass@1 into groups in the results and "
+        "the compare table (e.g. seen: whether a prompt's phrasing occurs in training).",
+    )
+    train_split: str = opt("train", help="data.train named by Hub name (org/name): its split.")
+    eval_split: str = opt("test", help="data.eval named by Hub name: its split.")
+    subset: str | None = opt(None, help="Hub datasets: the subset (config name), e.g. main.")
+    revision: str | None = opt(None, help="Hub datasets: the branch, tag or commit.")
+    answer_pattern: str | None = opt(
+        None,
+        help="A regex with one group that finds the reference answer in answer_column, e.g. "
+        "'#### *(.+)$' for a worked solution ending '#### 72' (GSM8K); a row it does not "
+        "match is refused.",
+    )
+
+    def __post_init__(self) -> None:
+        check_answer_pattern(self.answer_pattern, self.answer_column)
 
 
 @section("generation")
@@ -97,62 +126,6 @@ class GenerationConfig:
         "worker process before any prompt is generated from); a template past it is "
         "refused, instead of hanging the run.",
     )
-
-
-@section("engine")
-@dataclass
-class EngineConfig:
-    """The vLLM engines of ``generation.backend: vllm`` (see docs/generation.md)."""
-
-    replicas: int = opt(
-        1, ge=1, help="Engines rsft starts on this machine; a round's chunks are spread over them."
-    )
-    endpoints: list[str] = opt(
-        factory=list,
-        help="URLs of running OpenAI-compatible vLLM servers (e.g. http://host:8000) to use "
-        "instead of starting engines; each must serve this run's model.",
-    )
-    served_model: str | None = opt(
-        None, help="The model name the endpoints serve (default: model.path)."
-    )
-    vllm_python: str = opt(
-        "auto",
-        help="Python of the environment vLLM is installed in (auto: ./.venv-vllm/bin/python "
-        "from `make vllm-env`, else this Python if it has vllm).",
-    )
-    tensor_parallel_size: int = opt(1, ge=1, help="GPUs per engine (vLLM tensor parallelism).")
-    gpu_memory_utilization: float = opt(
-        0.85, gt=0, le=1, help="Share of each GPU's memory an engine may take (weights + KV cache)."
-    )
-    max_model_len: int = opt(2048, ge=1, help="Longest prompt + completion an engine accepts.")
-    cpu_kv_cache_gib: int = opt(2, ge=1, help="KV cache per CPU engine, in whole GiB.")
-    cpu_threads: Literal["auto", "all"] = opt(
-        "auto",
-        help="CPU engines: auto gives each replica its own share of the cores; all lets "
-        "every replica use every core.",
-    )
-    request_seed: Literal["auto", "on", "off"] = opt(
-        "auto",
-        help="Send each chunk's seed with its request (a chunk's samples then do not depend "
-        "on the replica). auto: on with a GPU; vLLM's CPU engine crashes on it.",
-    )
-    start_timeout: float = opt(
-        600.0, gt=0, help="Seconds an engine may take to answer after start."
-    )
-    request_timeout: float = opt(
-        3600.0,
-        gt=0,
-        help="Seconds one chunk's request may take, from connecting to the last byte of its "
-        "answer.",
-    )
-
-    def __post_init__(self) -> None:
-        for url in self.endpoints:
-            if not str(url).startswith(("http://", "https://")):
-                raise ConfigError(
-                    f"engine.endpoints: {url!r} is not an http(s) URL; give the server's base "
-                    "URL, e.g. http://10.0.0.5:8000."
-                )
 
 
 @section("verifier")
@@ -226,13 +199,18 @@ class VerifierConfig:
 class SelectionConfig:
     """Which candidates the model learns from, and the random control of the same size."""
 
-    rule: Literal["correct", "tilted", "best_of_k", "top_fraction"] = opt(
+    rule: Literal["correct", "tilted", "best_of_k", "top_fraction", "random"] = opt(
         "correct",
         help="correct: reward >= threshold (RFT, STaR, ReST-EM); tilted: exact rejection "
         "sampling of p ∝ q·exp(r/beta) with M = exp(r_max/beta); best_of_k: the best "
-        "completion per prompt (RAFT); top_fraction: the best `fraction` of all candidates.",
+        "completion per prompt (RAFT); top_fraction: the best `fraction` of all candidates; "
+        "random: as many candidates as `correct` keeps, drawn at random (a control arm).",
     )
-    threshold: float = opt(1.0, help="correct: the smallest reward that counts as correct.")
+    threshold: float = opt(
+        1.0,
+        help="correct (and random, whose size it sets): the smallest reward that counts as "
+        "correct.",
+    )
     beta: float = opt(
         1.0,
         ge=MIN_BETA,
@@ -315,7 +293,19 @@ class RFTConfig:
     selection: SelectionConfig = opt(factory=SelectionConfig, help="Accepting candidates.")
     sft: SFTSection = opt(factory=SFTSection, help="Fine-tuning on the accepted set.")
     eval: EvalConfig = opt(factory=EvalConfig, help="Held-out evaluation.")
-    rounds: int = opt(2, ge=1, help="Rounds of generate, score, accept, fine-tune, evaluate.")
+    rounds: int = opt(
+        2,
+        ge=0,
+        help="Rounds of generate, score, accept, fine-tune, evaluate (0: only evaluate the "
+        "base model, the `base` arm of a comparison).",
+    )
+    train_on: Literal["accepted", "reference", "accepted+reference"] = opt(
+        "accepted",
+        help="What each round fine-tunes on: accepted (the kept candidates: RFT); reference "
+        "(the prompts' reference solutions, data.solution_column, with no generation: plain "
+        "fine-tuning, SFT); accepted+reference (both, a reference repeated by an accepted "
+        "candidate kept once: the RFT paper's training set).",
+    )
     start_from: Literal["previous", "base"] = opt(
         "previous",
         help="Where each round's fine-tuning starts: previous (the last round's model, "
@@ -345,6 +335,12 @@ class RFTConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.train_on != "accepted" and not self.data.solution_column:
+            raise ConfigError(
+                f"train_on: {self.train_on} fine-tunes on reference solutions: set "
+                "data.solution_column to the column holding them (a worked solution ending in "
+                "the answer, e.g. 'solution')."
+            )
         self.report_to = check_report_to(self.report_to)
         e = self.engine
         if e.endpoints:

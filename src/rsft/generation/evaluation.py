@@ -1,4 +1,5 @@
-"""The held-out evaluation of an RFT round's model: greedy pass@1, sampled pass@k, distinct-n."""
+"""The held-out evaluation of an RFT round's model: greedy pass@1, sampled pass@k and maj@k,
+distinct-n; per prompt, what a comparison pairs arms on (``<stem>_generations.jsonl``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rsft.generation.engines.base import Generator, Sampling
 from rsft.generation.metrics import distinct_n, mean_pass_at_k
 from rsft.generation.prompts import Prompts, chat_messages
 from rsft.generation.results import HeldOutEval
+from rsft.generation.scoring.answers import Extractor, majority
 from rsft.generation.scoring.verifiers import Verifier, score
 
 
@@ -41,9 +43,12 @@ def held_out_metrics(
     stem: Path,
     say: Callable[[str], None],
     timeout: float | None = None,
+    answers: Extractor | None = None,
 ) -> HeldOutEval:
-    """Score the answers; write ``<stem>_generations.jsonl`` (the greedy answers, each
-    marked correct or not); return the metrics. ``timeout``: the verifier's time limit."""
+    """Score the answers; write ``<stem>_generations.jsonl`` (per prompt: the greedy answer
+    marked correct or not, how many of the sampled ones are, the majority answer, the
+    prompt's group); return the metrics. ``timeout``: the verifier's time limit;
+    ``answers``: how the verifier reads an answer (maj@k), None when it does not."""
     e, p = cfg.eval, prompts
     flat = greedy + [t for texts in sampled for t in texts]
     n = len(p)
@@ -63,13 +68,30 @@ def held_out_metrics(
         distinct_n=e.distinct_n,
         distinct=distinct_n(flat[n:] if e.k > 0 else greedy, e.distinct_n),
     )
+    rows: list[dict[str, Any]] = [
+        {"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]} for i in range(n)
+    ]
+    if p.groups is not None:
+        by_group: dict[str, list[bool]] = {}
+        for row, group in zip(rows, p.groups):
+            row["group"] = group
+            by_group.setdefault(group, []).append(row["correct"])
+        metrics.groups = {g: sum(v) / len(v) for g, v in sorted(by_group.items())}
     if e.k > 0:
         per_prompt = [ok[n + i * e.k : n + (i + 1) * e.k] for i in range(n)]
         metrics.k = e.k
         metrics.pass_at_1_sampled = mean_pass_at_k(per_prompt, 1)
         metrics.pass_at_k = mean_pass_at_k(per_prompt, e.k)
-    atomic_write_jsonl(
-        stem.parent / f"{stem.name}_generations.jsonl",
-        [{"prompt_id": p.ids[i], "completion": greedy[i], "correct": ok[i]} for i in range(n)],
-    )
+        for row, marks in zip(rows, per_prompt):
+            row.update(sampled=len(marks), sampled_correct=sum(marks))
+        if answers is not None:
+            for i, row in enumerate(rows):
+                texts = sampled[i]
+                row["majority"], row["majority_correct"] = majority(
+                    [answers(t) for t in texts], per_prompt[i]
+                )
+            metrics.maj_at_k = sum(r["majority_correct"] for r in rows) / n
+        for row, texts in zip(rows, sampled):
+            row["samples"] = texts
+    atomic_write_jsonl(stem.parent / f"{stem.name}_generations.jsonl", rows)
     return metrics

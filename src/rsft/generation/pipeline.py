@@ -13,7 +13,7 @@ Layout of ``output_dir``::
     round_r/chunks/                        generation in progress (removed when complete)
     round_r/candidates.jsonl               every completion
     round_r/generations.jsonl              ... with reward, error, accepted, kept flags
-    round_r/accepted.jsonl                 the kept completions, chat messages (TRL reads it)
+    round_r/accepted.jsonl                 what round r fine-tunes on, chat messages (TRL reads it)
     round_r/selection.json                 counts and acceptance statistics
     round_r/sft/model                      the fine-tuned model (round r+1 samples from it)
     round_r/eval.json, eval_generations.jsonl
@@ -24,22 +24,21 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rsft import __version__
 from rsft.atomic import atomic_write_jsonl, atomic_write_text, read_jsonl
-from rsft.config import check_output_dir
+from rsft.config import check_output_dir, to_dict
 from rsft.generation.config import RFTConfig, preflight
-from rsft.generation.dedup import deduplicate
 from rsft.generation.engines.base import Sampling
 from rsft.generation.engines.pool import EnginePool
 from rsft.generation.evaluation import held_out_generations, held_out_metrics
 from rsft.generation.inputs import with_inputs
 from rsft.generation.metrics import distinct_n
-from rsft.generation.prompt_checks import warn_duplicates, warn_long_prompts, warn_overlap
-from rsft.generation.prompts import chat_messages, load_prompts
+from rsft.generation.prompt_checks import warn_long_prompts, warn_overlap
+from rsft.generation.prompts import chat_messages, prompts_of
 from rsft.generation.results import (
     EngineSummary,
     HeldOutEval,
@@ -47,20 +46,25 @@ from rsft.generation.results import (
     RoundResult,
     RoundSelection,
 )
+from rsft.generation.round_selection import choose
 from rsft.generation.run_state import prepare_output
+from rsft.generation.scoring.answers import answer_extractor
 from rsft.generation.scoring.callables import callable_verifier
 from rsft.generation.scoring.verifiers import make_verifier, score
-from rsft.generation.selection import RandomControl, select
 from rsft.generation.sft.launch import launch_sft
 from rsft.generation.sft.train import sft_train
+from rsft.generation.shared_stages import BASE_EVAL, FIRST_CANDIDATES, Stage, borrow
+from rsft.generation.training_set import (
+    chat_records,
+    round_records,
+    with_references,
+    write_references,
+)
 from rsft.models.folders import check_model_folder
 from rsft.output_lock import output_lock
 from rsft.progress import say, says_lines
-from rsft.seeding import stream_seed, torch_generator
-
-
-class NothingAcceptedError(RuntimeError):
-    """A round accepted no candidate, so there is nothing to fine-tune on."""
+from rsft.seeding import stream_seed
+from rsft.tracking import held_out_metrics_of, open_trackers, rft_round_metrics, run_name_of
 
 
 class RFTPipeline:
@@ -73,6 +77,8 @@ class RFTPipeline:
     ``data.eval`` and the verifier: paths as a config names them, or objects (a
     transformers model with its ``tokenizer``, a ``datasets.Dataset`` or a list of rows, a
     reward callable in rsft's or TRL's signature); see :mod:`rsft.generation.inputs`.
+    ``donors``: other run folders whose base evaluation and round-1 candidates this run
+    copies where their inputs were the same (:mod:`rsft.generation.shared_stages`).
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class RFTPipeline:
         train: Any = None,
         eval: Any = None,
         reward: Callable | None = None,
+        donors: Sequence[Path] = (),
     ) -> None:
         cfg = with_inputs(
             cfg or RFTConfig(),
@@ -102,29 +109,34 @@ class RFTPipeline:
             trust_remote_code=cfg.model.trust_remote_code,
         )
         d = cfg.data
-        self.train_prompts = load_prompts(
-            d.train, d.prompt_column, d.answer_column, limit=d.max_train_prompts, split="train"
-        )
-        self.eval_prompts = load_prompts(
-            d.eval, d.prompt_column, d.answer_column, limit=d.max_eval_prompts, split="eval"
-        )
+        self.train_prompts = prompts_of(d, "train", solutions=cfg.train_on != "accepted")
+        self.eval_prompts = prompts_of(d, "eval")
         warn_overlap(self.train_prompts, self.eval_prompts)
         v = cfg.verifier
         self.verifier_timeout = v.timeout  # None where a reward callable scores in threads
+        self.answers = None  # how the verifier reads an answer (maj@k), when it does
         if reward is not None:
             self.verifier, self.verifier_timeout = callable_verifier(
                 reward, d.answer_column, v.timeout
             )
         else:
             self.verifier = make_verifier(v.kind, **v.options())
+            self.answers = answer_extractor(v.kind, v.options())
         self.out = Path(cfg.output_dir)
+        self.donors = [Path(d) for d in donors]
         self.timings: dict[str, float] = {}
         self.engines = EnginePool(cfg, self.base, self.out / "engines")
 
     # --- bookkeeping -------------------------------------------------------------------
 
     def _prepare_output(self) -> None:
-        prepare_output(self.cfg, self.out, self._say)
+        self.identity = prepare_output(self.cfg, self.out, self._say)
+
+    def _borrow(self, stage: Stage) -> None:
+        """Copy ``stage`` from a donor run that computed it from the same inputs."""
+        donor = borrow(stage, self.out, self.donors, *self.identity)
+        if donor is not None:
+            self._say(f"{stage.name}: the same as in {donor}, copied from there")
 
     def _say(self, message: str) -> None:
         """A line for the log (per round), unless ``progress: quiet``."""
@@ -133,9 +145,6 @@ class RFTPipeline:
 
     def _timed(self, stage: str, start: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
-
-    def _generator(self, model: Path, batch_size: int | None = None):
-        return self.engines.generator(model, batch_size)
 
     # --- stages ------------------------------------------------------------------------
 
@@ -152,7 +161,7 @@ class RFTPipeline:
         todo = [c for c, _ in enumerate(starts) if not (chunks / f"{c:05d}.jsonl").is_file()]
         if todo:
             t0 = time.perf_counter()
-            gen = self._generator(model)
+            gen = self.engines.generator(model)
             system = self.cfg.data.system_prompt
 
             def convs(c: int) -> list:
@@ -218,74 +227,44 @@ class RFTPipeline:
             self._say(f"round {rnd}: {result.summary()}")
         t0 = time.perf_counter()
         groups = [r["prompt_id"] for r in rows]
-        gen = torch_generator(self.cfg.seed, "select", rnd)
-        chosen = select(s.accept_rule(), result.rewards, groups, generator=gen)
-        kept = deduplicate(
-            groups,
-            [r["completion"] for r in rows],
-            chosen.accepted,
-            mode=s.dedup,
-            max_per_group=s.max_per_prompt,
-        )
+        texts = [r["completion"] for r in rows]
+        choice = choose(self.cfg, rnd, result.rewards, groups, texts)
         for r, reward, err, acc, keep in zip(
-            rows, result.rewards, result.errors, chosen.accepted, kept
+            rows, result.rewards, result.errors, choice.accepted, choice.kept
         ):
             r.update(reward=reward, error=err, accepted=acc, kept=keep)
-        n_kept = sum(kept)
+        kept = [r for r in rows if r["kept"]]
         stats = RoundSelection(
             candidates=len(rows),
             prompts=len(set(groups)),
             failed=result.n_failed,
             timeouts=result.timeouts,
             failures=result.summary(),
-            accepted=sum(chosen.accepted),
-            kept=n_kept,
-            prompts_kept=len({g for g, k in zip(groups, kept) if k}),
-            distinct=distinct_n([r["completion"] for r in rows], self.cfg.eval.distinct_n),
-            rule=chosen.stats,
+            accepted=sum(choice.accepted),
+            kept=len(kept),
+            prompts_kept=len({r["prompt_id"] for r in kept}),
+            distinct=distinct_n(texts, self.cfg.eval.distinct_n),
+            rule=choice.rule_stats,
         )
-        if s.control == "random":
-            gen = torch_generator(self.cfg.seed, "control", rnd)
-            ctrl = select(RandomControl(n_kept), result.rewards, groups, generator=gen)
-            for r, c in zip(rows, ctrl.accepted):
+        system = self.cfg.data.system_prompt
+        if choice.control is not None:
+            for r, c in zip(rows, choice.control):
                 r["control"] = c
-            control = self._records([r for r in rows if r["control"]])
+            control = chat_records([r for r in rows if r["control"]], system)
             atomic_write_jsonl(rdir / "control.jsonl", control)
-            stats.control = sum(ctrl.accepted)
+            stats.control = sum(choice.control)
+        if self.cfg.train_on == "accepted+reference":
+            kept = with_references(kept, self.train_prompts, s.dedup)
         atomic_write_jsonl(rdir / "generations.jsonl", rows)
-        atomic_write_jsonl(rdir / "accepted.jsonl", self._records([r for r in rows if r["kept"]]))
+        atomic_write_jsonl(rdir / "accepted.jsonl", chat_records(kept, system))
         stats.write(stats_path)
         self._timed("select", t0)
         return stats
 
-    def _records(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Chat-messages records (TRL's conversational format), with where each came from."""
-        system = self.cfg.data.system_prompt
-        return [
-            {
-                "messages": chat_messages(r["prompt"], system)
-                + [{"role": "assistant", "content": r["completion"]}],
-                "prompt_id": r["prompt_id"],
-                "reward": r.get("reward"),
-            }
-            for r in rows
-        ]
-
     def train(self, rnd: int, start: Path, data_file: str, out: Path) -> Path:
         """Fine-tune ``start`` on this round's (or every round's) accepted records."""
         rounds = range(1, rnd + 1) if self.cfg.data_mode == "accumulate" else [rnd]
-        records = [rec for r in rounds for rec in read_jsonl(self.out / f"round_{r}" / data_file)]
-        if data_file == "accepted.jsonl":  # once a round (the control draws on the same rows)
-            warn_duplicates(records, self.train_prompts, rnd)
-        if not records:
-            stats = RoundSelection.read(self.out / f"round_{rnd}" / "selection.json")
-            failed = f" {stats.failures}." if stats.failed else ""
-            raise NothingAcceptedError(
-                f"round {rnd}: no candidate was accepted, so there is nothing to fine-tune on."
-                f"{failed} Sample more (generation.k, more prompts), raise "
-                "generation.temperature, or use a looser rule (selection.rule: best_of_k or "
-                "top_fraction)."
-            )
+        records = round_records(self.out, rounds, data_file, self.train_prompts)
         self.engines.release()  # the trainer gets the memory; a new model needs new engines
         t0 = time.perf_counter()
         options = {
@@ -295,6 +274,7 @@ class RFTPipeline:
             "progress": self.cfg.progress,
             "trust_remote_code": self.cfg.model.trust_remote_code,
             "stage": f"round {rnd}'s fine-tuning",  # how a divergence error starts
+            "report_to": self.cfg.report_to,
         }
         if self.cfg.sft.launched:  # sft.processes > 1 or an accelerate config: a child command
             files = [self.out / f"round_{r}" / data_file for r in rounds]
@@ -310,7 +290,7 @@ class RFTPipeline:
         if path.is_file():
             return HeldOutEval.read(path)
         t0 = time.perf_counter()
-        gen = self._generator(model, self.cfg.eval.batch_size)
+        gen = self.engines.generator(model, self.cfg.eval.batch_size)
         greedy, sampled = held_out_generations(
             gen,
             self.cfg,
@@ -329,6 +309,7 @@ class RFTPipeline:
             out / name,
             self._say,
             timeout=self.verifier_timeout,
+            answers=self.answers,
         )
         metrics.write(path)
         return metrics
@@ -338,7 +319,13 @@ class RFTPipeline:
     def run(self) -> RFTResult:
         """Every round, with output_dir locked (:mod:`rsft.output_lock`); the engines rsft
         started are stopped however the run ends."""
-        with output_lock(self.out, "rsft rft"):
+        config = to_dict(self.cfg)
+        with (
+            output_lock(self.out, "rsft rft"),
+            open_trackers(
+                self.cfg.report_to, self.out, run_name_of(self.out), config
+            ) as self.trackers,
+        ):
             try:
                 return self._run()
             finally:
@@ -349,21 +336,32 @@ class RFTPipeline:
         self._prepare_output()
         warn_long_prompts(cfg, self.train_prompts, self.eval_prompts, self.engines.vllm)
         rows = []
+        fresh = not (self.out / "round_0" / "eval.json").is_file()  # a resumed run logs once
+        self._borrow(BASE_EVAL)
         before = self.evaluate(self.base, self.out / "round_0")
+        if fresh:
+            self.trackers.log(held_out_metrics_of(before, "after"), step=0)
         self._say(f"round 0 (the base model): {before.line()}")
         current = self.base
         for rnd in range(1, cfg.rounds + 1):
             rdir = self.out / f"round_{rnd}"
-            candidates = self.generate(rnd, current)
-            stats = self.score_and_select(rnd, candidates)
+            if cfg.train_on == "reference":  # plain fine-tuning: nothing to generate
+                stats = write_references(rdir, self.train_prompts, cfg)
+            else:
+                if rnd == 1:
+                    self._borrow(FIRST_CANDIDATES)
+                stats = self.score_and_select(rnd, self.generate(rnd, current))
             start = self.base if cfg.start_from == "base" else current
             control_eval = None
             if cfg.selection.control == "random":  # first: the model's engine then serves on
                 ctrl = self.train(rnd, start, "control.jsonl", rdir / "control")
                 control_eval = self.evaluate(ctrl, rdir, "control_eval")
             model = self.train(rnd, start, "accepted.jsonl", rdir / "sft")
+            fresh = not (rdir / "eval.json").is_file()
             after = self.evaluate(model, rdir)
             rows.append(RoundResult(rnd, stats, before, after, control_eval))
+            if fresh:
+                self.trackers.log(rft_round_metrics(rows[-1]), step=rnd)
             self._say(
                 f"round {rnd}: kept {stats.kept} of {stats.candidates} candidates; {after.line()}"
             )
@@ -379,12 +377,7 @@ class RFTPipeline:
             rounds=rows,
             final_model=str(current),
             timings=self.timings,
-            engine=EngineSummary(
-                backend="vllm" if self.engines.vllm else "transformers",
-                starts_s=self.engines.starts,
-                adapter_loads_s=self.engines.adapter_loads,
-                model_reload="lora" if self.engines.lora else "restart",
-            ),
+            engine=EngineSummary.of(self.engines),
         )
         results.write(self.out / "results.json")
         from rsft.generation.report import format_rounds

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,8 @@ def _read(path: Path) -> dict[str, Any]:
 @dataclass(eq=False)
 class HeldOutEval(_Record):
     """One model on the held-out prompts: greedy pass@1 and, with ``eval.k`` > 0, the
-    sampled pass@1 and pass@k (unbiased), and the distinct-n of the answers."""
+    sampled pass@1 and pass@k (unbiased) and maj@k (where the verifier reads an answer),
+    the distinct-n of the answers, and greedy pass@1 per group (``data.group_column``)."""
 
     prompts: int
     pass_at_1: float
@@ -75,6 +76,8 @@ class HeldOutEval(_Record):
     k: int = 0
     pass_at_1_sampled: float | None = None
     pass_at_k: float | None = None
+    maj_at_k: float | None = None
+    groups: dict[str, float] | None = None  # greedy pass@1 per group of prompts
 
     def _items(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -87,7 +90,11 @@ class HeldOutEval(_Record):
         if self.k > 0:
             out["pass@1_sampled"] = self.pass_at_1_sampled
             out[f"pass@{self.k}"] = self.pass_at_k
+            if self.maj_at_k is not None:
+                out[f"maj@{self.k}"] = self.maj_at_k
         out[f"distinct_{self.distinct_n}"] = self.distinct
+        if self.groups is not None:
+            out["pass@1_by_group"] = self.groups
         return out
 
     @classmethod
@@ -106,6 +113,8 @@ class HeldOutEval(_Record):
             k=k,
             pass_at_1_sampled=data.get("pass@1_sampled"),
             pass_at_k=data.get(f"pass@{k}") if k else None,
+            maj_at_k=data.get(f"maj@{k}") if k else None,
+            groups=data.get("pass@1_by_group"),
         )
 
     @classmethod
@@ -214,6 +223,16 @@ class EngineSummary(_Record):
     adapter_loads_s: list[float] = field(default_factory=list)
     model_reload: str = "restart"  # lora: each round's model an adapter on running engines
 
+    @classmethod
+    def of(cls, pool: Any) -> EngineSummary:
+        """What an :class:`~rsft.generation.engines.pool.EnginePool` did in a run."""
+        return cls(
+            backend="vllm" if pool.vllm else "transformers",
+            starts_s=pool.starts,
+            adapter_loads_s=pool.adapter_loads,
+            model_reload="lora" if pool.lora else "restart",
+        )
+
     def _items(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
@@ -272,3 +291,46 @@ class RFTResult(_Record):
     @classmethod
     def read(cls, path: Path) -> RFTResult:
         return cls.from_json(_read(path))
+
+
+@dataclass(eq=False)
+class HeldOutOutcomes:
+    """Per held-out prompt, in the prompts' order: what a comparison pairs two arms on.
+
+    Read from a model's ``eval_generations.jsonl``: the greedy answer's correctness, and
+    with ``eval.k`` > 0 how many of the ``samples`` sampled answers were right and whether
+    the majority answer was (None where the verifier reads no answer); the prompt's group
+    where ``data.group_column`` names one.
+    """
+
+    prompt_ids: list[str]
+    correct: list[bool]
+    samples: int = 0
+    sampled_correct: list[int] | None = None
+    majority_correct: list[bool] | None = None
+    groups: list[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def read(cls, path: Path) -> HeldOutOutcomes:
+        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+        first = rows[0] if rows else {}
+
+        def column(key: str) -> list | None:
+            return [r[key] for r in rows] if key in first else None
+
+        return cls(
+            prompt_ids=[r["prompt_id"] for r in rows],
+            correct=[bool(r["correct"]) for r in rows],
+            samples=int(first.get("sampled", 0)),
+            sampled_correct=column("sampled_correct"),
+            majority_correct=column("majority_correct"),
+            groups=column("group"),
+        )
+
+
+def final_eval_file(run_dir: Path, rounds: int) -> Path:
+    """The per-prompt file of a run's final model: the last round's, or the base model's."""
+    return Path(run_dir) / f"round_{rounds}" / "eval_generations.jsonl"

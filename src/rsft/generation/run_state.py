@@ -23,7 +23,7 @@ from rsft import __version__
 from rsft.atomic import atomic_write_text
 from rsft.config import ConfigError, to_dict
 from rsft.generation.config import RFTConfig
-from rsft.same_run import check_same_data, data_digest, describe_changes, run_identity
+from rsft.same_run import check_same_data, data_digest, describe_changes, run_identity, without
 
 # The files and folders a run reads, whose edits between a kill and the rerun are refused.
 DATA_FIELDS = ("data.train", "data.eval", "model.path")
@@ -33,6 +33,30 @@ DATA_FIELDS = ("data.train", "data.eval", "model.path")
 RUN_FILES = ("results.json", "summary.md", "pass_at_1.png", "config.yaml")
 RUN_FOLDERS = ("engines",)
 DELETING = ".del-"  # a folder being deleted is renamed to this prefix + its name first
+
+
+# Options added after runs were first recorded, with their defaults: left out of the hash
+# when at the default, so a run from before they existed (which computed the same) resumes.
+LATER_OPTIONS: dict[str, Any] = {
+    "train_on": "accepted",
+    "model.revision": None,
+    "data.solution_column": None,
+    "data.group_column": None,
+    "data.train_split": "train",
+    "data.eval_split": "test",
+    "data.subset": None,
+    "data.revision": None,
+    "data.answer_pattern": None,
+}
+
+
+def _get(options: dict[str, Any], name: str, default: Any) -> Any:
+    node: Any = options
+    for key in name.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -50,12 +74,17 @@ def options_hash(options: dict[str, Any]) -> str:
         options = {**options, "eval": {k: v for k, v in ev.items() if k != "threshold"}}
     if not sft.get("trl"):  # likewise sft.trl, when it passes nothing to TRL
         options = {**options, "sft": {k: v for k, v in sft.items() if k != "trl"}}
+    at_default = [k for k, v in LATER_OPTIONS.items() if _get(options, k, v) == v]
+    options = without(json.loads(json.dumps(options)), at_default)
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_output(cfg: RFTConfig, out: Path, say: Callable[[str], None]) -> None:
+def prepare_output(
+    cfg: RFTConfig, out: Path, say: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, dict]]:
     """Check that ``out`` is empty or holds this very run (``resume: auto``), or clear the
-    earlier run (``resume: never``); then record this run's options and data."""
+    earlier run (``resume: never``); then record this run's options and data (returned:
+    its identity options and data digests)."""
     options, digest = run_identity(cfg), data_digest(cfg, DATA_FIELDS)
     state_path = out / "state.json"
     if cfg.resume == "never":
@@ -68,6 +97,7 @@ def prepare_output(cfg: RFTConfig, out: Path, say: Callable[[str], None]) -> Non
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg)))
     state = {"config_hash": options_hash(options), "config": options, "data": digest}
     write_json(state_path, {**state, "rsft_version": __version__})
+    return options, digest
 
 
 def check_same_run(
@@ -119,3 +149,22 @@ def _is_round(name: str) -> bool:
 
 def _ours(name: str) -> bool:
     return _is_round(name) or name in RUN_FOLDERS
+
+
+def finished_as(cfg: RFTConfig, out: Path) -> bool:
+    """Whether ``out`` holds a finished run (results.json) of this very run: the same
+    identity, data and rsft version (what ``rsft compare`` reuses)."""
+    state_path = out / "state.json"
+    if not ((out / "results.json").is_file() and state_path.is_file()):
+        return False
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        rounds = len(json.loads((out / "results.json").read_text(encoding="utf-8"))["rounds"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return (
+        rounds == cfg.rounds  # more rounds continue a run: it is not finished
+        and state.get("rsft_version") == __version__
+        and state.get("config_hash") == options_hash(run_identity(cfg))
+        and state.get("data") == data_digest(cfg, DATA_FIELDS)
+    )

@@ -4,9 +4,9 @@ Each problem comes from a template (a phrasing and a two-step computation mixing
 with numbers drawn per item, and carries a worked reference solution (``solution``: the
 steps, then ``Answer: <n>``) besides its final ``answer``. The prompt asks for brief
 reasoning and a last line ``Answer: <n>``; the numeric verifier reads the last number. Some
-templates appear only in the held-out set (``seen: false``), so a comparison also shows
-whether what is learned carries over to phrasings never trained on. Training and held-out
-problems are disjoint (no held-out question text appears in training).
+templates appear only in the held-out set (``seen: false``, ``phrasing: unseen``), so a
+comparison also shows whether what is learned carries over to phrasings never trained on.
+Training and held-out problems are disjoint (no held-out question text appears in training).
 """
 
 from __future__ import annotations
@@ -112,6 +112,9 @@ HELD_OUT_TEMPLATES = (
 )  # fmt: skip
 
 
+FIELDS = ("prompt", "answer", "solution", "template", "seen", "phrasing")
+
+
 def problem(template: Template, a: int, b: int, c: int, seen: bool) -> dict:
     """One row: the prompt, the final answer, the worked solution, and where it came from."""
     question = template.question.format(a=a, b=b, c=c)
@@ -122,6 +125,7 @@ def problem(template: Template, a: int, b: int, c: int, seen: bool) -> dict:
         "solution": " ".join(steps) + f"\nAnswer: {answer}",
         "template": template.name,
         "seen": seen,
+        "phrasing": "seen" if seen else "unseen",  # data.group_column of a comparison
     }
 
 
@@ -162,7 +166,13 @@ def prepare_word_problems(
     force: bool = False,
 ) -> dict[str, str]:
     """Write ``train.jsonl`` and ``eval.jsonl`` under ``out`` and SmolLM2 in ``out/model``."""
-    options = {"task": "word_problems", "n_train": n_train, "n_eval": n_eval, "seed": seed}
+    options = {
+        "task": "word_problems",
+        "n_train": n_train,
+        "n_eval": n_eval,
+        "seed": seed,
+        "fields": list(FIELDS),  # a folder written with other fields is written again
+    }
     return prepare_prompts(
         out,
         options,

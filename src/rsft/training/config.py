@@ -36,10 +36,10 @@ class ModelConfig:
 
     path: str = opt(
         "",
-        help="A transformers model folder, an rsft checkpoint folder, or the "
-        "import path 'pkg.module:Class' of a torch module (built with kwargs). An import path "
-        "imports and runs that code; a folder runs none unless trust_remote_code is set "
-        "(docs/security.md).",
+        help="A transformers model folder or its Hub name org/name, an rsft checkpoint "
+        "folder, or the import path 'pkg.module:Class' of a torch module (built with kwargs). "
+        "An import path imports and runs that code; a folder runs none unless "
+        "trust_remote_code is set (docs/security.md).",
     )
     kwargs: dict[str, Any] = opt(factory=dict, help="Keyword arguments for an import-path model.")
     trust_remote_code: bool = opt(
@@ -73,6 +73,9 @@ class ModelConfig:
     trainable_patterns: list[str] = opt(
         factory=list,
         help="Glob patterns of parameters that always train, whatever the policy (e.g. '*.bias').",
+    )
+    revision: str | None = opt(
+        None, help="A model.path named by Hub name: its branch, tag or commit (default: main)."
     )
 
     def __post_init__(self) -> None:
