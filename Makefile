@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo demo-llm demo-llm-transformers vllm-env test test-engine test-all lint bench clean
+.PHONY: demo demo-llm demo-llm-arithmetic demo-llm-transformers vllm-env test test-engine test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -43,11 +43,18 @@ $(VLLM_VENV)/.installed:
 
 vllm-env: $(VLLM_VENV)/.installed
 
+# Does rejection sampling beat plain fine-tuning? base, sft-reference, rft and random on the
+# embedded word problems, side by side with intervals, on vLLM engines.
 demo-llm: $(VENV)/.installed $(VLLM_VENV)/.installed
+	$(VENV)/bin/rsft prepare word-problems --out data/word-problems
+	$(VENV)/bin/rsft compare --config configs/word_problems_compare.yaml
+
+# The earlier demo: two rounds of RFT on two-digit addition, with a random control.
+demo-llm-arithmetic: $(VENV)/.installed $(VLLM_VENV)/.installed
 	$(VENV)/bin/rsft prepare arithmetic --out data/arithmetic
 	$(VENV)/bin/rsft rft --config configs/arithmetic_rft.yaml
 
-# The same run with transformers' generate in rsft's own process (no vLLM needed).
+# The arithmetic run with transformers' generate in rsft's own process (no vLLM needed).
 demo-llm-transformers: $(VENV)/.installed
 	$(VENV)/bin/rsft prepare arithmetic --out data/arithmetic
 	$(VENV)/bin/rsft rft --config configs/arithmetic_rft.yaml generation.backend=transformers \

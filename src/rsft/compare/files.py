@@ -92,7 +92,7 @@ def write_results(
         "summary_csv": out / "summary.csv",
     }
     atomic_write_text(paths["json"], json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    flat = frozenset({"history", "test_correct"})  # per-epoch and per-item lists: JSON only
+    flat = frozenset({"history", "test_correct", "outcomes"})  # lists per epoch, item: JSON only
     atomic_write_text(paths["csv"], _csv_text(records, skip=flat))
     atomic_write_text(paths["summary_csv"], _csv_text(rows))
     if table is not None:

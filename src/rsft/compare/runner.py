@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from accelerate import Accelerator
 
@@ -66,11 +66,19 @@ def _record(method: str, seed: int, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+GENERATION_ONLY = frozenset(
+    {"generation", "engine", "verifier", "selection", "sft", "rounds", "train_on", "start_from"}
+)
+"""Top-level keys only an ``rsft rft`` config has: a base with one makes RFT arms."""
+
+
 @section("")
 @dataclass
 class CompareConfig:
     base: dict[str, Any] = opt(
-        factory=dict, help="The train config shared by every method (the options of rsft train)."
+        factory=dict,
+        help="The config shared by every method: the options of rsft train, or of rsft rft "
+        "(then every method is an RFT arm: see level).",
     )
     methods: dict[str, Any] = opt(
         factory=dict,
@@ -80,6 +88,19 @@ class CompareConfig:
     seeds: list[int] = opt(factory=lambda: [0, 1, 2], help="Every method runs once per seed.")
     baseline: str = opt("plain", help="The method the others are compared against.")
     output_dir: str = opt("runs/compare", help="Results, table, plot, and one folder per run.")
+    level: Literal["auto", "training", "generation"] = opt(
+        "auto",
+        help="training: methods are rsft train configs; generation: rsft rft configs (arms "
+        "such as base, sft-reference, rft, random); auto: generation when base has a section "
+        "only rsft rft has (generation, selection, sft, verifier, engine, rounds, train_on).",
+    )
+
+    @property
+    def generation(self) -> bool:
+        """Whether the methods are RFT arms (``rsft rft`` configs)."""
+        if self.level != "auto":
+            return self.level == "generation"
+        return bool(set(self.base) & GENERATION_ONLY)
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -168,7 +189,12 @@ def _run_summary(method: str, seed: int, result: dict[str, Any], reused: bool) -
 
 def run_compare(cfg: CompareConfig, accelerator: Accelerator | None = None) -> dict[str, Any]:
     """Run the grid, then write results.json/csv, summary.csv, compare.png and print the
-    table; ``output_dir`` is locked meanwhile (:mod:`rsft.output_lock`)."""
+    table; ``output_dir`` is locked meanwhile (:mod:`rsft.output_lock`). RFT arms
+    (:attr:`CompareConfig.generation`) run in :mod:`rsft.compare.rft_runner`."""
+    if cfg.generation:
+        from rsft.compare.rft_runner import run_rft_compare
+
+        return run_rft_compare(cfg)
     runs = build_runs(cfg)
     accelerator = accelerator or Accelerator()
     main = accelerator.is_main_process
