@@ -18,10 +18,7 @@ from pathlib import Path
 
 from rsft.tasks.prompt_files import prepare_prompts
 
-INSTRUCTION = (
-    "Think briefly, step by step, then give the final answer on the last line as "
-    "'Answer: <number>'."
-)
+INSTRUCTION = "Answer with the calculation, then a last line 'Answer: <number>'."
 
 
 @dataclass(frozen=True)
@@ -34,30 +31,31 @@ class Template:
     solve: Callable[[int, int, int], tuple[list[str], int]]  # (steps, answer)
 
 
+# Small numbers: SmolLM2-135M-Instruct solves about one problem in seven greedily (and
+# about none with two-digit operands), so the arms of a comparison have room to differ.
 def _small(rng: random.Random) -> tuple[int, int, int]:
-    """a, b for a product (2-9 × 3-12), c small enough to keep the answer positive."""
-    a, b = rng.randint(2, 9), rng.randint(3, 12)
-    return a, b, rng.randint(1, min(20, a * b - 1))
+    """a × b with a, b in 2-6; c keeps the answer positive."""
+    a, b = rng.randint(2, 6), rng.randint(2, 6)
+    return a, b, rng.randint(1, min(9, a * b - 1))
 
 
 def _sums(rng: random.Random) -> tuple[int, int, int]:
-    a, b = rng.randint(12, 60), rng.randint(5, 40)
-    return a, b, rng.randint(3, a + b - 1)
+    a, b = rng.randint(2, 9), rng.randint(2, 9)
+    return a, b, rng.randint(1, min(9, a + b - 1))
 
 
 def _two_takes(rng: random.Random) -> tuple[int, int, int]:
-    a = rng.randint(30, 90)
-    b = rng.randint(5, a // 2)
-    return a, b, rng.randint(3, a - b - 1)
+    a, b = rng.randint(10, 20), rng.randint(2, 5)
+    return a, b, rng.randint(1, min(5, a - b - 1))
 
 
 def _scaled_sum(rng: random.Random) -> tuple[int, int, int]:
-    return rng.randint(3, 20), rng.randint(2, 15), rng.randint(2, 6)
+    return rng.randint(2, 9), rng.randint(1, 6), rng.randint(2, 4)
 
 
 def _shared_out(rng: random.Random) -> tuple[int, int, int]:
-    b, c = rng.randint(2, 6), rng.randint(2, 7)
-    return rng.randint(b * c + 1, b * c + 40), b, c
+    b, c = rng.randint(2, 4), rng.randint(2, 4)
+    return rng.randint(b * c + 1, b * c + 12), b, c
 
 
 def _plus_minus(a: int, b: int, c: int) -> tuple[list[str], int]:
@@ -112,7 +110,8 @@ HELD_OUT_TEMPLATES = (
 )  # fmt: skip
 
 
-FIELDS = ("prompt", "answer", "solution", "template", "seen", "phrasing")
+VERSION = 2
+"""Bumped whenever the rows written change (fields, numbers, the instruction)."""
 
 
 def problem(template: Template, a: int, b: int, c: int, seen: bool) -> dict:
@@ -171,7 +170,7 @@ def prepare_word_problems(
         "n_train": n_train,
         "n_eval": n_eval,
         "seed": seed,
-        "fields": list(FIELDS),  # a folder written with other fields is written again
+        "version": VERSION,  # a folder written by another version is written again
     }
     return prepare_prompts(
         out,
