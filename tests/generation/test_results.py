@@ -101,3 +101,33 @@ def test_the_report_reads_fields():
     assert "| pass@4 after | distinct-2 after | random control pass@1 |" in table
     assert "| 1 | 32 | 6 (19%) | 5 | 4/8 | 25.0% → 50.0% | 50.0% | 0.75 | - |" in table
     assert "2 candidate(s) failed to score, 2 of them past verifier.timeout" in table
+
+
+def test_maj_at_k_and_groups_round_trip_and_older_files_have_neither():
+    data = dict(EVAL, **{"maj@4": 0.375, "pass@1_by_group": {"seen": 0.5, "unseen": 0.0}})
+    ev = HeldOutEval.from_json(data)
+    assert ev.maj_at_k == 0.375 and ev.groups == {"seen": 0.5, "unseen": 0.0}
+    assert ev.to_json() == data
+    old = HeldOutEval.from_json(EVAL)
+    assert old.maj_at_k is None and old.groups is None and old.to_json() == EVAL
+
+
+def test_held_out_outcomes_read_what_evaluation_writes(tmp_path):
+    from rsft.generation.results import HeldOutOutcomes
+
+    rows = [
+        {"prompt_id": "eval-0", "completion": "7", "correct": True, "group": "seen",
+         "sampled": 4, "sampled_correct": 3, "majority": "7.0", "majority_correct": True},
+        {"prompt_id": "eval-1", "completion": "x", "correct": False, "group": "unseen",
+         "sampled": 4, "sampled_correct": 0, "majority": None, "majority_correct": False},
+    ]  # fmt: skip
+    path = tmp_path / "eval_generations.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    o = HeldOutOutcomes.read(path)
+    assert o.prompt_ids == ["eval-0", "eval-1"] and o.correct == [True, False]
+    assert (o.samples, o.sampled_correct, o.majority_correct) == (4, [3, 0], [True, False])
+    assert o.groups == ["seen", "unseen"]
+    greedy_only = tmp_path / "greedy.jsonl"
+    greedy_only.write_text(json.dumps({"prompt_id": "a", "completion": "", "correct": 0}) + "\n")
+    g = HeldOutOutcomes.read(greedy_only)
+    assert g.samples == 0 and g.sampled_correct is None and g.groups is None

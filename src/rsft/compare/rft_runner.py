@@ -37,8 +37,14 @@ class Arm:
     cfg: RFTConfig
 
 
+def _generates(run_cfg: RFTConfig) -> bool:
+    return run_cfg.rounds > 0 and run_cfg.train_on != "reference"
+
+
 def build_rft_runs(cfg: Any) -> list[Arm]:
-    """Every (arm, seed) config, seeds outer, validated before any run starts."""
+    """Every (arm, seed) config, validated before any run starts, in the order they run:
+    seeds outer, and within a seed the arms that generate first, so the first one evaluates
+    the base model and draws the candidates on one engine and the others copy both."""
     runs = []
     for seed in cfg.seeds:
         for method, over in cfg.methods.items():
@@ -52,7 +58,7 @@ def build_rft_runs(cfg: Any) -> list[Arm]:
             except ConfigError as err:
                 raise ConfigError(f"method {method!r}: {err}") from err
             runs.append(Arm(method, seed, run_cfg))
-    return runs
+    return sorted(runs, key=lambda a: (cfg.seeds.index(a.seed), not _generates(a.cfg)))
 
 
 def _resumes(run_cfg: RFTConfig) -> bool:
@@ -117,6 +123,7 @@ def _run_arms(cfg: Any, runs: list[Arm]) -> dict[str, Any]:
         outcomes.setdefault(arm.method, []).append(o)
         records.append(_record(arm, result, o, reused))
         say(f"  {arm.method} seed {arm.seed}: greedy pass@1 {100 * records[-1]['pass@1']:.1f}%")
+    outcomes = {m: outcomes[m] for m in cfg.methods}  # the table in the config's order
     summaries = summarize_arms(outcomes, cfg.baseline)
     sizes = {m: [r["trained_on"] for r in records if r["method"] == m] for m in outcomes}
     for s in summaries:

@@ -362,9 +362,7 @@ class RFTPipeline:
             rows.append(RoundResult(rnd, stats, before, after, control_eval))
             if fresh:
                 self.trackers.log(rft_round_metrics(rows[-1]), step=rnd)
-            self._say(
-                f"round {rnd}: kept {stats.kept} of {stats.candidates} candidates; {after.line()}"
-            )
+            self._say(f"round {rnd}: {stats.line()}; {after.line()}")
             before, current = after, model
         if self.engines.starts:
             self.timings["engine_start"] = sum(self.engines.starts)

@@ -179,6 +179,12 @@ class RoundSelection(_Record):
     def read(cls, path: Path) -> RoundSelection:
         return cls.from_json(_read(path))
 
+    def line(self) -> str:
+        """``kept 23 of 512 candidates`` (``trained on 128 reference solutions``)."""
+        if self.rule.get("rule") == "reference":
+            return f"trained on {self.kept} reference solutions"
+        return f"kept {self.kept} of {self.candidates} candidates"
+
 
 @dataclass(eq=False)
 class RoundResult(_Record):

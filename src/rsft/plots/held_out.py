@@ -57,7 +57,11 @@ def plot_coverage(arms: Arms, out_png: str | os.PathLike[str]) -> Path | None:
         ax.plot(range(1, len(ys) + 1), [100 * y for y in ys], "o-", ms=3, label=arm)
     ax.set_xlabel("k (samples per held-out prompt)")
     ax.set_ylabel("pass@k (%)")
-    ax.set_xscale("log", base=2)
+    n = max(len(coverage_curve(runs)) for runs in arms.values())
+    if n > 16:  # many samples: k on a log scale, as the RFT paper draws it
+        ax.set_xscale("log", base=2)
+    else:
+        ax.set_xticks(range(1, n + 1))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
