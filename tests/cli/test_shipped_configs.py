@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from rsft.compare.rft_runner import build_rft_runs
 from rsft.compare.runner import CompareConfig, build_runs
 from rsft.config import from_dict, load_yaml
 from rsft.generation.config import RFTConfig
@@ -19,8 +20,10 @@ def test_config_parses_and_shows_its_command(path):
     assert first.startswith(f"# rsft {kind} --config configs/{path.name}")
     data = load_yaml(path)
     if kind == "compare":
-        runs = build_runs(from_dict(CompareConfig, data))
+        cfg = from_dict(CompareConfig, data)
+        runs = build_rft_runs(cfg) if cfg.generation else build_runs(cfg)
         assert len(runs) == len(data["methods"]) * len(data["seeds"])
+        assert cfg.baseline in data["methods"]
     elif kind == "rft":
         assert from_dict(RFTConfig, data).model.path
     else:
