@@ -126,6 +126,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_lm, tmp_path):
     assert not sft_processes(tmp_path)
 
 
+@pytest.mark.slow  # LoRA under launch (plain SFT on 2 processes stays in make test)
 def test_lora_on_two_processes_is_merged_like_one(tiny_lm, tmp_path):
     """LoRA under DDP: the main process merges the adapters. Without dropout the merged
     weights equal one process's (with sft.lora_dropout > 0 each process draws its own masks,
@@ -325,6 +326,7 @@ def start_parent(tiny_lm: str, root: Path, epochs: float) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # a full pipeline run under launch, interrupted (make test-all)
 def test_ctrl_c_in_the_pipeline_stops_every_process(tiny_lm, tmp_path):
     proc = start_parent(tiny_lm, tmp_path, epochs=500)  # minutes: stopped long before
     log = tmp_path / "sft" / "sft.log"
@@ -340,6 +342,7 @@ def test_ctrl_c_in_the_pipeline_stops_every_process(tiny_lm, tmp_path):
     assert not wait_gone(tmp_path, 5)
 
 
+@pytest.mark.slow  # two pipeline runs under launch, one killed (make test-all)
 def test_a_sigkilled_pipeline_takes_its_children_along_and_resumes(tiny_lm, tmp_path, killer):
     """SIGKILL the pipeline after TRL's first checkpoint: no process is left, and the rerun
     resumes from that checkpoint and ends with an uninterrupted run's losses."""
@@ -361,6 +364,7 @@ def test_a_sigkilled_pipeline_takes_its_children_along_and_resumes(tiny_lm, tmp_
     assert re.search(r"resuming the fine-tuning from \S+/checkpoint-(4|8|12|16|20)\n", log)
 
 
+@pytest.mark.slow  # a killed stage resumed on another process count (make test-all)
 def test_a_stage_killed_on_one_process_resumes_on_two(tiny_lm, tmp_path, monkeypatch):
     """sft.processes is not part of a run's identity: a stage stopped in step 7 of a
     1-process run (checkpoint 4 saved) ends on 2 processes with the uninterrupted
