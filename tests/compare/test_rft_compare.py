@@ -100,6 +100,8 @@ def test_arms_run_once_share_stages_and_are_reused(compare_config, capsys):
     assert "6 held-out prompts × 1 seed(s)" in table and "Smallest difference" in table
     for name in ("json", "csv", "summary_csv", "table", "coverage", "solve_rates"):
         assert Path(out["files"][name]).is_file(), name
+    trained = {r["method"]: r["trained_on"] for r in out["records"]}
+    assert trained == {"base": 0, "sft-reference": len(refs), "rft": kept, "random": kept}
     saved = json.loads((root / "results.json").read_text())
     assert {r["method"] for r in saved["records"]} == set(ARMS)
     assert all(len(r["outcomes"]["correct"]) == 6 for r in saved["records"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsft.atomic import read_jsonl
 from rsft.compare.arms import per_prompt, summarize_arms
 from rsft.compare.arms_table import format_arm_table
 from rsft.compare.files import write_results
@@ -76,14 +77,20 @@ def _resumes(run_cfg: RFTConfig) -> bool:
     return True
 
 
+def _trained_on(arm: Arm) -> int:
+    """How many records the last round fine-tuned on (its accepted.jsonl: the kept
+    candidates, the references, or both)."""
+    path = Path(arm.cfg.output_dir) / f"round_{arm.cfg.rounds}" / "accepted.jsonl"
+    return len(read_jsonl(path)) if arm.cfg.rounds and path.is_file() else 0
+
+
 def _record(arm: Arm, result: RFTResult, outcomes: HeldOutOutcomes, reused: bool) -> dict:
-    last = result.rounds[-1].selection if result.rounds else None
     means = {name: sum(v) / len(v) for name, v in per_prompt(outcomes).items()}
     return {
         "method": arm.method,
         "seed": arm.seed,
         **means,
-        "trained_on": last.kept if last else 0,
+        "trained_on": _trained_on(arm),
         "candidates": sum(r.selection.candidates for r in result.rounds),
         "wall_time": sum(result.timings.values()),
         "reused": reused,
