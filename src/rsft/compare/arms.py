@@ -47,7 +47,9 @@ class Estimate:
 
     @classmethod
     def of(cls, matrix: np.ndarray) -> Estimate:
-        return cls(*interval_of(matrix))
+        """The mean and interval of a metric in [0, 1], the interval clipped to that range."""
+        mean, low, high, kind = interval_of(matrix)
+        return cls(mean, max(0.0, low), min(1.0, high), kind)
 
 
 @dataclass
