@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsft.atomic import atomic_write_text
+from rsft.atomic import atomic_write_text, read_jsonl
 
 _PASS_AT = re.compile(r"pass@(\d+)")
 _DISTINCT = re.compile(r"distinct_(\d+)")
@@ -321,7 +321,7 @@ class HeldOutOutcomes:
 
     @classmethod
     def read(cls, path: Path) -> HeldOutOutcomes:
-        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+        rows = read_jsonl(path)
         first = rows[0] if rows else {}
 
         def column(key: str) -> list | None:

@@ -23,7 +23,14 @@ from rsft import __version__
 from rsft.atomic import atomic_write_text
 from rsft.config import ConfigError, to_dict
 from rsft.generation.config import RFTConfig
-from rsft.same_run import check_same_data, data_digest, describe_changes, run_identity, without
+from rsft.same_run import (
+    as_saved,
+    check_same_data,
+    data_digest,
+    describe_changes,
+    run_identity,
+    without,
+)
 
 # The files and folders a run reads, whose edits between a kill and the rerun are refused.
 DATA_FIELDS = ("data.train", "data.eval", "model.path")
@@ -75,7 +82,7 @@ def options_hash(options: dict[str, Any]) -> str:
     if not sft.get("trl"):  # likewise sft.trl, when it passes nothing to TRL
         options = {**options, "sft": {k: v for k, v in sft.items() if k != "trl"}}
     at_default = [k for k, v in LATER_OPTIONS.items() if _get(options, k, v) == v]
-    options = without(json.loads(json.dumps(options)), at_default)
+    options = without(as_saved(options), at_default)
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsft.same_run import without
+from rsft.atomic import atomic_target
+from rsft.same_run import as_saved, without
 
 # What neither shared stage reads: how candidates are chosen and learned from.
 _LEARNING = (
@@ -60,7 +60,7 @@ FIRST_CANDIDATES = Stage(
 
 def stage_key(stage: Stage, options: dict[str, Any], digest: dict[str, Any]) -> str:
     """A hash of what ``stage`` reads: a run's identity options and its data digests."""
-    own = without(json.loads(json.dumps(options)), stage.ignores)
+    own = without(as_saved(options), stage.ignores)
     data = {k: v for k, v in digest.items() if k in stage.data}
     text = json.dumps({"options": own, "data": data}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -82,10 +82,8 @@ def borrow(
         if stage_key(stage, recorded.get("config", {}), recorded.get("data", {})) != key:
             continue
         for name in reversed(stage.files):  # the marker last: a kill leaves it undone
-            target = out / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(Path(donor) / name, tmp)
-            os.replace(tmp, target)
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_target(out / name) as tmp:
+                shutil.copyfile(Path(donor) / name, tmp)
         return Path(donor)
     return None

@@ -52,12 +52,12 @@ def plot_coverage(arms: Arms, out_png: str | os.PathLike[str]) -> Path | None:
         return None
     fig = new_figure(figsize=(5.5, 3.6))
     ax = fig.subplots()
-    for arm, runs in arms.items():
-        ys = coverage_curve(runs)
+    curves = {arm: coverage_curve(runs) for arm, runs in arms.items()}
+    for arm, ys in curves.items():
         ax.plot(range(1, len(ys) + 1), [100 * y for y in ys], "o-", ms=3, label=arm)
     ax.set_xlabel("k (samples per held-out prompt)")
     ax.set_ylabel("pass@k (%)")
-    n = max(len(coverage_curve(runs)) for runs in arms.values())
+    n = max(len(ys) for ys in curves.values())
     if n > 16:  # many samples: k on a log scale, as the RFT paper draws it
         ax.set_xscale("log", base=2)
     else:
